@@ -1,0 +1,198 @@
+//! The typed values that flow out of the engine: requests' parameters, streamed deltas,
+//! and what an answer cost. Every consumer (CLI, desktop shell, API server, history) reads
+//! these; streams carry deltas, never the accumulated text.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    /// The thinking of an earlier assistant turn; sent back to the model only when the
+    /// conversation keeps thoughts in context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), reasoning: None }
+    }
+}
+
+/// Whether the model should think before answering, where its template lets us choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkMode {
+    On,
+    Off,
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for ThinkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!("unknown thinking mode '{other}' (on, off, auto)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: i32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// None: a random seed is drawn and reported, so any run can be replayed.
+    pub seed: Option<u32>,
+    pub max_tokens: u32,
+    pub stop: Vec<String>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        // llama.cpp's own defaults, so answers match what users see elsewhere.
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: None,
+            max_tokens: 512,
+            stop: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model ended its answer (end-of-generation token).
+    Eos,
+    MaxTokens,
+    /// One of the request's stop strings appeared.
+    StopString,
+    Cancelled,
+    /// The context window filled up during generation.
+    ContextFull,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Eos => "eos",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::StopString => "stop_string",
+            StopReason::Cancelled => "cancelled",
+            StopReason::ContextFull => "context_full",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    /// Prompt tokens whose KV cache was reused from the previous turn.
+    pub cached_prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub reasoning_tokens: u32,
+    pub answer_tokens: u32,
+}
+
+/// What one answer cost, measured (never estimated, except energy, whose method is named).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// From the request reaching the engine to the first streamed token.
+    pub ttft_ms: f64,
+    pub prompt_eval_ms: f64,
+    pub prompt_tps: f64,
+    pub gen_ms: f64,
+    pub gen_tps: f64,
+    pub wall_ms: f64,
+    /// Thinking time is measured from the request, not from the first thought.
+    pub thinking_ms: f64,
+    pub answer_ms: f64,
+    pub threads: u32,
+    pub peak_rss_bytes: u64,
+    pub cpu_seconds: f64,
+    pub energy_wh: f64,
+    pub energy_thinking_wh: f64,
+    pub energy_answer_wh: f64,
+    /// "rapl" or "cpu-time" (CPU seconds × watts per core).
+    pub energy_method: String,
+    /// Oldest turns dropped so the conversation fits the context.
+    pub dropped_messages: u32,
+    pub seed: u32,
+    pub template: String,
+    /// Reasoning format detected for this answer ("none" when the model does not think).
+    pub reasoning_format: String,
+    pub thinking: ThinkMode,
+    /// Thinking token count at which the budget forced the answer, if it did.
+    pub budget_cut_at: Option<u32>,
+    /// Generation stopped while still thinking (no closing marker).
+    pub reasoning_cut_off: bool,
+    /// Tokens saved by not sending earlier turns' thinking back to the model.
+    pub thoughts_dropped_tokens: u32,
+}
+
+/// One event of a streamed answer. Text events are deltas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatEvent {
+    Started {
+        request_id: String,
+        model: String,
+        seed: u32,
+        reasoning_format: String,
+        prompt_tokens: u32,
+        cached_prompt_tokens: u32,
+    },
+    Reasoning {
+        text: String,
+    },
+    Token {
+        text: String,
+    },
+    Done {
+        stop_reason: StopReason,
+        usage: Usage,
+        metrics: Metrics,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+}

@@ -1,0 +1,18 @@
+//! Conclave's core: everything the CLI, the desktop shell and the API server share.
+//! No Tauri, no llama.cpp: inference runs in `conclave-worker` child processes that
+//! [`engine`] spawns and talks to over framed JSON.
+
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod gguf;
+pub mod history;
+pub mod metrics;
+pub mod models;
+pub mod paths;
+pub mod protocol;
+pub mod reasoning;
+pub mod template;
+
+pub use error::{CoreError, ErrorCode};
+pub use events::{ChatEvent, Message, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
