@@ -1,0 +1,515 @@
+//! Prompt decoding with prefix reuse, sampling, budget forcing, cancellation and the raw
+//! llama-bench-style measurement.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::mpsc::{self, TryRecvError};
+use std::time::{Duration, Instant};
+
+use conclave_core::events::{SamplingParams, StopReason};
+use conclave_core::protocol::{
+    BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget, WorkerEvent,
+    WorkerRequest,
+};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use rand::Rng;
+
+use crate::text::{StopCheck, StopMatcher, Utf8Stream};
+use crate::{Incoming, Out};
+
+/// Prompt tokens decoded per llama_decode call. Small enough that a cancel during a long
+/// prompt lands within a fraction of a second on two cores, large enough to keep the
+/// matrix kernels efficient.
+const PROMPT_CHUNK: usize = 256;
+
+/// Requests waiting while one is being served, fed by the stdin reader thread.
+pub struct Queue {
+    rx: mpsc::Receiver<Incoming>,
+    pending: VecDeque<Incoming>,
+    closed: bool,
+}
+
+impl Queue {
+    pub fn new(rx: mpsc::Receiver<Incoming>) -> Self {
+        Self { rx, pending: VecDeque::new(), closed: false }
+    }
+
+    pub fn next_blocking(&mut self) -> Option<Incoming> {
+        if let Some(next) = self.pending.pop_front() {
+            return Some(next);
+        }
+        if self.closed {
+            return None;
+        }
+        self.rx.recv().ok()
+    }
+
+    /// True when the running request `id` should stop: cancelled, or the core went away.
+    fn should_stop(&mut self, id: u64) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Incoming::Request(WorkerRequest::Cancel { id: c })) if c == id => return true,
+                Ok(Incoming::Request(WorkerRequest::Cancel { id: c })) => {
+                    // A queued request cancelled before it started simply never runs.
+                    self.pending.retain(|p| {
+                        !matches!(p, Incoming::Request(WorkerRequest::Generate(g)) if g.id == c)
+                    });
+                }
+                Ok(other) => self.pending.push_back(other),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+pub struct Generator {
+    backend: &'static LlamaBackend,
+    model: &'static LlamaModel,
+    ctx: LlamaContext<'static>,
+    n_ctx: u32,
+    threads: u32,
+    /// Tokens whose keys and values are in sequence 0 of the cache, in order.
+    cached: Vec<LlamaToken>,
+}
+
+fn context(
+    backend: &'static LlamaBackend,
+    model: &'static LlamaModel,
+    n_ctx: u32,
+    threads: u32,
+) -> anyhow::Result<LlamaContext<'static>> {
+    let threads = i32::try_from(threads).unwrap_or(1);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(512)
+        .with_n_ubatch(512)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    model
+        .new_context(backend, params)
+        .map_err(|e| anyhow::anyhow!("could not create a context of {n_ctx} tokens: {e}"))
+}
+
+impl Generator {
+    pub fn new(
+        backend: &'static LlamaBackend,
+        model: &'static LlamaModel,
+        n_ctx: u32,
+        threads: u32,
+    ) -> anyhow::Result<Self> {
+        let n_ctx = if n_ctx == 0 { model.n_ctx_train() } else { n_ctx.min(model.n_ctx_train()) };
+        let ctx = context(backend, model, n_ctx, threads)?;
+        Ok(Self { backend, model, ctx, n_ctx, threads, cached: Vec::new() })
+    }
+
+    pub fn ready_info(&self, load_time: Duration) -> ReadyInfo {
+        let vocab = self.model.vocab();
+        let piece = |t: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+        };
+        let meta = |k: &str| self.model.meta_val_str(k).ok().filter(|s| !s.is_empty());
+        ReadyInfo {
+            pid: std::process::id(),
+            load_ms: load_time.as_secs_f64() * 1000.0,
+            n_ctx: self.n_ctx,
+            n_ctx_train: self.model.n_ctx_train(),
+            n_vocab: self.model.n_vocab(),
+            n_params: self.model.n_params(),
+            size_bytes: self.model.size(),
+            threads: self.threads,
+            architecture: meta("general.architecture").unwrap_or_default(),
+            name: meta("general.name"),
+            chat_template: self.model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
+            bos_token: piece(vocab.bos()),
+            eos_token: piece(vocab.eos()),
+            add_bos: vocab.should_add_bos(),
+        }
+    }
+
+    fn tokenize(&self, text: &str, add_bos: bool) -> Vec<LlamaToken> {
+        let vocab = self.model.vocab();
+        let mut tokens = vocab.tokenize(text.as_bytes(), false, true);
+        if add_bos {
+            tokens.insert(0, vocab.bos());
+        }
+        tokens
+    }
+
+    pub fn count_tokens(&self, text: &str) -> u32 {
+        u32::try_from(self.tokenize(text, false).len()).unwrap_or(u32::MAX)
+    }
+
+    fn set_threads(&mut self, threads: u32) -> anyhow::Result<()> {
+        let threads = threads.max(1);
+        if threads != self.threads {
+            // llama-cpp-2 fixes threads at context creation: a new context loses the cache,
+            // which is why the core keeps a model's thread count stable between turns.
+            self.ctx = context(self.backend, self.model, self.n_ctx, threads)?;
+            self.threads = threads;
+            self.cached.clear();
+        }
+        Ok(())
+    }
+
+    /// Decodes `tokens` at positions starting after the cache, in chunks, with logits for
+    /// the last one. Returns false when cancelled between chunks.
+    fn decode_tokens(
+        &mut self,
+        tokens: &[LlamaToken],
+        queue: &mut Queue,
+        id: u64,
+    ) -> anyhow::Result<bool> {
+        let mut batch = LlamaBatch::new(PROMPT_CHUNK.max(tokens.len().min(512)), 1);
+        for (ci, chunk) in tokens.chunks(PROMPT_CHUNK).enumerate() {
+            if ci > 0 && queue.should_stop(id) {
+                return Ok(false);
+            }
+            batch.clear();
+            let last_chunk = (ci + 1) * PROMPT_CHUNK >= tokens.len();
+            for (i, tok) in chunk.iter().enumerate() {
+                let pos = i32::try_from(self.cached.len() + i)?;
+                batch.add(*tok, pos, &[0], last_chunk && i + 1 == chunk.len())?;
+            }
+            self.ctx.decode(&mut batch)?;
+            self.cached.extend_from_slice(chunk);
+        }
+        Ok(true)
+    }
+
+    fn sampler(&self, p: &SamplingParams, seed: u32, grammar: Option<&str>) -> anyhow::Result<LlamaSampler> {
+        let mut chain = Vec::new();
+        if let Some(g) = grammar {
+            chain.push(
+                LlamaSampler::grammar(self.model, g, "root")
+                    .map_err(|e| anyhow::anyhow!("invalid grammar: {e}"))?,
+            );
+        }
+        if p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
+            chain.push(LlamaSampler::penalties(
+                self.model.n_vocab(),
+                p.repeat_last_n,
+                p.repeat_penalty,
+                p.frequency_penalty,
+                p.presence_penalty,
+            ));
+        }
+        if p.temperature <= 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            if p.top_k > 0 {
+                chain.push(LlamaSampler::top_k(p.top_k));
+            }
+            if p.top_p < 1.0 {
+                chain.push(LlamaSampler::top_p(p.top_p, 1));
+            }
+            if p.min_p > 0.0 {
+                chain.push(LlamaSampler::min_p(p.min_p, 1));
+            }
+            chain.push(LlamaSampler::temp(p.temperature));
+            chain.push(LlamaSampler::dist(seed));
+        }
+        Ok(LlamaSampler::chain_simple(chain))
+    }
+
+    pub fn generate(&mut self, req: GenerateRequest, queue: &mut Queue, out: &mut Out) {
+        let id = req.id;
+        if let Err(e) = self.generate_inner(req, queue, out) {
+            // The cache may hold half a batch; start clean next time.
+            self.ctx.clear_kv_cache();
+            self.cached.clear();
+            out.error(Some(id), "generation_failed", format!("{e:#}"));
+        }
+    }
+
+    fn generate_inner(
+        &mut self,
+        req: GenerateRequest,
+        queue: &mut Queue,
+        out: &mut Out,
+    ) -> anyhow::Result<()> {
+        let id = req.id;
+        self.set_threads(req.threads)?;
+        let prompt = self.tokenize(&req.prompt, req.add_bos);
+        let n_prompt = prompt.len();
+        if prompt.is_empty() {
+            out.error(Some(id), "empty_prompt", "the rendered prompt has no tokens");
+            return Ok(());
+        }
+        if n_prompt + 1 >= self.n_ctx as usize {
+            out.send(&WorkerEvent::Error {
+                id: Some(id),
+                code: "context_overflow".into(),
+                message: format!(
+                    "the prompt has {n_prompt} tokens and the context holds {}",
+                    self.n_ctx
+                ),
+                prompt_tokens: Some(u32::try_from(n_prompt).unwrap_or(u32::MAX)),
+            });
+            return Ok(());
+        }
+
+        // Prefix reuse: keep the cache up to the first token that differs, and always
+        // decode at least the last prompt token so that we have its logits.
+        let t0 = Instant::now();
+        let mut common = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        common = common.min(n_prompt - 1);
+        if self.ctx.kv_cache_seq_rm(0, Some(u32::try_from(common)?), None).is_err() {
+            self.ctx.clear_kv_cache();
+            common = 0;
+        }
+        self.cached.truncate(common);
+        if !self.decode_tokens(&prompt[common..], queue, id)? {
+            self.finish(out, id, StopReason::Cancelled, n_prompt, common, t0.elapsed(), Duration::ZERO, 0, &Budget::default());
+            return Ok(());
+        }
+        let prompt_time = t0.elapsed();
+        out.send(&WorkerEvent::Started {
+            id,
+            prompt_tokens: u32::try_from(n_prompt)?,
+            cached_tokens: u32::try_from(common)?,
+            prompt_ms: prompt_time.as_secs_f64() * 1000.0,
+        });
+
+        let mut sampler = self.sampler(&req.params, req.seed, req.grammar.as_deref())?;
+        let vocab = self.model.vocab();
+        let mut utf8 = Utf8Stream::default();
+        let mut stops = StopMatcher::new(&req.params.stop);
+        let mut budget = Budget::new(req.budget);
+        let mut batch = LlamaBatch::new(64, 1);
+        let mut n_gen: u32 = 0;
+        let mut logits_idx = -1;
+        let t_gen = Instant::now();
+        let stop_reason = loop {
+            if queue.should_stop(id) {
+                break StopReason::Cancelled;
+            }
+            let token = sampler.sample(&self.ctx, logits_idx);
+            if vocab.is_eog(token) {
+                break StopReason::Eos;
+            }
+            n_gen += 1;
+            let piece = vocab.token_to_piece(token, true, None);
+            let text = utf8.push(&piece);
+            let mut forced: Vec<LlamaToken> = Vec::new();
+            let mut shown = match stops.push(&text) {
+                StopCheck::Emit(t) => t,
+                StopCheck::Stopped(t) => {
+                    send_delta(out, id, t, 1);
+                    break StopReason::StopString;
+                }
+            };
+            if let Some(inject) = budget.after_token(&text) {
+                forced = self.tokenize(&inject, false);
+                shown.push_str(&inject);
+            }
+            send_delta(out, id, shown, 1);
+
+            if n_gen >= req.params.max_tokens {
+                break StopReason::MaxTokens;
+            }
+            if self.cached.len() + 1 + forced.len() >= self.n_ctx as usize {
+                break StopReason::ContextFull;
+            }
+            batch.clear();
+            let mut to_decode = vec![token];
+            to_decode.extend(forced.iter().copied());
+            for (i, t) in to_decode.iter().enumerate() {
+                let pos = i32::try_from(self.cached.len() + i)?;
+                batch.add(*t, pos, &[0], i + 1 == to_decode.len())?;
+            }
+            for t in &forced {
+                sampler.accept(*t);
+            }
+            self.ctx.decode(&mut batch)?;
+            self.cached.extend_from_slice(&to_decode);
+            logits_idx = batch.n_tokens() - 1;
+        };
+        let tail = utf8.finish();
+        if stop_reason != StopReason::StopString {
+            let mut rest = match stops.push(&tail) {
+                StopCheck::Emit(t) | StopCheck::Stopped(t) => t,
+            };
+            rest.push_str(&stops.finish());
+            send_delta(out, id, rest, 0);
+        }
+        let gen_time = t_gen.elapsed();
+        self.finish(out, id, stop_reason, n_prompt, common, prompt_time, gen_time, n_gen, &budget);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        out: &mut Out,
+        id: u64,
+        stop_reason: StopReason,
+        n_prompt: usize,
+        cached: usize,
+        prompt_time: Duration,
+        gen_time: Duration,
+        n_gen: u32,
+        budget: &Budget,
+    ) {
+        out.send(&WorkerEvent::Done(DoneInfo {
+            id,
+            stop_reason,
+            prompt_tokens: u32::try_from(n_prompt).unwrap_or(u32::MAX),
+            cached_tokens: u32::try_from(cached).unwrap_or(u32::MAX),
+            completion_tokens: n_gen,
+            prompt_ms: prompt_time.as_secs_f64() * 1000.0,
+            gen_ms: gen_time.as_secs_f64() * 1000.0,
+            threads: self.threads,
+            thinking_tokens: budget.thinking_tokens,
+            budget_cut_at: budget.cut_at,
+        }));
+    }
+
+    /// Raw decode speed the way llama-bench measures it: random prompt tokens in one batch,
+    /// then single-token decodes without sampling; one warm-up round first.
+    pub fn bench(&mut self, req: BenchRequest, out: &mut Out) {
+        match self.bench_inner(&req) {
+            Ok(result) => out.send(&WorkerEvent::BenchResult(result)),
+            Err(e) => out.error(Some(req.id), "bench_failed", format!("{e:#}")),
+        }
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+    }
+
+    fn bench_inner(&mut self, req: &BenchRequest) -> anyhow::Result<BenchResult> {
+        self.set_threads(req.threads)?;
+        let n_vocab = self.model.n_vocab();
+        let mut rng = rand::rng();
+        let n_prompt = req.prompt_tokens.max(1) as usize;
+        if n_prompt + req.gen_tokens as usize + 1 >= self.n_ctx as usize {
+            anyhow::bail!("prompt + generated tokens exceed the context of {}", self.n_ctx);
+        }
+        let mut pp = Vec::new();
+        let mut tg = Vec::new();
+        let mut ttft = Vec::new();
+        let mut batch = LlamaBatch::new(n_prompt.max(1), 1);
+        for rep in 0..=req.reps {
+            self.ctx.clear_kv_cache();
+            let prompt: Vec<LlamaToken> =
+                (0..n_prompt).map(|_| LlamaToken(rng.random_range(0..n_vocab))).collect();
+            let t0 = Instant::now();
+            batch.clear();
+            for (i, t) in prompt.iter().enumerate() {
+                batch.add(*t, i32::try_from(i)?, &[0], i + 1 == n_prompt)?;
+            }
+            self.ctx.decode(&mut batch)?;
+            let t_pp = t0.elapsed();
+            let t1 = Instant::now();
+            let mut first = Duration::ZERO;
+            for g in 0..req.gen_tokens as usize {
+                batch.clear();
+                batch.add(LlamaToken(rng.random_range(0..n_vocab)), i32::try_from(n_prompt + g)?, &[0], true)?;
+                self.ctx.decode(&mut batch)?;
+                if g == 0 {
+                    first = t0.elapsed();
+                }
+            }
+            let t_tg = t1.elapsed();
+            if rep == 0 {
+                continue; // warm-up
+            }
+            pp.push(n_prompt as f64 / t_pp.as_secs_f64());
+            tg.push(f64::from(req.gen_tokens) / t_tg.as_secs_f64());
+            ttft.push(first.as_secs_f64() * 1000.0);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let gen_mean = mean(&tg);
+        let var = tg.iter().map(|x| (x - gen_mean).powi(2)).sum::<f64>() / tg.len().max(1) as f64;
+        Ok(BenchResult {
+            id: req.id,
+            threads: self.threads,
+            prompt_tokens: req.prompt_tokens,
+            gen_tokens: req.gen_tokens,
+            reps: req.reps,
+            prompt_tps: mean(&pp),
+            gen_tps: gen_mean,
+            ttft_ms: mean(&ttft),
+            gen_tps_stddev: var.sqrt(),
+        })
+    }
+}
+
+fn send_delta(out: &mut Out, id: u64, text: String, tokens: u32) {
+    if text.is_empty() && tokens == 0 {
+        return;
+    }
+    out.send(&WorkerEvent::Delta { id, text, tokens });
+}
+
+/// Counts thinking tokens and decides when the budget forces the answer. It scans only the
+/// newly generated text plus a marker's length of overlap, so it stays O(1) per token.
+#[derive(Default)]
+struct Budget {
+    spec: Option<ThinkBudget>,
+    text: String,
+    /// Byte offset where the current thinking began, when thinking.
+    thinking_from: Option<usize>,
+    done: bool,
+    thinking_tokens: u32,
+    cut_at: Option<u32>,
+}
+
+impl Budget {
+    fn new(spec: Option<ThinkBudget>) -> Self {
+        let thinking_from = spec.as_ref().filter(|s| s.starts_in_thinking).map(|_| 0);
+        Self { spec, thinking_from, ..Self::default() }
+    }
+
+    /// Called after each sampled token with its text; returns the text to inject when the
+    /// budget is spent.
+    fn after_token(&mut self, piece: &str) -> Option<String> {
+        let spec = self.spec.as_ref()?;
+        if self.done {
+            return None;
+        }
+        let before = self.text.len();
+        self.text.push_str(piece);
+        let from = match self.thinking_from {
+            Some(from) => from,
+            None => {
+                let start = floor_boundary(&self.text, before.saturating_sub(spec.open.len()));
+                match self.text[start..].find(&spec.open) {
+                    Some(pos) => {
+                        let from = start + pos + spec.open.len();
+                        self.thinking_from = Some(from);
+                        from
+                    }
+                    None => return None,
+                }
+            }
+        };
+        self.thinking_tokens += 1;
+        let scan = floor_boundary(&self.text, before.saturating_sub(spec.close.len()).max(from));
+        if self.text[scan..].contains(&spec.close) {
+            self.done = true;
+            return None;
+        }
+        if self.thinking_tokens >= spec.max_tokens {
+            self.done = true;
+            self.cut_at = Some(self.thinking_tokens);
+            return Some(spec.inject.clone());
+        }
+        None
+    }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
