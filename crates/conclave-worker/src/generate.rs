@@ -245,7 +245,10 @@ impl Generator {
             out.error(Some(id), "empty_prompt", "the rendered prompt has no tokens");
             return Ok(());
         }
-        if n_prompt + 1 >= self.n_ctx as usize {
+        // Leave room for an answer: the core drops old turns rather than let a long
+        // history squeeze the reply to a few tokens.
+        let reserve = (req.params.max_tokens as usize).min(self.n_ctx as usize / 4).max(1);
+        if n_prompt + reserve >= self.n_ctx as usize {
             out.send(&WorkerEvent::Error {
                 id: Some(id),
                 code: "context_overflow".into(),
@@ -481,6 +484,15 @@ impl Budget {
         let from = match self.thinking_from {
             Some(from) => from,
             None => {
+                // Thinking opens at the very start of the output or not at all: a literal
+                // marker later in the answer (in a code block, say) is just text.
+                let lead = self.text.trim_start();
+                if lead.len() >= spec.open.len() && !lead.starts_with(&spec.open)
+                    || lead.len() < spec.open.len() && !spec.open.starts_with(lead)
+                {
+                    self.done = true;
+                    return None;
+                }
                 let start = floor_boundary(&self.text, before.saturating_sub(spec.open.len()));
                 match self.text[start..].find(&spec.open) {
                     Some(pos) => {
