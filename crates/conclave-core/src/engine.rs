@@ -20,13 +20,15 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::{ChatEvent, Message, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{
+    ChatEvent, Message, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage,
+};
 use crate::metrics::{self, EnergyMeter};
 use crate::protocol::{
-    self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget, WorkerEvent,
-    WorkerRequest,
+    self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget,
+    WorkerEvent, WorkerRequest,
 };
-use crate::reasoning::{self, ReasoningFormat, Segment, Splitter, ThinkControl};
+use crate::reasoning::{self, ReasoningFormat, Segment, Splitter, TemplateValue, ThinkingOff};
 use crate::template::{ChatTemplate, RenderInput};
 
 /// Lines of the worker's stderr kept for crash reports.
@@ -39,9 +41,18 @@ pub enum EngineError {
     #[error("{0}")]
     InvalidModel(#[from] crate::gguf::GgufError),
     #[error("could not load {path}: {reason}")]
-    LoadFailed { path: String, reason: String, last_stderr: String },
+    LoadFailed {
+        path: String,
+        reason: String,
+        last_stderr: String,
+    },
     #[error("the worker for {model} crashed ({cause}){}", tail_hint(.last_stderr))]
-    WorkerCrashed { model: String, cause: String, signal: Option<i32>, last_stderr: String },
+    WorkerCrashed {
+        model: String,
+        cause: String,
+        signal: Option<i32>,
+        last_stderr: String,
+    },
     #[error("the conversation does not fit the context: {detail}")]
     ContextOverflow { detail: String },
     #[error(transparent)]
@@ -94,18 +105,12 @@ pub fn find_worker() -> Result<PathBuf, EngineError> {
     Err(EngineError::WorkerNotFound(exe.display().to_string()))
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Context length in tokens; 0 = the smaller of 4096 and the model's training context.
     pub n_ctx: u32,
     /// Threads; None = all physical cores.
     pub threads: Option<u32>,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self { n_ctx: 0, threads: None }
-    }
 }
 
 /// What a loaded model reports about itself.
@@ -142,7 +147,10 @@ impl Engine {
     }
 
     pub fn with_worker(worker_bin: PathBuf) -> Self {
-        Self { worker_bin: Arc::new(worker_bin), cancels: Arc::default() }
+        Self {
+            worker_bin: Arc::new(worker_bin),
+            cancels: Arc::default(),
+        }
     }
 
     /// Validates the GGUF header in Rust (no worker starts for a broken file), then starts
@@ -159,8 +167,15 @@ impl Engine {
             0 => header.context_length().map_or(4096, |c| c.min(4096) as u32),
             n => n,
         };
-        let threads = opts.threads.unwrap_or_else(|| metrics::threads_per_worker(1));
-        let spec = WorkerSpec { bin: self.worker_bin.clone(), path, n_ctx, threads };
+        let threads = opts
+            .threads
+            .unwrap_or_else(|| metrics::threads_per_worker(1));
+        let spec = WorkerSpec {
+            bin: self.worker_bin.clone(),
+            path,
+            n_ctx,
+            threads,
+        };
         let worker = Worker::spawn(&spec, Box::new(progress)).await?;
         Ok(LoadedModel {
             inner: Arc::new(ModelInner {
@@ -173,7 +188,11 @@ impl Engine {
 
     /// Stops a running answer within one token. Unknown or finished ids are ignored.
     pub fn cancel(&self, request_id: u64) {
-        let handle = self.cancels.lock().ok().and_then(|m| m.get(&request_id).cloned());
+        let handle = self
+            .cancels
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&request_id).cloned());
         if let Some(h) = handle {
             h.cancel();
         }
@@ -209,7 +228,10 @@ struct Crash {
 }
 
 impl Worker {
-    async fn spawn(spec: &WorkerSpec, mut progress: Box<dyn FnMut(f32) + Send>) -> Result<Self, EngineError> {
+    async fn spawn(
+        spec: &WorkerSpec,
+        mut progress: Box<dyn FnMut(f32) + Send>,
+    ) -> Result<Self, EngineError> {
         let mut child = Command::new(spec.bin.as_path())
             .arg(protocol::ARG_MODEL)
             .arg(&spec.path)
@@ -223,12 +245,17 @@ impl Worker {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => EngineError::WorkerNotFound(spec.bin.display().to_string()),
+                std::io::ErrorKind::NotFound => {
+                    EngineError::WorkerNotFound(spec.bin.display().to_string())
+                }
                 _ => EngineError::Io(e),
             })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(EngineError::Io(std::io::Error::other("worker pipes missing")));
+            return Err(EngineError::Io(std::io::Error::other(
+                "worker pipes missing",
+            )));
         };
 
         let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
@@ -276,7 +303,12 @@ impl Worker {
                                 let _ = tx.send(Ok(info));
                             }
                         }
-                        WorkerEvent::Error { id: None, code, message, .. } => {
+                        WorkerEvent::Error {
+                            id: None,
+                            code,
+                            message,
+                            ..
+                        } => {
                             if let Some(tx) = ready_tx.take() {
                                 let _ = tx.send(Err((code, message)));
                             } else {
@@ -285,7 +317,10 @@ impl Worker {
                         }
                         other => {
                             let id = event_id(&other);
-                            let sender = routes.lock().ok().and_then(|r| id.and_then(|id| r.get(&id).cloned()));
+                            let sender = routes
+                                .lock()
+                                .ok()
+                                .and_then(|r| id.and_then(|id| r.get(&id).cloned()));
                             if let Some(s) = sender {
                                 let _ = s.send(other);
                             }
@@ -296,17 +331,30 @@ impl Worker {
                 let status = child.lock().await.wait().await;
                 // Give the stderr reader a moment to collect the last lines (an abort message).
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let last_stderr = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+                let last_stderr = tail
+                    .lock()
+                    .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+                    .unwrap_or_default();
                 let (cause, signal) = describe_exit(status);
                 tracing::warn!(model, cause, "worker exited");
-                let crash = Crash { cause, signal, last_stderr };
+                let crash = Crash {
+                    cause,
+                    signal,
+                    last_stderr,
+                };
                 if let Ok(mut d) = dead.lock() {
                     *d = Some(crash.clone());
                 }
                 if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(Err(("load_failed".into(), format!("the worker exited while loading ({})", crash.cause))));
+                    let _ = tx.send(Err((
+                        "load_failed".into(),
+                        format!("the worker exited while loading ({})", crash.cause),
+                    )));
                 }
-                let pending: Vec<_> = routes.lock().map(|mut r| r.drain().collect()).unwrap_or_default();
+                let pending: Vec<_> = routes
+                    .lock()
+                    .map(|mut r| r.drain().collect())
+                    .unwrap_or_default();
                 for (id, s) in pending {
                     let _ = s.send(WorkerEvent::Error {
                         id: Some(id),
@@ -321,12 +369,19 @@ impl Worker {
         let ready = match ready_rx.await {
             Ok(Ok(info)) => info,
             Ok(Err((_, message))) => {
-                let last_stderr = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+                let last_stderr = tail
+                    .lock()
+                    .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+                    .unwrap_or_default();
                 let reason = match last_error_line(&last_stderr) {
                     Some(line) => format!("{message}; llama.cpp said: {line}"),
                     None => message,
                 };
-                return Err(EngineError::LoadFailed { path: spec.path.display().to_string(), reason, last_stderr });
+                return Err(EngineError::LoadFailed {
+                    path: spec.path.display().to_string(),
+                    reason,
+                    last_stderr,
+                });
             }
             Err(_) => {
                 return Err(EngineError::LoadFailed {
@@ -336,7 +391,13 @@ impl Worker {
                 })
             }
         };
-        Ok(Self { stdin: Arc::new(tokio::sync::Mutex::new(stdin)), routes, ready, dead, child })
+        Ok(Self {
+            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
+            routes,
+            ready,
+            dead,
+            child,
+        })
     }
 
     fn crash(&self) -> Option<Crash> {
@@ -358,7 +419,12 @@ impl Worker {
         // The process may have died between the caller's check and now: fail at once.
         if let Some(crash) = self.crash() {
             if let Some(tx) = self.routes.lock().ok().and_then(|mut r| r.remove(&id)) {
-                let _ = tx.send(WorkerEvent::Error { id: Some(id), code: "worker_crashed".into(), message: crash.cause, prompt_tokens: None });
+                let _ = tx.send(WorkerEvent::Error {
+                    id: Some(id),
+                    code: "worker_crashed".into(),
+                    message: crash.cause,
+                    prompt_tokens: None,
+                });
             }
         }
         rx
@@ -373,7 +439,9 @@ impl Worker {
 
 fn event_id(e: &WorkerEvent) -> Option<u64> {
     match e {
-        WorkerEvent::Started { id, .. } | WorkerEvent::Delta { id, .. } | WorkerEvent::Tokenized { id, .. } => Some(*id),
+        WorkerEvent::Started { id, .. }
+        | WorkerEvent::Delta { id, .. }
+        | WorkerEvent::Tokenized { id, .. } => Some(*id),
         WorkerEvent::Done(d) => Some(d.id),
         WorkerEvent::BenchResult(b) => Some(b.id),
         WorkerEvent::Error { id, .. } => *id,
@@ -385,8 +453,14 @@ fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> (String, 
     use std::os::unix::process::ExitStatusExt;
     match status {
         Ok(s) => match s.signal() {
-            Some(sig) => (format!("killed by signal {sig} ({})", signal_name(sig)), Some(sig)),
-            None => (format!("exited with status {}", s.code().unwrap_or(-1)), None),
+            Some(sig) => (
+                format!("killed by signal {sig} ({})", signal_name(sig)),
+                Some(sig),
+            ),
+            None => (
+                format!("exited with status {}", s.code().unwrap_or(-1)),
+                None,
+            ),
         },
         Err(e) => (format!("could not wait for it: {e}"), None),
     }
@@ -448,7 +522,10 @@ impl LoadedModel {
         let template = ChatTemplate::resolve(r.chat_template.as_deref(), &r.architecture, None);
         ModelInfo {
             path: self.inner.spec.path.clone(),
-            name: r.name.clone().unwrap_or_else(|| file_stem(&self.inner.spec.path)),
+            name: r
+                .name
+                .clone()
+                .unwrap_or_else(|| file_stem(&self.inner.spec.path)),
             architecture: r.architecture.clone(),
             n_ctx: r.n_ctx,
             n_ctx_train: r.n_ctx_train,
@@ -457,7 +534,10 @@ impl LoadedModel {
             threads: r.threads,
             load_ms: r.load_ms,
             has_chat_template: r.chat_template.is_some(),
-            template_name: template.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            template_name: template
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_default(),
             reasoning_format: template
                 .map(|t| format_for(&t).name().to_owned())
                 .unwrap_or_else(|_| ReasoningFormat::None.name().to_owned()),
@@ -490,15 +570,24 @@ impl LoadedModel {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let model = self.clone();
-        let cancel = CancelHandle { id, model: Arc::downgrade(&self.inner), flag: Arc::default() };
+        let cancel = CancelHandle {
+            id,
+            model: Arc::downgrade(&self.inner),
+            flag: Arc::default(),
+        };
         if let Ok(mut c) = self.inner.engine.cancels.lock() {
             c.insert(id, cancel.clone());
         }
         let cancel_for_task = cancel.clone();
         tokio::spawn(async move {
-            let result = model.run_chat(id, req, t_request, &tx, &cancel_for_task).await;
+            let result = model
+                .run_chat(id, req, t_request, &tx, &cancel_for_task)
+                .await;
             if let Err(e) = result {
-                let _ = tx.send(ChatEvent::Error { code: crate::error::ErrorCode::code(&e).into(), message: e.to_string() });
+                let _ = tx.send(ChatEvent::Error {
+                    code: crate::error::ErrorCode::code(&e).into(),
+                    message: e.to_string(),
+                });
             }
             if let Ok(mut c) = model.inner.engine.cancels.lock() {
                 c.remove(&id);
@@ -517,7 +606,11 @@ impl LoadedModel {
     ) -> Result<(), EngineError> {
         let worker = self.live_worker().await?;
         let ready = worker.ready.clone();
-        let template = ChatTemplate::resolve(ready.chat_template.as_deref(), &ready.architecture, req.template.as_deref())?;
+        let template = ChatTemplate::resolve(
+            ready.chat_template.as_deref(),
+            &ready.architecture,
+            req.template.as_deref(),
+        )?;
         let mut format = format_for(&template);
         // "Thinking on" for a model with no thinking format of its own: open a generic
         // <think> block in the prompt (budget forcing, as in the s1 paper).
@@ -527,22 +620,49 @@ impl LoadedModel {
             prefill.push_str("<think>\n");
         }
         let mut enable_thinking = None;
-        match (req.think, format.think_control()) {
-            (ThinkMode::Off, ThinkControl::TemplateVar) => enable_thinking = Some(false),
-            (ThinkMode::On, ThinkControl::TemplateVar) => enable_thinking = Some(true),
-            (ThinkMode::Off, ThinkControl::SlashCommand(cmd)) => {
+        let mut extra_vars: Vec<(String, minijinja::Value)> = Vec::new();
+        match (req.think, format.thinking_off()) {
+            (ThinkMode::Off, ThinkingOff::TemplateVar { name, value }) => {
+                let v = match value {
+                    TemplateValue::Bool(b) => minijinja::Value::from(b),
+                    TemplateValue::Int(i) => minijinja::Value::from(i),
+                };
+                if name == "enable_thinking" {
+                    enable_thinking = Some(false);
+                } else {
+                    extra_vars.push((name.to_owned(), v));
+                }
+            }
+            (
+                ThinkMode::On,
+                ThinkingOff::TemplateVar {
+                    name,
+                    value: TemplateValue::Bool(_),
+                },
+            ) => {
+                if name == "enable_thinking" {
+                    enable_thinking = Some(true);
+                } else {
+                    extra_vars.push((name.to_owned(), minijinja::Value::from(true)));
+                }
+            }
+            (ThinkMode::Off, ThinkingOff::SlashCommand(cmd)) => {
                 if let Some(last) = req.messages.iter_mut().rev().find(|m| m.role == Role::User) {
                     last.content.push(' ');
                     last.content.push_str(cmd);
                 }
             }
-            (ThinkMode::Off, ThinkControl::PrefillClosedBlock(block)) => prefill.push_str(block),
+            (ThinkMode::Off, ThinkingOff::PrefillClosedBlock(block)) => prefill.push_str(block),
             _ => {}
         }
 
         // Earlier turns' thinking is not sent back unless the conversation keeps it.
         let mut dropped_thoughts = String::new();
-        for m in req.messages.iter_mut().filter(|m| m.role == Role::Assistant) {
+        for m in req
+            .messages
+            .iter_mut()
+            .filter(|m| m.role == Role::Assistant)
+        {
             if let Some(r) = m.reasoning.take() {
                 if req.keep_thoughts {
                     m.reasoning = Some(r.clone());
@@ -569,15 +689,17 @@ impl LoadedModel {
                 bos_token: &ready.bos_token,
                 eos_token: &ready.eos_token,
                 enable_thinking,
+                extra: &extra_vars,
             })?;
             let prompt = format!("{rendered}{prefill}");
             let starts_in_thinking = reasoning::prompt_ends_in_thinking(format, &prompt);
-            let add_bos = ready.add_bos && !(ready.bos_token.is_empty() || prompt.starts_with(&ready.bos_token));
+            let add_bos = ready.add_bos
+                && !(ready.bos_token.is_empty() || prompt.starts_with(&ready.bos_token));
             let budget = format.markers().map(|mk| ThinkBudget {
                 max_tokens: req.think_budget.unwrap_or(u32::MAX),
                 starts_in_thinking,
-                open: mk.open.to_owned(),
-                close: mk.close.to_owned(),
+                open: mk.open.trim().to_owned(),
+                close: detection_marker(mk.close),
                 inject: format!("{}{}", mk.budget_lead_in, mk.close),
             });
             let gen = GenerateRequest {
@@ -590,12 +712,29 @@ impl LoadedModel {
                 budget,
                 grammar: req.grammar.clone(),
             };
-            worker.send(&WorkerRequest::Generate(gen)).await.map_err(|e| self.io_or_crash(&worker, e))?;
+            worker
+                .send(&WorkerRequest::Generate(gen))
+                .await
+                .map_err(|e| self.io_or_crash(&worker, e))?;
             match route.recv().await {
-                Some(WorkerEvent::Started { prompt_tokens, cached_tokens, prompt_ms, .. }) => {
-                    break ((prompt_tokens, cached_tokens, prompt_ms), prompt, starts_in_thinking)
+                Some(WorkerEvent::Started {
+                    prompt_tokens,
+                    cached_tokens,
+                    prompt_ms,
+                    ..
+                }) => {
+                    break (
+                        (prompt_tokens, cached_tokens, prompt_ms),
+                        prompt,
+                        starts_in_thinking,
+                    )
                 }
-                Some(WorkerEvent::Error { code, message, prompt_tokens, .. }) if code == "context_overflow" => {
+                Some(WorkerEvent::Error {
+                    code,
+                    message,
+                    prompt_tokens,
+                    ..
+                }) if code == "context_overflow" => {
                     if !drop_oldest_exchange(&mut messages, &mut dropped_messages) {
                         worker.unroute(id);
                         return Err(EngineError::ContextOverflow {
@@ -609,7 +748,11 @@ impl LoadedModel {
                 }
                 Some(WorkerEvent::Done(d)) if d.stop_reason == StopReason::Cancelled => {
                     worker.unroute(id);
-                    let _ = tx.send(ChatEvent::Done { stop_reason: StopReason::Cancelled, usage: Usage::default(), metrics: Metrics::default() });
+                    let _ = tx.send(ChatEvent::Done {
+                        stop_reason: StopReason::Cancelled,
+                        usage: Usage::default(),
+                        metrics: Metrics::default(),
+                    });
                     return Ok(());
                 }
                 Some(other) => tracing::warn!("unexpected worker event before start: {other:?}"),
@@ -633,7 +776,14 @@ impl LoadedModel {
             cached_prompt_tokens: cached_tokens,
         });
 
-        let mut splitter = Splitter::new(format, starts_in_thinking);
+        // A template without markers may still belong to a model that thinks: let the
+        // splitter look for an opening marker at the start of the output.
+        let split_format = if format == ReasoningFormat::None {
+            ReasoningFormat::Auto
+        } else {
+            format
+        };
+        let mut splitter = Splitter::new(split_format, starts_in_thinking);
         let mut first_output: Option<Duration> = None;
         let mut answer_started: Option<Duration> = None;
         let mut thinking_energy = None;
@@ -705,7 +855,11 @@ impl LoadedModel {
         } else {
             0.0
         };
-        let energy_thinking = if thinking_ms > 0.0 { thinking_energy.unwrap_or(energy_wh) } else { 0.0 };
+        let energy_thinking = if thinking_ms > 0.0 {
+            thinking_energy.unwrap_or(energy_wh)
+        } else {
+            0.0
+        };
         let thoughts_dropped_tokens = if dropped_thoughts.is_empty() {
             0
         } else {
@@ -744,7 +898,11 @@ impl LoadedModel {
             reasoning_cut_off: fin.cut_off,
             thoughts_dropped_tokens,
         };
-        let _ = tx.send(ChatEvent::Done { stop_reason: done.stop_reason, usage, metrics });
+        let _ = tx.send(ChatEvent::Done {
+            stop_reason: done.stop_reason,
+            usage,
+            metrics,
+        });
         Ok(())
     }
 
@@ -760,7 +918,11 @@ impl LoadedModel {
     }
 
     fn crashed_from(&self, crash: Option<Crash>) -> EngineError {
-        let c = crash.unwrap_or(Crash { cause: "its output ended".into(), signal: None, last_stderr: String::new() });
+        let c = crash.unwrap_or(Crash {
+            cause: "its output ended".into(),
+            signal: None,
+            last_stderr: String::new(),
+        });
         EngineError::WorkerCrashed {
             model: file_stem(&self.inner.spec.path),
             cause: c.cause,
@@ -782,10 +944,18 @@ impl LoadedModel {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let worker = self.live_worker().await?;
         let mut route = worker.route(id);
-        worker.send(&WorkerRequest::Tokenize { id, text: text.to_owned() }).await.map_err(|e| self.io_or_crash(&worker, e))?;
+        worker
+            .send(&WorkerRequest::Tokenize {
+                id,
+                text: text.to_owned(),
+            })
+            .await
+            .map_err(|e| self.io_or_crash(&worker, e))?;
         let res = match route.recv().await {
             Some(WorkerEvent::Tokenized { tokens, .. }) => Ok(tokens),
-            Some(WorkerEvent::Error { code, message, .. }) => Err(EngineError::Worker { code, message }),
+            Some(WorkerEvent::Error { code, message, .. }) => {
+                Err(EngineError::Worker { code, message })
+            }
             _ => Err(self.crashed(&worker)),
         };
         worker.unroute(id);
@@ -793,17 +963,31 @@ impl LoadedModel {
     }
 
     /// Raw llama.cpp speed inside the worker (no template, no sampling, no streaming).
-    pub async fn bench_raw(&self, prompt_tokens: u32, gen_tokens: u32, reps: u32, threads: u32) -> Result<BenchResult, EngineError> {
+    pub async fn bench_raw(
+        &self,
+        prompt_tokens: u32,
+        gen_tokens: u32,
+        reps: u32,
+        threads: u32,
+    ) -> Result<BenchResult, EngineError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let worker = self.live_worker().await?;
         let mut route = worker.route(id);
         worker
-            .send(&WorkerRequest::Bench(BenchRequest { id, prompt_tokens, gen_tokens, reps, threads }))
+            .send(&WorkerRequest::Bench(BenchRequest {
+                id,
+                prompt_tokens,
+                gen_tokens,
+                reps,
+                threads,
+            }))
             .await
             .map_err(|e| self.io_or_crash(&worker, e))?;
         let res = match route.recv().await {
             Some(WorkerEvent::BenchResult(r)) => Ok(r),
-            Some(WorkerEvent::Error { code, message, .. }) => Err(EngineError::Worker { code, message }),
+            Some(WorkerEvent::Error { code, message, .. }) => {
+                Err(EngineError::Worker { code, message })
+            }
             _ => Err(self.crashed(&worker)),
         };
         worker.unroute(id);
@@ -818,12 +1002,30 @@ impl LoadedModel {
     }
 }
 
+/// The part of a closing marker that the model itself writes first: whitespace trimmed, and
+/// without the next turn's header that the engine adds when it forces the answer.
+fn detection_marker(close: &str) -> String {
+    let close = close.trim();
+    let cut = ["<|start|>", "<|START_RESPONSE|>"]
+        .iter()
+        .filter_map(|h| close.find(h))
+        .filter(|&i| i > 0)
+        .min();
+    close[..cut.unwrap_or(close.len())].to_owned()
+}
+
 fn rate(tokens: u32, ms: f64) -> f64 {
-    if ms > 0.0 { f64::from(tokens) * 1000.0 / ms } else { 0.0 }
+    if ms > 0.0 {
+        f64::from(tokens) * 1000.0 / ms
+    } else {
+        0.0
+    }
 }
 
 fn file_stem(p: &Path) -> String {
-    p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The reasoning format a template implies: detected from the model's own template, or
@@ -840,7 +1042,9 @@ fn format_for(t: &ChatTemplate) -> ReasoningFormat {
 /// nothing more can be dropped.
 fn drop_oldest_exchange(messages: &mut Vec<Message>, dropped: &mut u32) -> bool {
     let last_user = messages.iter().rposition(|m| m.role == Role::User);
-    let Some(first) = messages.iter().position(|m| m.role != Role::System) else { return false };
+    let Some(first) = messages.iter().position(|m| m.role != Role::System) else {
+        return false;
+    };
     if Some(first) == last_user || last_user.is_none() && first + 1 >= messages.len() {
         return false;
     }
@@ -848,7 +1052,9 @@ fn drop_oldest_exchange(messages: &mut Vec<Message>, dropped: &mut u32) -> bool 
     *dropped += 1;
     // The replies to the dropped message go with it.
     while let Some(i) = messages.iter().position(|m| m.role != Role::System) {
-        if messages[i].role == Role::Assistant && Some(i) != messages.iter().rposition(|m| m.role == Role::User) {
+        if messages[i].role == Role::Assistant
+            && Some(i) != messages.iter().rposition(|m| m.role == Role::User)
+        {
             messages.remove(i);
             *dropped += 1;
         } else {
@@ -875,7 +1081,9 @@ impl CancelHandle {
         if self.flag.swap(true, Ordering::SeqCst) {
             return;
         }
-        let Some(model) = self.model.upgrade() else { return };
+        let Some(model) = self.model.upgrade() else {
+            return;
+        };
         let id = self.id;
         // Written straight to the worker's stdin: the worker reads cancels between tokens.
         tokio::spawn(async move {
@@ -947,10 +1155,16 @@ mod tests {
         ];
         let mut dropped = 0;
         assert!(drop_oldest_exchange(&mut msgs, &mut dropped));
-        assert_eq!(msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["sys", "u2", "a2", "u3"]);
+        assert_eq!(
+            msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+            ["sys", "u2", "a2", "u3"]
+        );
         assert_eq!(dropped, 2);
         assert!(drop_oldest_exchange(&mut msgs, &mut dropped));
-        assert_eq!(msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["sys", "u3"]);
+        assert_eq!(
+            msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+            ["sys", "u3"]
+        );
         assert!(!drop_oldest_exchange(&mut msgs, &mut dropped));
         assert_eq!(dropped, 4);
     }

@@ -34,7 +34,11 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), reasoning: None }
+        Self {
+            role,
+            content: content.into(),
+            reasoning: None,
+        }
     }
 }
 

@@ -6,13 +6,15 @@ use std::path::Path;
 /// Physical cores, counted from /proc/cpuinfo's (physical id, core id) pairs; hyper-threads
 /// share a core's arithmetic units, so llama.cpp gains nothing from them.
 pub fn physical_cores() -> usize {
-    if let Ok(n) = std::env::var("CONCLAVE_CORES").map(|v| v.parse::<usize>()) {
-        if let Ok(n) = n {
-            return n.max(1);
-        }
+    if let Some(n) = std::env::var("CONCLAVE_CORES").ok().and_then(|v| v.parse::<usize>().ok()) {
+        return n.max(1);
     }
-    let logical = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return logical };
+    let logical = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return logical;
+    };
     let mut pairs = std::collections::HashSet::new();
     let (mut phys, mut core) = (None, None);
     for line in info.lines() {
@@ -32,7 +34,11 @@ pub fn physical_cores() -> usize {
         pairs.insert((p, c));
     }
     // Containers may show a cpuinfo for more CPUs than we may use.
-    if pairs.is_empty() { logical } else { pairs.len().min(logical) }
+    if pairs.is_empty() {
+        logical
+    } else {
+        pairs.len().min(logical)
+    }
 }
 
 /// Threads for each of `busy` workers running at once so that together they never
@@ -58,7 +64,12 @@ pub fn sample_process(pid: u32) -> ProcessSample {
         if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
             let fields: Vec<&str> = rest.split_whitespace().collect();
             // utime and stime are fields 14 and 15 of the full line, 12 and 13 after ')'.
-            let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
             let hz = clock_ticks_per_second();
             s.cpu_seconds = (ticks(11) + ticks(12)) as f64 / hz;
         }
@@ -66,7 +77,11 @@ pub fn sample_process(pid: u32) -> ProcessSample {
     if let Ok(status) = std::fs::read_to_string(base.join("status")) {
         for line in status.lines() {
             let kb = |l: &str| {
-                l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024
             };
             if line.starts_with("VmHWM:") {
                 s.peak_rss_bytes = kb(line);
@@ -82,7 +97,11 @@ pub fn sample_process(pid: u32) -> ProcessSample {
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf only reads a system constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
 }
 
 /// How the energy of an answer is estimated.
@@ -132,8 +151,18 @@ impl EnergyMeter {
     pub fn start(pid: u32) -> Self {
         let start_cpu = sample_process(pid).cpu_seconds;
         match rapl_microjoules() {
-            Some(uj) => Self { pid, method: EnergyMethod::Rapl, start_uj: uj, start_cpu },
-            None => Self { pid, method: EnergyMethod::CpuTime, start_uj: 0, start_cpu },
+            Some(uj) => Self {
+                pid,
+                method: EnergyMethod::Rapl,
+                start_uj: uj,
+                start_cpu,
+            },
+            None => Self {
+                pid,
+                method: EnergyMethod::CpuTime,
+                start_uj: 0,
+                start_cpu,
+            },
         }
     }
 

@@ -54,7 +54,15 @@ const BUILTINS: &[(&str, &str)] = &[
     ("raw", RAW),
 ];
 
-pub const BUILTIN_NAMES: &[&str] = &["chatml", "gemma", "llama3", "mistral", "phi3", "deepseek-r1", "raw"];
+pub const BUILTIN_NAMES: &[&str] = &[
+    "chatml",
+    "gemma",
+    "llama3",
+    "mistral",
+    "phi3",
+    "deepseek-r1",
+    "raw",
+];
 
 /// The name under which the model's own template is reported.
 pub const MODEL_TEMPLATE: &str = "model";
@@ -91,17 +99,27 @@ impl ChatTemplate {
         override_: Option<&str>,
     ) -> Result<Self, TemplateError> {
         let model_template = model_template.filter(|t| !t.trim().is_empty());
-        match override_.map(str::trim).filter(|s| !s.is_empty() && *s != "auto") {
+        match override_
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && *s != "auto")
+        {
             Some(MODEL_TEMPLATE) => match model_template {
-                Some(src) => Ok(Self { name: MODEL_TEMPLATE.into(), source: src.into() }),
+                Some(src) => Ok(Self {
+                    name: MODEL_TEMPLATE.into(),
+                    source: src.into(),
+                }),
                 None => Self::builtin(fallback_for(architecture)),
             },
-            Some(src) if src.contains("{{") || src.contains("{%") => {
-                Ok(Self { name: "custom".into(), source: src.into() })
-            }
+            Some(src) if src.contains("{{") || src.contains("{%") => Ok(Self {
+                name: "custom".into(),
+                source: src.into(),
+            }),
             Some(name) => Self::builtin(name),
             None => match model_template {
-                Some(src) => Ok(Self { name: MODEL_TEMPLATE.into(), source: src.into() }),
+                Some(src) => Ok(Self {
+                    name: MODEL_TEMPLATE.into(),
+                    source: src.into(),
+                }),
                 None => Self::builtin(fallback_for(architecture)),
             },
         }
@@ -109,7 +127,10 @@ impl ChatTemplate {
 
     pub fn builtin(name: &str) -> Result<Self, TemplateError> {
         builtin(name)
-            .map(|s| Self { name: name.into(), source: s.into() })
+            .map(|s| Self {
+                name: name.into(),
+                source: s.into(),
+            })
             .ok_or_else(|| TemplateError::Unknown(name.into()))
     }
 
@@ -125,17 +146,29 @@ impl ChatTemplate {
             name: self.name.clone(),
             detail: describe(&e),
         };
-        env.add_template("chat", &self.source).map_err(compile_err)?;
+        env.add_template("chat", &self.source)
+            .map_err(compile_err)?;
         let tmpl = env.get_template("chat").map_err(compile_err)?;
-        let messages: Vec<TemplateMessage<'_>> = input.messages.iter().map(TemplateMessage::from).collect();
+        let messages: Vec<TemplateMessage<'_>> =
+            input.messages.iter().map(TemplateMessage::from).collect();
+        let extra: Value = input
+            .extra
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeMap<String, Value>>()
+            .into();
         tmpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => input.add_generation_prompt,
             bos_token => input.bos_token,
             eos_token => input.eos_token,
             enable_thinking => input.enable_thinking,
+            ..extra
         })
-        .map_err(|e| TemplateError::Render { name: self.name.clone(), detail: describe(&e) })
+        .map_err(|e| TemplateError::Render {
+            name: self.name.clone(),
+            detail: describe(&e),
+        })
     }
 }
 
@@ -146,6 +179,8 @@ pub struct RenderInput<'a> {
     pub eos_token: &'a str,
     /// `None` leaves the template's own default (Qwen3 thinks unless told otherwise).
     pub enable_thinking: Option<bool>,
+    /// Other switches some templates read (`thinking`, `thinking_budget`…).
+    pub extra: &'a [(String, Value)],
 }
 
 #[derive(Serialize)]
@@ -211,6 +246,7 @@ mod tests {
             bos_token: "<bos>",
             eos_token: "<eos>",
             enable_thinking,
+            extra: &[],
         })
         .unwrap()
     }
@@ -247,16 +283,35 @@ mod tests {
 
     #[test]
     fn raise_exception_becomes_a_render_error() {
-        let t = ChatTemplate::resolve(None, "llama", Some("{{ raise_exception('Only user and assistant roles are supported!') }}")).unwrap();
+        let t = ChatTemplate::resolve(
+            None,
+            "llama",
+            Some("{{ raise_exception('Only user and assistant roles are supported!') }}"),
+        )
+        .unwrap();
         let err = t
-            .render(&RenderInput { messages: &msgs(), add_generation_prompt: true, bos_token: "", eos_token: "", enable_thinking: None })
+            .render(&RenderInput {
+                messages: &msgs(),
+                add_generation_prompt: true,
+                bos_token: "",
+                eos_token: "",
+                enable_thinking: None,
+                extra: &[],
+            })
             .unwrap_err();
-        assert!(err.to_string().contains("Only user and assistant roles are supported!"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("Only user and assistant roles are supported!"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_override_is_an_error() {
-        assert!(matches!(ChatTemplate::resolve(None, "llama", Some("nope")), Err(TemplateError::Unknown(_))));
+        assert!(matches!(
+            ChatTemplate::resolve(None, "llama", Some("nope")),
+            Err(TemplateError::Unknown(_))
+        ));
     }
 
     #[test]

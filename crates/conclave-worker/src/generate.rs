@@ -37,7 +37,11 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(rx: mpsc::Receiver<Incoming>) -> Self {
-        Self { rx, pending: VecDeque::new(), closed: false }
+        Self {
+            rx,
+            pending: VecDeque::new(),
+            closed: false,
+        }
     }
 
     pub fn next_blocking(&mut self) -> Option<Incoming> {
@@ -107,9 +111,20 @@ impl Generator {
         n_ctx: u32,
         threads: u32,
     ) -> anyhow::Result<Self> {
-        let n_ctx = if n_ctx == 0 { model.n_ctx_train() } else { n_ctx.min(model.n_ctx_train()) };
+        let n_ctx = if n_ctx == 0 {
+            model.n_ctx_train()
+        } else {
+            n_ctx.min(model.n_ctx_train())
+        };
         let ctx = context(backend, model, n_ctx, threads)?;
-        Ok(Self { backend, model, ctx, n_ctx, threads, cached: Vec::new() })
+        Ok(Self {
+            backend,
+            model,
+            ctx,
+            n_ctx,
+            threads,
+            cached: Vec::new(),
+        })
     }
 
     pub fn ready_info(&self, load_time: Duration) -> ReadyInfo {
@@ -129,7 +144,11 @@ impl Generator {
             threads: self.threads,
             architecture: meta("general.architecture").unwrap_or_default(),
             name: meta("general.name"),
-            chat_template: self.model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
+            chat_template: self
+                .model
+                .chat_template(None)
+                .ok()
+                .and_then(|t| t.to_string().ok()),
             bos_token: piece(vocab.bos()),
             eos_token: piece(vocab.eos()),
             add_bos: vocab.should_add_bos(),
@@ -186,7 +205,12 @@ impl Generator {
         Ok(true)
     }
 
-    fn sampler(&self, p: &SamplingParams, seed: u32, grammar: Option<&str>) -> anyhow::Result<LlamaSampler> {
+    fn sampler(
+        &self,
+        p: &SamplingParams,
+        seed: u32,
+        grammar: Option<&str>,
+    ) -> anyhow::Result<LlamaSampler> {
         let mut chain = Vec::new();
         if let Some(g) = grammar {
             chain.push(
@@ -242,12 +266,18 @@ impl Generator {
         let prompt = self.tokenize(&req.prompt, req.add_bos);
         let n_prompt = prompt.len();
         if prompt.is_empty() {
-            out.error(Some(id), "empty_prompt", "the rendered prompt has no tokens");
+            out.error(
+                Some(id),
+                "empty_prompt",
+                "the rendered prompt has no tokens",
+            );
             return Ok(());
         }
         // Leave room for an answer: the core drops old turns rather than let a long
         // history squeeze the reply to a few tokens.
-        let reserve = (req.params.max_tokens as usize).min(self.n_ctx as usize / 4).max(1);
+        let reserve = (req.params.max_tokens as usize)
+            .min(self.n_ctx as usize / 4)
+            .max(1);
         if n_prompt + reserve >= self.n_ctx as usize {
             out.send(&WorkerEvent::Error {
                 id: Some(id),
@@ -264,15 +294,34 @@ impl Generator {
         // Prefix reuse: keep the cache up to the first token that differs, and always
         // decode at least the last prompt token so that we have its logits.
         let t0 = Instant::now();
-        let mut common = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let mut common = self
+            .cached
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         common = common.min(n_prompt - 1);
-        if self.ctx.kv_cache_seq_rm(0, Some(u32::try_from(common)?), None).is_err() {
+        if self
+            .ctx
+            .kv_cache_seq_rm(0, Some(u32::try_from(common)?), None)
+            .is_err()
+        {
             self.ctx.clear_kv_cache();
             common = 0;
         }
         self.cached.truncate(common);
         if !self.decode_tokens(&prompt[common..], queue, id)? {
-            self.finish(out, id, StopReason::Cancelled, n_prompt, common, t0.elapsed(), Duration::ZERO, 0, &Budget::default());
+            self.finish(
+                out,
+                id,
+                StopReason::Cancelled,
+                n_prompt,
+                common,
+                t0.elapsed(),
+                Duration::ZERO,
+                0,
+                &Budget::default(),
+            );
             return Ok(());
         }
         let prompt_time = t0.elapsed();
@@ -346,7 +395,17 @@ impl Generator {
             send_delta(out, id, rest, 0);
         }
         let gen_time = t_gen.elapsed();
-        self.finish(out, id, stop_reason, n_prompt, common, prompt_time, gen_time, n_gen, &budget);
+        self.finish(
+            out,
+            id,
+            stop_reason,
+            n_prompt,
+            common,
+            prompt_time,
+            gen_time,
+            n_gen,
+            &budget,
+        );
         Ok(())
     }
 
@@ -394,7 +453,10 @@ impl Generator {
         let mut rng = rand::rng();
         let n_prompt = req.prompt_tokens.max(1) as usize;
         if n_prompt + req.gen_tokens as usize + 1 >= self.n_ctx as usize {
-            anyhow::bail!("prompt + generated tokens exceed the context of {}", self.n_ctx);
+            anyhow::bail!(
+                "prompt + generated tokens exceed the context of {}",
+                self.n_ctx
+            );
         }
         let mut pp = Vec::new();
         let mut tg = Vec::new();
@@ -402,8 +464,9 @@ impl Generator {
         let mut batch = LlamaBatch::new(n_prompt.max(1), 1);
         for rep in 0..=req.reps {
             self.ctx.clear_kv_cache();
-            let prompt: Vec<LlamaToken> =
-                (0..n_prompt).map(|_| LlamaToken(rng.random_range(0..n_vocab))).collect();
+            let prompt: Vec<LlamaToken> = (0..n_prompt)
+                .map(|_| LlamaToken(rng.random_range(0..n_vocab)))
+                .collect();
             let t0 = Instant::now();
             batch.clear();
             for (i, t) in prompt.iter().enumerate() {
@@ -415,7 +478,12 @@ impl Generator {
             let mut first = Duration::ZERO;
             for g in 0..req.gen_tokens as usize {
                 batch.clear();
-                batch.add(LlamaToken(rng.random_range(0..n_vocab)), i32::try_from(n_prompt + g)?, &[0], true)?;
+                batch.add(
+                    LlamaToken(rng.random_range(0..n_vocab)),
+                    i32::try_from(n_prompt + g)?,
+                    &[0],
+                    true,
+                )?;
                 self.ctx.decode(&mut batch)?;
                 if g == 0 {
                     first = t0.elapsed();
@@ -469,7 +537,11 @@ struct Budget {
 impl Budget {
     fn new(spec: Option<ThinkBudget>) -> Self {
         let thinking_from = spec.as_ref().filter(|s| s.starts_in_thinking).map(|_| 0);
-        Self { spec, thinking_from, ..Self::default() }
+        Self {
+            spec,
+            thinking_from,
+            ..Self::default()
+        }
     }
 
     /// Called after each sampled token with its text; returns the text to inject when the
@@ -505,7 +577,10 @@ impl Budget {
             }
         };
         self.thinking_tokens += 1;
-        let scan = floor_boundary(&self.text, before.saturating_sub(spec.close.len()).max(from));
+        let scan = floor_boundary(
+            &self.text,
+            before.saturating_sub(spec.close.len()).max(from),
+        );
         if self.text[scan..].contains(&spec.close) {
             self.done = true;
             return None;

@@ -154,7 +154,9 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
     while let Some(incoming) = queue.next_blocking() {
         match incoming {
             Incoming::BadLine(msg) => out.error(None, "bad_request", msg),
-            Incoming::Request(WorkerRequest::Generate(req)) => engine.generate(req, &mut queue, out),
+            Incoming::Request(WorkerRequest::Generate(req)) => {
+                engine.generate(req, &mut queue, out)
+            }
             Incoming::Request(WorkerRequest::Tokenize { id, text }) => {
                 let tokens = engine.count_tokens(&text);
                 out.send(&WorkerEvent::Tokenized { id, tokens });

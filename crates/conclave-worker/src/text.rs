@@ -77,7 +77,12 @@ impl StopMatcher {
             return StopCheck::Emit(text.to_owned());
         }
         self.held.push_str(text);
-        if let Some(pos) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(pos) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let before = self.held[..pos].to_owned();
             self.held.clear();
             return StopCheck::Stopped(before);
@@ -153,9 +158,13 @@ mod tests {
     #[test]
     fn held_text_is_released_when_it_cannot_match() {
         let mut m = StopMatcher::new(&["STOP".to_owned()]);
-        let StopCheck::Emit(a) = m.push("xST") else { panic!() };
+        let StopCheck::Emit(a) = m.push("xST") else {
+            panic!()
+        };
         assert_eq!(a, "x");
-        let StopCheck::Emit(b) = m.push("x") else { panic!() };
+        let StopCheck::Emit(b) = m.push("x") else {
+            panic!()
+        };
         assert_eq!(b, "STx");
     }
 }

@@ -1,0 +1,239 @@
+//! `conclave bench`: raw llama.cpp decode speed inside the worker (llama-bench's method)
+//! against the full pipeline (template, worker, IPC, streaming decode, metrics) on a real
+//! chat prompt, in one run, with their ratios.
+
+use std::time::Instant;
+
+use conclave_core::engine::{ChatRequest, Engine, LoadOptions, LoadedModel};
+use conclave_core::{ChatEvent, Message, Role, SamplingParams};
+use serde::Serialize;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// The model to measure.
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub threads: Option<u32>,
+    #[arg(long, default_value_t = 64)]
+    pub prompt_tokens: u32,
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: u32,
+    #[arg(long, default_value_t = 5)]
+    pub reps: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize, Default)]
+struct Side {
+    prompt_tokens: u32,
+    gen_tokens: u32,
+    prompt_tps: f64,
+    gen_tps: f64,
+    ttft_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    threads: u32,
+    reps: u32,
+    raw: Side,
+    pipeline: Side,
+    ratio: Ratio,
+}
+
+#[derive(Serialize)]
+struct Ratio {
+    /// Pipeline over raw generation tokens/s (1.0 = no overhead).
+    gen: f64,
+    /// Pipeline over raw time to first token (1.0 = no overhead).
+    ttft: f64,
+}
+
+const TEXT: &str = "Paris is the capital and largest city of France. It sits on the Seine in the north of the country, at the heart of the Ile-de-France region. The city is known for its museums, its architecture, its cafes and its long history as a centre of art, science and trade in Europe.";
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let path = crate::resolve_model(&args.model)?;
+    let engine = Engine::new()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| conclave_core::metrics::threads_per_worker(1));
+    let ctx = (args.prompt_tokens + args.gen_tokens + 64).max(512);
+    let model = engine
+        .load(
+            &path,
+            LoadOptions {
+                n_ctx: ctx,
+                threads: Some(threads),
+            },
+            |_| {},
+        )
+        .await?;
+    let reps = args.reps.max(1);
+
+    // The chat prompt: a real question, grown from a real paragraph until its rendered
+    // prompt is as long as the raw benchmark's, so both decode the same number of tokens.
+    let mut words: Vec<&str> = Vec::new();
+    let mut prompt_text = String::new();
+    for w in TEXT.split(' ').cycle().take(2000) {
+        words.push(w);
+        prompt_text = format!(
+            "{}\n\nWrite a long, detailed essay about this.",
+            words.join(" ")
+        );
+        let n = model.count_tokens(&prompt_text).await?;
+        if n + 24 >= args.prompt_tokens {
+            break;
+        }
+    }
+
+    // Interleave so that both sides see the same machine state (thermal, other load).
+    let mut raw_runs = Vec::new();
+    let mut pipe_runs = Vec::new();
+    pipeline_once(&model, &prompt_text, args.gen_tokens, threads, 0).await?; // warm-up
+    for rep in 0..reps {
+        raw_runs.push(
+            model
+                .bench_raw(args.prompt_tokens, args.gen_tokens, 1, threads)
+                .await?,
+        );
+        pipe_runs
+            .push(pipeline_once(&model, &prompt_text, args.gen_tokens, threads, rep + 1).await?);
+    }
+    model.unload().await;
+
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let raw = Side {
+        prompt_tokens: args.prompt_tokens,
+        gen_tokens: args.gen_tokens,
+        prompt_tps: mean(&raw_runs.iter().map(|r| r.prompt_tps).collect::<Vec<_>>()),
+        gen_tps: mean(&raw_runs.iter().map(|r| r.gen_tps).collect::<Vec<_>>()),
+        ttft_ms: mean(&raw_runs.iter().map(|r| r.ttft_ms).collect::<Vec<_>>()),
+    };
+    let pipeline = Side {
+        prompt_tokens: pipe_runs.first().map(|p| p.prompt_tokens).unwrap_or(0),
+        gen_tokens: pipe_runs.iter().map(|p| p.gen_tokens).min().unwrap_or(0),
+        prompt_tps: mean(&pipe_runs.iter().map(|p| p.prompt_tps).collect::<Vec<_>>()),
+        gen_tps: mean(&pipe_runs.iter().map(|p| p.gen_tps).collect::<Vec<_>>()),
+        ttft_ms: mean(&pipe_runs.iter().map(|p| p.ttft_ms).collect::<Vec<_>>()),
+    };
+    let report = Report {
+        model: path.display().to_string(),
+        threads,
+        reps,
+        ratio: Ratio {
+            gen: if raw.gen_tps > 0.0 {
+                pipeline.gen_tps / raw.gen_tps
+            } else {
+                0.0
+            },
+            ttft: if raw.ttft_ms > 0.0 {
+                pipeline.ttft_ms / raw.ttft_ms
+            } else {
+                0.0
+            },
+        },
+        raw,
+        pipeline,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "model     {}  ({} threads, {} reps)",
+            report.model, report.threads, report.reps
+        );
+        println!("            prompt t/s   gen t/s   TTFT ms   prompt/gen tokens");
+        for (name, s) in [("raw", &report.raw), ("pipeline", &report.pipeline)] {
+            println!(
+                "{name:<10}{:>12.1}{:>10.1}{:>10.1}   {}/{}",
+                s.prompt_tps, s.gen_tps, s.ttft_ms, s.prompt_tokens, s.gen_tokens
+            );
+        }
+        println!(
+            "ratio     gen {:.3}×   ttft {:.3}×  (pipeline / raw)",
+            report.ratio.gen, report.ratio.ttft
+        );
+    }
+    Ok(())
+}
+
+struct PipeRun {
+    prompt_tokens: u32,
+    gen_tokens: u32,
+    prompt_tps: f64,
+    gen_tps: f64,
+    ttft_ms: f64,
+}
+
+/// One answer through the whole pipeline, timed where a consumer sees the tokens.
+async fn pipeline_once(
+    model: &LoadedModel,
+    text: &str,
+    gen_tokens: u32,
+    threads: u32,
+    rep: u32,
+) -> anyhow::Result<PipeRun> {
+    // A different system line each time, as in a new conversation: the prompt cache must
+    // not make the pipeline's prompt look free.
+    let req = ChatRequest {
+        messages: vec![
+            Message::new(
+                Role::System,
+                format!("Session {rep}-{}. You are a helpful assistant.", rand_tag()),
+            ),
+            Message::new(Role::User, text),
+        ],
+        params: SamplingParams {
+            temperature: 0.0,
+            max_tokens: gen_tokens,
+            ..SamplingParams::default()
+        },
+        threads: Some(threads),
+        ..ChatRequest::default()
+    };
+    let t0 = Instant::now();
+    let mut stream = model.chat(req).await?;
+    let mut first = None;
+    let mut last = None;
+    let mut n = 0u32;
+    while let Some(ev) = stream.next_event().await {
+        match ev {
+            ChatEvent::Token { .. } | ChatEvent::Reasoning { .. } => {
+                first.get_or_insert_with(|| t0.elapsed());
+                last = Some(t0.elapsed());
+            }
+            ChatEvent::Done { usage, metrics, .. } => {
+                n = usage.completion_tokens;
+                let (Some(f), Some(l)) = (first, last) else {
+                    anyhow::bail!("the model produced no text")
+                };
+                // Tokens after the first, over the time between first and last delivery.
+                let span = (l - f).as_secs_f64();
+                return Ok(PipeRun {
+                    prompt_tokens: usage.prompt_tokens,
+                    gen_tokens: n,
+                    prompt_tps: metrics.prompt_tps,
+                    gen_tps: if span > 0.0 {
+                        f64::from(n.saturating_sub(1)) / span
+                    } else {
+                        0.0
+                    },
+                    ttft_ms: f.as_secs_f64() * 1000.0,
+                });
+            }
+            ChatEvent::Error { code, message } => anyhow::bail!("{message} ({code})"),
+            ChatEvent::Started { .. } => {}
+        }
+    }
+    anyhow::bail!("the answer ended without a result after {n} tokens")
+}
+
+fn rand_tag() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}

@@ -1,0 +1,195 @@
+//! `conclave chat`: one prompt, one streamed answer.
+
+use std::io::{IsTerminal, Write};
+
+use conclave_core::engine::{ChatRequest, Engine, LoadOptions};
+use conclave_core::{ChatEvent, Message, Role, SamplingParams, ThinkMode};
+
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    /// A GGUF path, or a model's file name in the model folders.
+    #[arg(long)]
+    pub model: String,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: u32,
+    /// Temperature; 0 is greedy.
+    #[arg(long)]
+    pub temp: Option<f32>,
+    #[arg(long)]
+    pub top_k: Option<i32>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    #[arg(long)]
+    pub repeat_penalty: Option<f32>,
+    /// Seed for sampling; random (and reported) when absent.
+    #[arg(long)]
+    pub seed: Option<u32>,
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Context length in tokens (default: min(4096, the model's)).
+    #[arg(long, default_value_t = 0)]
+    pub ctx: u32,
+    /// Chat template: model, chatml, gemma, llama3, mistral, phi3, deepseek-r1, raw.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Thinking: on, off or auto.
+    #[arg(long, default_value = "auto")]
+    pub think: ThinkMode,
+    /// Force the answer after this many thinking tokens.
+    #[arg(long)]
+    pub think_budget: Option<u32>,
+    /// Stop strings (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Do not save this exchange to the history.
+    #[arg(long)]
+    pub no_save: bool,
+    /// Continue a saved conversation.
+    #[arg(long)]
+    pub conversation: Option<String>,
+    /// One JSON event per line.
+    #[arg(long)]
+    pub json: bool,
+    /// The prompt.
+    pub prompt: String,
+}
+
+impl ChatArgs {
+    pub fn sampling(&self) -> SamplingParams {
+        let d = SamplingParams::default();
+        SamplingParams {
+            temperature: self.temp.unwrap_or(d.temperature),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            ..d
+        }
+    }
+}
+
+pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
+    let path = crate::resolve_model(&args.model)?;
+    let engine = Engine::new()?;
+    let model = engine
+        .load(
+            &path,
+            LoadOptions {
+                n_ctx: args.ctx,
+                threads: args.threads,
+            },
+            |_| {},
+        )
+        .await?;
+    let mut messages = Vec::new();
+    if let Some(s) = &args.system {
+        messages.push(Message::new(Role::System, s.clone()));
+    }
+    messages.push(Message::new(Role::User, args.prompt.clone()));
+    let req = ChatRequest {
+        messages,
+        params: args.sampling(),
+        template: args.template.clone(),
+        think: args.think,
+        think_budget: args.think_budget,
+        keep_thoughts: false,
+        threads: args.threads,
+        grammar: None,
+    };
+    let mut stream = model.chat(req).await?;
+    let mut printer = Printer::new(args.json);
+    let mut failed = None;
+    while let Some(ev) = stream.next_event().await {
+        printer.event(&ev)?;
+        if let ChatEvent::Error { code, message } = &ev {
+            failed = Some(format!("{message} ({code})"));
+        }
+        if matches!(ev, ChatEvent::Done { .. } | ChatEvent::Error { .. }) {
+            break;
+        }
+    }
+    model.unload().await;
+    match failed {
+        Some(e) => anyhow::bail!(e),
+        None => Ok(()),
+    }
+}
+
+/// Prints events: JSON lines, or the answer on stdout with the thinking dimmed (on a
+/// terminal) or on stderr (when stdout is piped, so scripts get only the answer).
+pub struct Printer {
+    json: bool,
+    tty: bool,
+    in_reasoning: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Self {
+        Self {
+            json,
+            tty: std::io::stdout().is_terminal(),
+            in_reasoning: false,
+        }
+    }
+
+    pub fn event(&mut self, ev: &ChatEvent) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, ev)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+            return Ok(());
+        }
+        match ev {
+            ChatEvent::Reasoning { text } if self.tty => {
+                write!(out, "\x1b[2m{text}\x1b[0m")?;
+                self.in_reasoning = true;
+            }
+            ChatEvent::Reasoning { text } => {
+                let mut err = std::io::stderr().lock();
+                err.write_all(text.as_bytes())?;
+                self.in_reasoning = true;
+            }
+            ChatEvent::Token { text } => {
+                if self.in_reasoning {
+                    self.in_reasoning = false;
+                    if self.tty {
+                        out.write_all(b"\n\n")?;
+                    } else {
+                        std::io::stderr().lock().write_all(b"\n")?;
+                    }
+                }
+                out.write_all(text.as_bytes())?;
+            }
+            ChatEvent::Done {
+                usage,
+                metrics,
+                stop_reason,
+            } => {
+                out.write_all(b"\n")?;
+                if std::io::stderr().is_terminal() {
+                    eprintln!(
+                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}]\x1b[0m",
+                        usage.completion_tokens,
+                        metrics.gen_tps,
+                        metrics.ttft_ms,
+                        usage.reasoning_tokens,
+                        metrics.seed,
+                        stop_reason.as_str()
+                    );
+                }
+            }
+            ChatEvent::Started { .. } | ChatEvent::Error { .. } => {}
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
