@@ -923,7 +923,11 @@ mod tests {
 
     #[test]
     fn auto_detection_narrows_to_the_family() {
-        let (r, a, fin) = stream(ReasoningFormat::Auto, false, &["[THINK]x[/THINK]<seed:think>y"]);
+        let (r, a, fin) = stream(
+            ReasoningFormat::Auto,
+            false,
+            &["[THINK]x[/THINK]<seed:think>y"],
+        );
         assert_eq!((r.as_str(), a.as_str()), ("x", "<seed:think>y"));
         assert_eq!(fin.format, ReasoningFormat::Magistral);
         let (_, _, fin) = stream(ReasoningFormat::Auto, false, &["plain"]);

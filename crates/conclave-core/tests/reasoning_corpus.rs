@@ -385,13 +385,20 @@ const CORPUS: &[Case] = &[
 ];
 
 fn boundaries(s: &str) -> Vec<usize> {
-    s.char_indices().map(|(i, _)| i).chain(std::iter::once(s.len())).collect()
+    s.char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(s.len()))
+        .collect()
 }
 
 fn check(case: &Case, chunks: &[&str], how: &str) {
     let format: ReasoningFormat = case.format.parse().unwrap();
     let got = split_batch(format, case.prefilled, chunks);
-    assert_eq!(got.reasoning, case.reasoning, "{} ({how}): reasoning", case.name);
+    assert_eq!(
+        got.reasoning, case.reasoning,
+        "{} ({how}): reasoning",
+        case.name
+    );
     assert_eq!(got.answer, case.answer, "{} ({how}): answer", case.name);
     assert_eq!(got.cut_off, case.cut_off, "{} ({how}): cut_off", case.name);
     assert_eq!(got.format, case.detected, "{} ({how}): format", case.name);
@@ -441,7 +448,12 @@ fn corpus_one_char_per_push() {
         let b = boundaries(case.output);
         let chars: Vec<&str> = b.windows(2).map(|w| &case.output[w[0]..w[1]]).collect();
         check(case, &chars, "char by char");
-        assert_eq!(raw(case, &chars), raw(case, &[case.output]), "{} raw, char by char", case.name);
+        assert_eq!(
+            raw(case, &chars),
+            raw(case, &[case.output]),
+            "{} raw, char by char",
+            case.name
+        );
     }
 }
 
