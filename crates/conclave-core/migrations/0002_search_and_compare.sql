@@ -13,6 +13,9 @@ CREATE INDEX compare_runs_by_user_message ON compare_runs (user_message_id);
 
 ALTER TABLE messages ADD COLUMN compare_run_id TEXT REFERENCES compare_runs (id) ON DELETE SET NULL;
 ALTER TABLE messages ADD COLUMN column_index INTEGER;
+-- Process writing a streaming answer: at open, only answers whose writer is gone are
+-- marked interrupted, so a second Conclave process never breaks a live stream.
+ALTER TABLE messages ADD COLUMN writer_pid INTEGER;
 
 CREATE INDEX messages_by_compare_run ON messages (compare_run_id) WHERE compare_run_id IS NOT NULL;
 

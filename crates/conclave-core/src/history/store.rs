@@ -103,13 +103,7 @@ impl History {
                 .run(&pool)
                 .await
                 .map_err(|e| with_path(e.into(), &shown))?;
-            let recovered = sqlx::query(
-                "UPDATE messages SET status = 'interrupted', updated_at = ? WHERE status = 'streaming'",
-            )
-            .bind(now_ms())
-            .execute(&pool)
-            .await?
-            .rows_affected();
+            let recovered = recover_interrupted(&pool).await?;
             if recovered > 0 {
                 tracing::warn!(
                     recovered,
@@ -391,7 +385,7 @@ impl History {
             compare_run_id: None,
             column_index: None,
         };
-        self.insert_new(&message, true).await?;
+        self.insert_new(&message, true, None).await?;
         Ok(message)
     }
 
@@ -446,11 +440,18 @@ impl History {
         };
         // Side columns other than the first leave the visible branch alone.
         let becomes_leaf = column_index.unwrap_or(0) == 0;
-        let seq = self.insert_new(&message, becomes_leaf).await?;
+        let seq = self
+            .insert_new(&message, becomes_leaf, Some(std::process::id()))
+            .await?;
         Ok(AnswerWriter::new(self.clone(), message, seq))
     }
 
-    async fn insert_new(&self, message: &StoredMessage, becomes_leaf: bool) -> Result<i64> {
+    async fn insert_new(
+        &self,
+        message: &StoredMessage,
+        becomes_leaf: bool,
+        writer_pid: Option<u32>,
+    ) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         ensure_conversation(&mut tx, &message.conversation_id).await?;
         if let Some(parent) = &message.parent_id {
@@ -483,6 +484,13 @@ impl History {
             .execute(&mut *tx)
             .await?
             .last_insert_rowid();
+        if let Some(pid) = writer_pid {
+            sqlx::query("UPDATE messages SET writer_pid = ? WHERE seq = ?")
+                .bind(i64::from(pid))
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
         let leaf_sql = if becomes_leaf {
             "UPDATE conversations SET current_leaf_id = ?, updated_at = ? WHERE id = ?"
         } else {
@@ -760,6 +768,47 @@ impl History {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.join("\n"))
+    }
+}
+
+/// Marks `streaming` answers whose writing process is gone as `interrupted`, keeping
+/// their text. Returns how many.
+async fn recover_interrupted(pool: &SqlitePool) -> Result<u64> {
+    let streaming: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT seq, writer_pid FROM messages WHERE status = 'streaming'")
+            .fetch_all(pool)
+            .await?;
+    let mut recovered = 0;
+    for (seq, pid) in streaming {
+        if pid.is_some_and(process_alive) {
+            continue;
+        }
+        recovered += sqlx::query(
+            "UPDATE messages SET status = 'interrupted', updated_at = ? WHERE seq = ? AND status = 'streaming'",
+        )
+        .bind(now_ms())
+        .bind(seq)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    }
+    Ok(recovered)
+}
+
+/// Whether a process with this id is running (zombies count as gone). Where this cannot
+/// be told, every writer counts as gone: a stale `streaming` is worse than a rare false
+/// `interrupted` on a still-running second process.
+fn process_alive(pid: i64) -> bool {
+    if cfg!(target_os = "linux") {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    } else {
+        false
     }
 }
 
