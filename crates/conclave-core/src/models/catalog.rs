@@ -9,6 +9,7 @@ use super::store::{self, Settings, ShaCache};
 use super::ModelsError;
 use crate::error::ErrorCode;
 use crate::gguf::{self, GgufHeader};
+use crate::reasoning::ReasoningFormat;
 
 /// How deep below a search folder we look (HF-style `org/repo/file.gguf` layouts).
 const MAX_DEPTH: usize = 4;
@@ -56,8 +57,8 @@ pub struct ModelMeta {
     pub head_count: Option<u64>,
     pub head_count_kv: Option<u64>,
     pub has_chat_template: bool,
-    /// Reasoning markup the chat template uses (`think_tags`, `harmony`, `mistral_think`).
-    pub reasoning_format: Option<String>,
+    /// The reasoning format the chat template implies (`None`: not a thinking model).
+    pub reasoning_format: Option<ReasoningFormat>,
     pub gguf_version: u32,
     pub split_count: u32,
     /// Bytes of tensor data over all parts: what the weights take in memory.
@@ -131,18 +132,11 @@ impl Catalog {
     }
 }
 
-/// Reasoning markup in a chat template.
-// TODO(reasoning): switch to `crate::reasoning::detect_from_template(&str) -> ReasoningFormat`
-// once it lands; this private copy only exists so the catalog can show something now.
-fn detect_reasoning_format(template: &str) -> Option<String> {
-    if template.contains("<|channel|>") {
-        Some("harmony".into())
-    } else if template.contains("[THINK]") {
-        Some("mistral_think".into())
-    } else if template.contains("<think>") {
-        Some("think_tags".into())
-    } else {
-        None
+/// The reasoning format a chat template implies; `None` for a model that does not think.
+fn detect_reasoning_format(template: &str) -> Option<ReasoningFormat> {
+    match crate::reasoning::detect_from_template(template) {
+        ReasoningFormat::None => None,
+        f => Some(f),
     }
 }
 
@@ -363,21 +357,17 @@ fn meta_from(h: &GgufHeader, all: &[GgufHeader]) -> ModelMeta {
 
 #[cfg(test)]
 mod tests {
-    use super::detect_reasoning_format;
+    use super::{detect_reasoning_format, ReasoningFormat};
 
     #[test]
     fn reasoning_markers() {
         assert_eq!(
-            detect_reasoning_format("{{ '<think>' }}").as_deref(),
-            Some("think_tags")
+            detect_reasoning_format("<|start|>assistant<|channel|>analysis"),
+            Some(ReasoningFormat::GptOss)
         );
         assert_eq!(
-            detect_reasoning_format("<|start|>assistant<|channel|>analysis").as_deref(),
-            Some("harmony")
-        );
-        assert_eq!(
-            detect_reasoning_format("[THINK]x[/THINK]").as_deref(),
-            Some("mistral_think")
+            detect_reasoning_format("[THINK]x[/THINK]"),
+            Some(ReasoningFormat::Magistral)
         );
         assert_eq!(detect_reasoning_format("<|im_start|>"), None);
     }
