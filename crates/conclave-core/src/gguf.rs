@@ -20,6 +20,12 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Arrays longer than this are summarised (type + length) rather than kept in memory:
 /// tokenizer vocabularies run to hundreds of thousands of entries and nobody needs them here.
 pub const MAX_STORED_ARRAY_LEN: u64 = 1000;
+/// Beyond these a count or length is corrupt whatever the file size; below them but past
+/// the end of the file, the file is truncated. Both are refused, with different messages.
+const MAX_TENSORS: u64 = 1 << 20;
+const MAX_KV: u64 = 1 << 20;
+const MAX_STRING_LEN: u64 = 256 << 20;
+const MAX_ARRAY_LEN: u64 = 1 << 32;
 /// llama.cpp's `GGML_MAX_DIMS`.
 pub const MAX_DIMS: u32 = 4;
 
@@ -515,17 +521,43 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// Checks a count read from the file: `count` items of at least `item_size` bytes must
+    /// fit in what is left (else truncated) and `count` must be at most `max` (else corrupt).
+    /// Called before anything is allocated from `count`.
+    fn check_len(
+        &self,
+        count: u64,
+        item_size: u64,
+        max: u64,
+        what: &dyn std::fmt::Display,
+    ) -> Result<(), GgufError> {
+        if count > max {
+            return Err(self.absurd(
+                format!("{what} (count/length)"),
+                count,
+                format!("more than the sane maximum of {max}"),
+            ));
+        }
+        match count.checked_mul(item_size) {
+            Some(bytes) if bytes <= self.remaining() => Ok(()),
+            _ => Err(GgufError::Truncated {
+                path: self.path.to_path_buf(),
+                offset: self.file_size,
+                what: format!(
+                    "{what}: {count} × {item_size}+ bytes needed, {} left after byte {}",
+                    self.remaining(),
+                    self.pos
+                ),
+                file_size: self.file_size,
+            }),
+        }
+    }
+
     /// Reads a length-prefixed string; the length is checked against the file before any
     /// allocation.
     fn string(&mut self, what: &dyn std::fmt::Display) -> Result<String, GgufError> {
         let len = self.u64(&format_args!("length of {what}"))?;
-        if len > self.remaining() {
-            return Err(self.absurd(
-                format!("length of {what}"),
-                len,
-                format!("only {} bytes remain in the file", self.remaining()),
-            ));
-        }
+        self.check_len(len, 1, MAX_STRING_LEN, what)?;
         let n = usize::try_from(len).map_err(|_| self.truncated(what))?;
         let mut buf = vec![0u8; n];
         self.inner.read_exact(&mut buf).map_err(|e| self.io(e))?;
@@ -540,13 +572,7 @@ impl Reader<'_> {
     /// Skips a string, validating its length.
     fn skip_string(&mut self, what: &dyn std::fmt::Display) -> Result<(), GgufError> {
         let len = self.u64(&format_args!("length of {what}"))?;
-        if len > self.remaining() {
-            return Err(self.absurd(
-                format!("length of {what}"),
-                len,
-                format!("only {} bytes remain in the file", self.remaining()),
-            ));
-        }
+        self.check_len(len, 1, MAX_STRING_LEN, what)?;
         self.skip(len, what)
     }
 
@@ -623,16 +649,7 @@ impl Reader<'_> {
         }
         let len = self.u64(&format_args!("length of array {key}"))?;
         let min = item_type.min_size();
-        if len.checked_mul(min).is_none_or(|b| b > self.remaining()) {
-            return Err(self.absurd(
-                format!("length of array {key}"),
-                len,
-                format!(
-                    "{len} items of at least {min} bytes do not fit in the {} bytes left",
-                    self.remaining()
-                ),
-            ));
-        }
+        self.check_len(len, min, MAX_ARRAY_LEN, &format_args!("array {key}"))?;
         if len <= MAX_STORED_ARRAY_LEN {
             // `len` is bounded by the remaining file size, so this allocation is too.
             let mut items = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
@@ -695,25 +712,10 @@ fn parse(r: &mut Reader<'_>) -> Result<GgufHeader, GgufError> {
     }
     let tensor_count = r.u64(&"tensor count")?;
     // A tensor info takes at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset).
-    if tensor_count
-        .checked_mul(24)
-        .is_none_or(|b| b > r.remaining())
-    {
-        return Err(r.absurd(
-            "tensor count",
-            tensor_count,
-            format!("{} bytes cannot hold that many tensor infos", r.remaining()),
-        ));
-    }
+    r.check_len(tensor_count, 24, MAX_TENSORS, &"tensor infos")?;
     let kv_count = r.u64(&"metadata key/value count")?;
     // A key/value takes at least 8 (key length) + 4 (type) + 1 (smallest value).
-    if kv_count.checked_mul(13).is_none_or(|b| b > r.remaining()) {
-        return Err(r.absurd(
-            "metadata key/value count",
-            kv_count,
-            format!("{} bytes cannot hold that many entries", r.remaining()),
-        ));
-    }
+    r.check_len(kv_count, 13, MAX_KV, &"metadata key/values")?;
 
     let mut kv = BTreeMap::new();
     for i in 0..kv_count {

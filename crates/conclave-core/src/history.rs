@@ -1,13 +1,356 @@
-//! (being written)
+//! Chat history: one SQLite file (WAL) holding conversations as message trees, every
+//! answer's model, parameters and metrics in typed columns, a full-text index, and
+//! Markdown/JSON export and import.
+//!
+//! Durability rules that shape the API: a user message is committed before generation
+//! starts ([`History::add_user_message`]), a streamed answer is written incrementally by an
+//! [`AnswerWriter`], and answers a crash left `streaming` are turned `interrupted` (text kept)
+//! the next time the database is opened.
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+
+pub mod bench;
+mod export;
+mod rows;
+mod search;
+mod store;
+mod writer;
+
+pub use export::{
+    ExportDocument, ExportFormat, ExportScope, ImportReport, EXPORT_FORMAT, EXPORT_VERSION,
+};
+pub use search::{SearchHit, SearchQuery, HIGHLIGHT_END, HIGHLIGHT_START};
+pub use store::{History, HistoryOptions};
+pub use writer::AnswerWriter;
+
+pub type Result<T, E = HistoryError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    #[error("{what} '{id}' not found in history")]
+    NotFound { what: &'static str, id: String },
+    #[error("the disk holding the history database is full; free some space (nothing written since the last save was lost from this window): {0}")]
+    StorageFull(String),
+    #[error("the history database is read-only (check the file's permissions or the disk): {0}")]
+    StorageReadOnly(String),
+    #[error("the history database is busy (another Conclave process holds a write lock): {0}")]
+    Busy(String),
+    #[error("{path} is damaged or is not a Conclave history database: {reason}")]
+    CorruptDatabase { path: String, reason: String },
+    #[error("the history database was written by a newer Conclave (schema {found}); update Conclave to open it")]
+    NewerSchema { found: i64 },
+    #[error("invalid import file: {0}")]
+    InvalidImport(String),
     #[error("{0}")]
-    Other(String),
+    InvalidInput(String),
+    #[error("database upgrade failed: {0}")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("i/o error on the history database: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl crate::error::ErrorCode for HistoryError {
     fn code(&self) -> &'static str {
-        "internal"
+        match self {
+            HistoryError::NotFound { .. } => "not_found",
+            HistoryError::StorageFull(_) => "storage_full",
+            HistoryError::StorageReadOnly(_) => "storage_read_only",
+            HistoryError::Busy(_) => "database_busy",
+            HistoryError::CorruptDatabase { .. } => "corrupt_database",
+            HistoryError::NewerSchema { .. } => "newer_schema",
+            HistoryError::InvalidImport(_) => "invalid_import",
+            HistoryError::InvalidInput(_) => "invalid_input",
+            HistoryError::Migration(_) => "migration_failed",
+            HistoryError::Database(_) => "database",
+            HistoryError::Io(_) => "io",
+        }
     }
+}
+
+// SQLite primary result codes (the low byte of the extended code sqlx reports).
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_READONLY: i64 = 8;
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
+const SQLITE_NOTADB: i64 = 26;
+
+impl From<sqlx::Error> for HistoryError {
+    fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &err {
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .map(|c| c & 0xff);
+            let msg = db.message().to_string();
+            match primary {
+                Some(SQLITE_FULL) => return HistoryError::StorageFull(msg),
+                Some(SQLITE_READONLY) => return HistoryError::StorageReadOnly(msg),
+                Some(SQLITE_BUSY | SQLITE_LOCKED) => return HistoryError::Busy(msg),
+                Some(SQLITE_CORRUPT | SQLITE_NOTADB) => {
+                    return HistoryError::CorruptDatabase {
+                        path: "the history database".into(),
+                        reason: msg,
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let sqlx::Error::Io(io) = &err {
+            // ENOSPC can surface as an I/O error rather than SQLITE_FULL on some paths.
+            if io.raw_os_error() == Some(libc::ENOSPC) {
+                return HistoryError::StorageFull(io.to_string());
+            }
+            if io.raw_os_error() == Some(libc::EROFS) {
+                return HistoryError::StorageReadOnly(io.to_string());
+            }
+        }
+        HistoryError::Database(err)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for HistoryError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(e) => match HistoryError::from(e) {
+                HistoryError::Database(e) => {
+                    HistoryError::Migration(sqlx::migrate::MigrateError::Execute(e))
+                }
+                other => other,
+            },
+            sqlx::migrate::MigrateError::VersionMissing(found) => {
+                HistoryError::NewerSchema { found }
+            }
+            other => HistoryError::Migration(other),
+        }
+    }
+}
+
+/// Where an assistant message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Being generated right now (or a crash happened before the next open).
+    Streaming,
+    Complete,
+    Cancelled,
+    /// The process died while streaming; the text written so far is kept.
+    Interrupted,
+    /// Generation failed; `error_message` says why.
+    Error,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Streaming => "streaming",
+            MessageStatus::Complete => "complete",
+            MessageStatus::Cancelled => "cancelled",
+            MessageStatus::Interrupted => "interrupted",
+            MessageStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "streaming" => MessageStatus::Streaming,
+            "complete" => MessageStatus::Complete,
+            "cancelled" => MessageStatus::Cancelled,
+            "interrupted" => MessageStatus::Interrupted,
+            "error" => MessageStatus::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// The user's verdict on a side-by-side run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vote {
+    ABetter,
+    BBetter,
+    Tie,
+    BothBad,
+}
+
+impl Vote {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vote::ABetter => "a_better",
+            Vote::BBetter => "b_better",
+            Vote::Tie => "tie",
+            Vote::BothBad => "both_bad",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "a_better" => Vote::ABetter,
+            "b_better" => Vote::BBetter,
+            "tie" => Vote::Tie,
+            "both_bad" => Vote::BothBad,
+            _ => return None,
+        })
+    }
+}
+
+/// Per-conversation generation settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConversationSettings {
+    pub system_prompt: Option<String>,
+    pub think_mode: ThinkMode,
+    pub think_budget: Option<u32>,
+    pub keep_thoughts: bool,
+    pub n_ctx: Option<u32>,
+    pub threads: Option<u32>,
+    pub template_override: Option<String>,
+    pub default_model: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub title: String,
+    /// Unix milliseconds, UTC.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub settings: ConversationSettings,
+    pub pinned: bool,
+    pub folder: Option<String>,
+    /// Sorted.
+    pub tags: Vec<String>,
+    /// The message the conversation view shows last; the branch on screen is `path_to(leaf)`.
+    pub current_leaf_id: Option<String>,
+}
+
+/// One row of the conversation list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: String,
+    pub title: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub pinned: bool,
+    pub folder: Option<String>,
+    /// All messages of the tree, every branch included.
+    pub message_count: i64,
+    /// Model file of the most recent assistant message.
+    pub last_model: Option<String>,
+}
+
+/// The GGUF that produced an answer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// File name of the GGUF.
+    pub file: String,
+    pub sha256: Option<String>,
+    pub architecture: Option<String>,
+    pub quantization: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: String,
+    pub conversation_id: String,
+    /// None for the first message of a conversation (several roots are allowed: an edited
+    /// first message is a sibling root).
+    pub parent_id: Option<String>,
+    pub role: Role,
+    /// The answer (for assistant messages, without the thinking).
+    pub content: String,
+    pub reasoning: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub status: MessageStatus,
+    pub error_message: Option<String>,
+    pub model: Option<ModelInfo>,
+    pub template: Option<String>,
+    pub reasoning_format: Option<String>,
+    /// Parameters as requested.
+    pub sampling: Option<SamplingParams>,
+    /// Seed actually used.
+    pub seed: Option<u32>,
+    pub stop_reason: Option<StopReason>,
+    pub usage: Option<Usage>,
+    /// Non-finite measurements are stored as 0.
+    pub metrics: Option<Metrics>,
+    pub compare_run_id: Option<String>,
+    pub column_index: Option<u32>,
+}
+
+/// What is known about an answer when its generation starts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AnswerMeta {
+    pub model: ModelInfo,
+    pub template: Option<String>,
+    pub reasoning_format: Option<String>,
+    pub sampling: SamplingParams,
+    /// Seed actually used, when already known (`ChatEvent::Started`); `finish` records it too.
+    pub seed: Option<u32>,
+    /// Set when this answer is one column of a side-by-side run.
+    pub compare: Option<CompareSlot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompareSlot {
+    pub run_id: String,
+    pub column_index: u32,
+}
+
+/// A side-by-side run: its columns are sibling assistant answers to `user_message_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareRun {
+    pub id: String,
+    pub user_message_id: String,
+    pub blind: bool,
+    pub vote: Option<Vote>,
+    pub tag: Option<String>,
+    pub created_at: i64,
+}
+
+/// A conversation with its whole message tree (flat, by creation time; parent links give
+/// the shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationTree {
+    pub conversation: Conversation,
+    pub messages: Vec<StoredMessage>,
+    pub compare_runs: Vec<CompareRun>,
+}
+
+impl ConversationTree {
+    pub fn current_leaf_id(&self) -> Option<&str> {
+        self.conversation.current_leaf_id.as_deref()
+    }
+
+    /// Root→leaf path of the current branch, from the loaded messages.
+    pub fn current_path(&self) -> Vec<&StoredMessage> {
+        let by_id: std::collections::HashMap<&str, &StoredMessage> =
+            self.messages.iter().map(|m| (m.id.as_str(), m)).collect();
+        let mut path = Vec::new();
+        let mut cursor = self.current_leaf_id();
+        while let Some(id) = cursor {
+            let Some(m) = by_id.get(id) else { break };
+            path.push(*m);
+            cursor = m.parent_id.as_deref();
+            if path.len() > self.messages.len() {
+                break; // a cycle can only come from a damaged file; don't spin
+            }
+        }
+        path.reverse();
+        path
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(crate) fn new_id() -> String {
+    // v7: time-ordered, so new rows land at the end of the id index.
+    uuid::Uuid::now_v7().to_string()
 }

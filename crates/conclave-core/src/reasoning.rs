@@ -949,6 +949,23 @@ mod tests {
     }
 
     #[test]
+    fn max_marker_len_bounds_every_marker() {
+        let mut longest = "<|message|>".len();
+        for f in ReasoningFormat::ALL {
+            let spec = spec_for(f);
+            for p in spec.pairs {
+                for m in std::iter::once(&p.open).chain(p.closes) {
+                    longest = longest.max(m.len());
+                }
+            }
+            for d in spec.drops {
+                longest = longest.max(d.len());
+            }
+        }
+        assert_eq!(longest, MAX_MARKER_LEN);
+    }
+
+    #[test]
     fn template_detection() {
         assert_eq!(
             detect_from_template("{{'<|im_start|>assistant\\n<think>\\n'}} enable_thinking"),

@@ -1,0 +1,254 @@
+//! Will this model fit in memory at this context size? Estimated from the GGUF header alone,
+//! before anything is loaded, so the UI can warn instead of letting the OOM killer decide.
+//!
+//! # The formula (CPU inference, llama.cpp defaults)
+//!
+//! ```text
+//! total    = weights + kv_cache + compute + overhead
+//! weights  = Σ tensor bytes (mmap'd; every page is touched during inference, so all of it
+//!            ends up resident)
+//! kv_cache = Σ_layers cells(layer) × n_head_kv × (head_dim_k × bytes(type_k)
+//!                                               + head_dim_v × bytes(type_v))
+//!   cells(full layer) = pad256(n_ctx)
+//!   cells(SWA layer)  = min(pad256(n_ctx), pad256(sliding_window + n_ubatch))
+//!   head_dim_k/v      = {arch}.attention.key_length/value_length, else n_embd / n_head
+//!   SWA layers: for architectures llama.cpp runs with an interleaved sliding-window pattern
+//!   (gemma2/3, cohere2, gpt-oss… see `gguf::swa_pattern`), all layers but every
+//!   pattern-th one. This is an approximation of llama.cpp's iSWA cache (it ignores
+//!   per-sequence padding); for an unknown pattern every layer counts as full (over-estimate).
+//! compute  = logits + attention scratch + activations, the worst case llama.cpp reserves:
+//!   logits     = n_vocab × n_ubatch × 4
+//!   attention  = n_head × pad256(n_ctx) × n_ubatch × 4 / 4   (scores tile; ggml's allocator
+//!                reuses buffers and flash attention avoids most of it, hence the ÷4)
+//!   activations= n_ubatch × (4 × n_embd + 2 × n_ff) × 4
+//!   compute    = max(logits, attention) + activations
+//! overhead = 64 MiB fixed (worker process, llama.cpp/ggml code and heap, tokenizer vocab)
+//!            + n_vocab × 4 (output buffer for one sequence)
+//! ```
+//!
+//! Verdict against `MemAvailable` from `/proc/meminfo`: `Fits` when the total is at most
+//! 80 % of it, `Tight` up to 100 %, `WontFit` beyond. Not yet calibrated against a measured
+//! worker RSS; the compute term is the least certain part.
+
+use serde::Serialize;
+
+use crate::gguf::{self, GgufHeader};
+
+/// Fixed cost of a worker process with a model loaded, beyond the model's own buffers.
+pub const FIXED_OVERHEAD_BYTES: u64 = 64 * 1024 * 1024;
+/// llama.cpp pads KV cache cell counts to this.
+const KV_PAD: u64 = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheType {
+    F32,
+    F16,
+    Bf16,
+    Q8_0,
+    Q5_1,
+    Q5_0,
+    Q4_1,
+    Q4_0,
+}
+
+impl KvCacheType {
+    /// Bytes per element (block size / elements per block for quantised caches).
+    pub fn bytes_per_element(self) -> f64 {
+        match self {
+            KvCacheType::F32 => 4.0,
+            KvCacheType::F16 | KvCacheType::Bf16 => 2.0,
+            KvCacheType::Q8_0 => 34.0 / 32.0,
+            KvCacheType::Q5_1 => 24.0 / 32.0,
+            KvCacheType::Q5_0 => 22.0 / 32.0,
+            KvCacheType::Q4_1 => 20.0 / 32.0,
+            KvCacheType::Q4_0 => 18.0 / 32.0,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "f32" => KvCacheType::F32,
+            "f16" => KvCacheType::F16,
+            "bf16" => KvCacheType::Bf16,
+            "q8_0" => KvCacheType::Q8_0,
+            "q5_1" => KvCacheType::Q5_1,
+            "q5_0" => KvCacheType::Q5_0,
+            "q4_1" => KvCacheType::Q4_1,
+            "q4_0" => KvCacheType::Q4_0,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitRequest {
+    /// Context size; 0 means the model's trained context length.
+    pub n_ctx: u64,
+    pub type_k: KvCacheType,
+    pub type_v: KvCacheType,
+    /// Physical batch size (llama.cpp default 512).
+    pub n_ubatch: u64,
+}
+
+impl Default for FitRequest {
+    fn default() -> Self {
+        Self {
+            n_ctx: 0,
+            type_k: KvCacheType::F16,
+            type_v: KvCacheType::F16,
+            n_ubatch: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    Fits,
+    Tight,
+    WontFit,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FitEstimate {
+    pub n_ctx: u64,
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub compute_bytes: u64,
+    pub overhead_bytes: u64,
+    pub total_bytes: u64,
+    /// `MemAvailable`, when it could be read.
+    pub available_bytes: Option<u64>,
+    pub fit: Fit,
+    /// Approximations made (sliding window, missing metadata…), for the UI to show.
+    pub notes: Vec<String>,
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes (Linux only; `None` elsewhere).
+pub fn mem_available_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix("MemAvailable:")?;
+        let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        kb.checked_mul(1024)
+    })
+}
+
+fn pad(n: u64, to: u64) -> u64 {
+    n.div_ceil(to).saturating_mul(to)
+}
+
+/// Estimates memory for `header`'s model. `weights_bytes` is the tensor data over all
+/// parts (for a split model the first header does not see the others' tensors); pass
+/// `None` to use the first header's. `available` is normally [`mem_available_bytes`].
+pub fn estimate_fit(
+    header: &GgufHeader,
+    weights_bytes: Option<u64>,
+    req: &FitRequest,
+    available: Option<u64>,
+) -> FitEstimate {
+    let mut notes = Vec::new();
+    let weights = weights_bytes.unwrap_or_else(|| header.tensor_data_size());
+    let arch = header.architecture().unwrap_or("");
+
+    let n_ctx = if req.n_ctx > 0 {
+        req.n_ctx
+    } else {
+        header.context_length().unwrap_or_else(|| {
+            notes.push("no context length in metadata; assumed 4096".into());
+            4096
+        })
+    };
+    let n_ubatch = req.n_ubatch.max(1);
+    let n_layer = header.block_count().unwrap_or(0);
+    let n_embd = header.embedding_length().unwrap_or(0);
+    let n_head = header.head_count().unwrap_or(0);
+    let n_head_kv = header.head_count_kv().unwrap_or(n_head);
+    let default_head_dim = n_embd.checked_div(n_head).unwrap_or(0);
+    let head_k = header.key_length().unwrap_or(default_head_dim);
+    let head_v = header.value_length().unwrap_or(default_head_dim);
+    let n_vocab = header.vocab_size().unwrap_or(0);
+    let n_ff = header.feed_forward_length().unwrap_or(4 * n_embd);
+    if n_layer == 0 || n_head == 0 {
+        notes.push("attention shape missing from metadata; KV cache not estimated".into());
+    }
+
+    let cells_full = pad(n_ctx, KV_PAD);
+    let (n_full_layers, n_swa_layers, cells_swa) =
+        match (header.sliding_window(), gguf::swa_pattern(arch)) {
+            (Some(window), Some(pattern)) if pattern > 0 => {
+                let full = n_layer / u64::from(pattern);
+                let cells = cells_full.min(pad(window + n_ubatch, KV_PAD));
+                notes.push(format!(
+                    "sliding-window attention: {} of {n_layer} layers keep only ~{cells} cells \
+                     (window {window}); approximate",
+                    n_layer - full
+                ));
+                (full, n_layer - full, cells)
+            }
+            (Some(_), _) => {
+                notes.push(
+                    "sliding-window layout unknown for this architecture; every layer counted \
+                     as full attention (over-estimate)"
+                        .into(),
+                );
+                (n_layer, 0, 0)
+            }
+            (None, _) => (n_layer, 0, 0),
+        };
+    let per_cell = n_head_kv as f64
+        * (head_k as f64 * req.type_k.bytes_per_element()
+            + head_v as f64 * req.type_v.bytes_per_element());
+    let kv = ((n_full_layers * cells_full + n_swa_layers * cells_swa) as f64 * per_cell) as u64;
+
+    let logits = n_vocab.saturating_mul(n_ubatch).saturating_mul(4);
+    let attention = n_head
+        .saturating_mul(cells_full)
+        .saturating_mul(n_ubatch)
+        .saturating_mul(4)
+        / 4;
+    let activations = n_ubatch
+        .saturating_mul(4 * n_embd + 2 * n_ff)
+        .saturating_mul(4);
+    let compute = logits.max(attention).saturating_add(activations);
+    let overhead = FIXED_OVERHEAD_BYTES.saturating_add(n_vocab.saturating_mul(4));
+    let total = weights
+        .saturating_add(kv)
+        .saturating_add(compute)
+        .saturating_add(overhead);
+
+    let fit = match available {
+        Some(avail) if total.saturating_mul(10) <= avail.saturating_mul(8) => Fit::Fits,
+        Some(avail) if total <= avail => Fit::Tight,
+        Some(_) => Fit::WontFit,
+        None => {
+            notes.push("free memory unknown on this system".into());
+            Fit::Tight
+        }
+    };
+    FitEstimate {
+        n_ctx,
+        weights_bytes: weights,
+        kv_cache_bytes: kv,
+        compute_bytes: compute,
+        overhead_bytes: overhead,
+        total_bytes: total,
+        available_bytes: available,
+        fit,
+        notes,
+    }
+}
+
+impl super::ModelEntry {
+    /// [`estimate_fit`] for this model against the memory available right now.
+    pub fn estimate_fit(&self, req: &FitRequest) -> Result<FitEstimate, super::ModelsError> {
+        let header =
+            gguf::read_header(&self.path).map_err(|source| super::ModelsError::NotGguf {
+                path: self.path.clone(),
+                source,
+            })?;
+        let weights = self.meta.as_ref().map(|m| m.weights_bytes);
+        Ok(estimate_fit(&header, weights, req, mem_available_bytes()))
+    }
+}

@@ -1,0 +1,144 @@
+// Typed wrappers for every IPC command of the Tauri shell. Top-level command arguments
+// are camelCase (Tauri convention); objects inside them and returned objects are snake_case.
+import { Channel, invoke } from '@tauri-apps/api/core';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type {
+  ApiError,
+  AppInfo,
+  ChatEvent,
+  ChatHandle,
+  ChatRequest,
+  ConversationSummary,
+  ConversationView,
+  ExportFormat,
+  LoadedModel,
+  LoadProgress,
+  ModelInfo,
+  ModelLoadedEvent,
+  SearchHit,
+  WorkerCrashed,
+} from './types';
+
+/** Turns anything a rejected invoke (or any code) can throw into `{code, message}`. */
+export function toApiError(err: unknown): ApiError {
+  if (err && typeof err === 'object') {
+    const o = err as Record<string, unknown>;
+    if (typeof o.code === 'string' && typeof o.message === 'string') {
+      return { code: o.code, message: o.message };
+    }
+    if (err instanceof Error) {
+      return { code: typeof o.code === 'string' ? o.code : 'internal', message: err.message };
+    }
+    if (typeof o.message === 'string') {
+      return { code: typeof o.code === 'string' ? o.code : 'unknown', message: o.message };
+    }
+    try {
+      return { code: 'unknown', message: JSON.stringify(err) };
+    } catch {
+      return { code: 'unknown', message: String(err) };
+    }
+  }
+  if (typeof err === 'string') {
+    // Shells sometimes reject with a bare string; a JSON string may still hold the shape.
+    try {
+      const parsed = JSON.parse(err) as unknown;
+      if (parsed && typeof parsed === 'object') return toApiError(parsed);
+    } catch {
+      /* not JSON */
+    }
+    return { code: 'unknown', message: err };
+  }
+  if (err === undefined || err === null) return { code: 'unknown', message: 'Unknown error' };
+  return { code: 'unknown', message: String(err) };
+}
+
+/** invoke() whose rejections are always `ApiError`. */
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    throw toApiError(e);
+  }
+}
+
+export function listModels(): Promise<ModelInfo[]> {
+  return call('list_models');
+}
+
+export function openModelFile(path: string): Promise<ModelInfo> {
+  return call('open_model_file', { path });
+}
+
+export function loadModel(
+  modelId: string,
+  onProgress: (p: LoadProgress) => void,
+): Promise<LoadedModel> {
+  const channel = new Channel<LoadProgress>();
+  channel.onmessage = onProgress;
+  return call('load_model', { modelId, onProgress: channel });
+}
+
+export function startChat(
+  request: ChatRequest,
+  onEvent: (e: ChatEvent) => void,
+): Promise<ChatHandle> {
+  const channel = new Channel<ChatEvent>();
+  channel.onmessage = onEvent;
+  return call('start_chat', { request, onEvent: channel });
+}
+
+export function cancel(requestId: string): Promise<void> {
+  return call('cancel', { requestId });
+}
+
+export function listConversations(
+  limit: number,
+  before: string | null = null,
+): Promise<ConversationSummary[]> {
+  return call('list_conversations', { limit, before });
+}
+
+export function getConversation(id: string): Promise<ConversationView> {
+  return call('get_conversation', { id });
+}
+
+export function setCurrentLeaf(conversationId: string, messageId: string): Promise<void> {
+  return call('set_current_leaf', { conversationId, messageId });
+}
+
+export function deleteMessage(id: string): Promise<void> {
+  return call('delete_message', { id });
+}
+
+export function deleteConversation(id: string): Promise<void> {
+  return call('delete_conversation', { id });
+}
+
+export function renameConversation(id: string, title: string): Promise<void> {
+  return call('rename_conversation', { id, title });
+}
+
+export function search(query: string, includeReasoning: boolean): Promise<SearchHit[]> {
+  return call('search', { query, includeReasoning });
+}
+
+export function exportConversation(id: string, format: ExportFormat): Promise<string> {
+  return call('export_conversation', { id, format });
+}
+
+export function appInfo(): Promise<AppInfo> {
+  return call('app_info');
+}
+
+export function onWorkerCrashed(cb: (e: WorkerCrashed) => void): Promise<UnlistenFn> {
+  return listen<WorkerCrashed>('worker-crashed', (e) => cb(e.payload));
+}
+
+export function onModelLoaded(cb: (e: ModelLoadedEvent) => void): Promise<UnlistenFn> {
+  return listen<ModelLoadedEvent>('model-loaded', (e) => cb(e.payload));
+}
+
+/** True when running inside the Tauri shell (or under mockIPC). */
+export function hasIpc(): boolean {
+  return typeof window !== 'undefined' && '__TAURI_INTERNALS__' in window;
+}
