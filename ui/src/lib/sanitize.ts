@@ -50,6 +50,8 @@ export function sanitize(html: string): string {
       'animate', 'set', 'audio', 'video', 'source', 'track', 'dialog', 'template',
     ],
     FORBID_ATTR: ['action', 'formaction', 'xlink:href', 'srcset', 'ping', 'autofocus'],
+    ADD_TAGS: ['semantics', 'annotation'],
+    ADD_ATTR: ['encoding'],
     ALLOW_DATA_ATTR: true,
     ALLOW_UNKNOWN_PROTOCOLS: false,
   }) as string;
