@@ -12,6 +12,7 @@ pub mod models;
 pub mod paths;
 pub mod protocol;
 pub mod reasoning;
+pub mod session;
 pub mod template;
 
 pub use error::{CoreError, ErrorCode};
