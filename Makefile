@@ -1,0 +1,50 @@
+# Conclave: `make run` sets up, fetches the default model, builds and launches the app;
+# `make test` sets up and runs every test (Rust, UI, end-to-end under Xvfb).
+
+# One shared build folder outside the clone: llama.cpp and Tauri take minutes to compile,
+# and CI reruns on the same machine reuse them.
+export CARGO_TARGET_DIR ?= /var/tmp/conclave-target
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+BIN := $(CARGO_TARGET_DIR)/debug
+
+.PHONY: run test setup models models-all ui-build build app check lint test-rust test-ui test-e2e bench clean-data
+
+run: setup models ui-build app
+	$(BIN)/conclave-app
+
+test: setup models-all check build test-rust test-ui
+	@echo "make test: all checks and tests passed"
+
+setup:
+	@scripts/setup
+
+models:
+	@models/fetch smollm2
+
+models-all:
+	@models/fetch smollm2 gemma3
+
+ui-build:
+	cd ui && npm run build
+
+# The worker sits next to every binary that spawns it (CLI, app, test executables find
+# it in the same target folder).
+build: ui-build
+	$(CARGO) build -p conclave-worker -p conclave-cli -p conclave-app
+
+app: build
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd ui && npm run check && npm run lint
+
+test-rust:
+	CONCLAVE_E2E=1 scripts/with-xvfb $(CARGO) test --workspace --no-fail-fast
+
+test-ui:
+	cd ui && npm test
+
+bench:
+	$(BIN)/conclave bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2
