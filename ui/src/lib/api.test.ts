@@ -56,7 +56,7 @@ describe('api wrappers send the exact command names and argument names', () => {
 
   it('load_model passes modelId and a Channel that reports progress', async () => {
     const seen: number[] = [];
-    const calls = record((cmd, args) => {
+    const calls = record((_cmd, args) => {
       const ch = args.onProgress as Channel<{ fraction: number }>;
       ch.onmessage({ fraction: 0.5 });
       ch.onmessage({ fraction: 1 });

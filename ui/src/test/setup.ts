@@ -9,3 +9,25 @@ if (!window.crypto?.getRandomValues) {
 afterEach(() => {
   clearMocks();
 });
+
+// jsdom lacks layout APIs the UI calls.
+if (!window.matchMedia) {
+  window.matchMedia = ((query: string) => ({
+    matches: false,
+    media: query,
+    onchange: null,
+    addEventListener: () => {},
+    removeEventListener: () => {},
+    addListener: () => {},
+    removeListener: () => {},
+    dispatchEvent: () => false,
+  })) as unknown as typeof window.matchMedia;
+}
+if (!Element.prototype.scrollTo) {
+  Element.prototype.scrollTo = function (this: Element, opts?: ScrollToOptions | number) {
+    if (typeof opts === 'object' && opts?.top !== undefined) this.scrollTop = opts.top;
+  } as typeof Element.prototype.scrollTo;
+}
+if (!Element.prototype.scrollIntoView) {
+  Element.prototype.scrollIntoView = () => {};
+}

@@ -1,0 +1,238 @@
+// Integration: the real App against a mocked IPC backend (mockIPC), driven like a user.
+import { afterEach, describe, expect, it } from 'vitest';
+import { flushSync, mount, unmount, tick } from 'svelte';
+import { mockIPC } from '@tauri-apps/api/mocks';
+import type { Channel } from '@tauri-apps/api/core';
+import type { ChatEvent, ConversationView, ModelInfo } from '../lib/types';
+
+const model: ModelInfo = {
+  id: 'm1', name: 'Tiny Thinker', path: '/m/tiny.gguf', size_bytes: 1e9, architecture: 'qwen3',
+  quantization: 'Q8_0', parameter_count: 6e8, context_length: 4096, has_chat_template: true,
+  reasoning_format: 'deepseek', error: null,
+};
+
+let app: Record<string, unknown> | null = null;
+afterEach(() => {
+  if (app) unmount(app);
+  app = null;
+  document.body.innerHTML = '';
+  localStorage.clear();
+});
+
+async function settle(ms = 30) {
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, ms));
+    await tick();
+    flushSync();
+  }
+}
+
+async function start() {
+  const { default: App } = await import('../App.svelte');
+  const { store } = await import('../lib/store.svelte');
+  // The store is a module singleton: reset what earlier tests left behind.
+  store.stream = null;
+  store.newChat();
+  store.searchQuery = '';
+  store.searchResults = [];
+  store.searchIncludeReasoning = false;
+  store.conversations = [];
+  store.conversationsError = null;
+  store.loadError = null;
+  store.loading = null;
+  store.loaded = null;
+  store.selectedModelId = null;
+  store.models = [];
+  store.modelsError = null;
+  const target = document.createElement('div');
+  document.body.appendChild(target);
+  app = mount(App, { target });
+  await settle();
+  return { store, q: (id: string) => document.querySelector(`[data-testid="${id}"]`) as HTMLElement | null, qa: (id: string) => Array.from(document.querySelectorAll(`[data-testid="${id}"]`)) as HTMLElement[] };
+}
+
+describe('App with mocked IPC', () => {
+  it('tells a new user what to do when there is no model', async () => {
+    mockIPC((cmd) => {
+      if (cmd === 'list_models' || cmd === 'list_conversations') return [];
+      if (cmd === 'app_info') return { version: '0', data_dir: '/d', models_dirs: ['/models'] };
+      return null;
+    });
+    await start();
+    expect(document.body.textContent).toContain('No model yet');
+    expect(document.body.textContent).toContain('make models');
+    expect(document.body.textContent).toContain('Open a GGUF file');
+  });
+
+  it('shows IPC failures in place instead of going blank', async () => {
+    mockIPC((cmd) => {
+      if (cmd === 'list_models') return Promise.reject({ code: 'io', message: 'models dir unreadable' });
+      if (cmd === 'list_conversations') return Promise.reject({ code: 'db', message: 'history locked' });
+      return null;
+    });
+    const { qa } = await start();
+    const errors = qa('error').map((e) => e.textContent);
+    expect(errors.some((t) => t?.includes('models dir unreadable'))).toBe(true);
+    expect(errors.some((t) => t?.includes('history locked'))).toBe(true);
+  });
+
+  it('loads a model, streams thinking then answer, collapses thinking, shows cost line', async () => {
+    let channel: Channel<ChatEvent> | null = null;
+    let conv: ConversationView | null = null;
+    mockIPC((cmd, raw) => {
+      const args = raw as Record<string, unknown>;
+      switch (cmd) {
+        case 'list_models':
+          return [model];
+        case 'list_conversations':
+          return [];
+        case 'load_model':
+          (args.onProgress as Channel<{ fraction: number }>).onmessage({ fraction: 1 });
+          return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
+        case 'start_chat':
+          channel = args.onEvent as Channel<ChatEvent>;
+          return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
+        case 'get_conversation':
+          return conv ?? Promise.reject({ code: 'not_found', message: 'nope' });
+        default:
+          return null;
+      }
+    });
+    const { q, qa, store } = await start();
+    const options = qa('model-option');
+    expect(options.map((o) => o.textContent)).toEqual(['Tiny Thinker']);
+    const picker = q('model-picker') as HTMLSelectElement;
+    picker.value = 'm1';
+    picker.dispatchEvent(new Event('change', { bubbles: true }));
+    await settle();
+    expect(q('model-status')?.textContent).toContain('Loaded');
+
+    const prompt = q('prompt') as HTMLTextAreaElement;
+    prompt.value = 'Why is the sky blue?';
+    prompt.dispatchEvent(new Event('input', { bubbles: true }));
+    flushSync();
+    (q('send') as HTMLButtonElement).click();
+    await settle();
+    expect(q('message-user')?.textContent).toContain('Why is the sky blue?');
+    expect(q('stop')).not.toBeNull();
+
+    for (const w of ['Rayleigh ', 'scattering ', 'favours ', 'short ', 'wavelengths.']) channel!.onmessage({ type: 'reasoning', text: w });
+    await settle();
+    const thinking = q('thinking')!;
+    expect(thinking.dataset.state).toBe('streaming');
+    expect(thinking.textContent).toContain('Rayleigh scattering favours short wavelengths.');
+    expect(q('thinking-summary')?.textContent).toMatch(/^Thinking… \d+ s$/);
+
+    channel!.onmessage({ type: 'token', text: 'Because of ' });
+    channel!.onmessage({ type: 'token', text: '**Rayleigh** scattering.' });
+    await settle();
+    expect(q('thinking')!.dataset.state).toBe('collapsed');
+    expect(q('answer')?.querySelector('strong')?.textContent).toBe('Rayleigh');
+
+    const metrics = {
+      ttft_ms: 250, prompt_eval_ms: 200, prompt_tps: 100, gen_ms: 1000, gen_tps: 33.3, wall_ms: 1300,
+      thinking_ms: 800, answer_ms: 500, threads: 4, peak_rss_bytes: 1e9, cpu_seconds: 4, energy_wh: 0.01,
+      energy_thinking_wh: 0.006, energy_answer_wh: 0.004, energy_method: 'rapl', dropped_messages: 0, seed: 1,
+      template: 'chatml', reasoning_format: 'deepseek', thinking: 'auto' as const, budget_cut_at: null,
+      reasoning_cut_off: false, thoughts_dropped_tokens: 0,
+    };
+    const usage = { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 7, reasoning_tokens: 5, answer_tokens: 2 };
+    conv = {
+      id: 'c1', title: 'Sky', system_prompt: '', settings: null, current_leaf_id: 'a1',
+      messages: [
+        { id: 'u1', parent_id: null, role: 'user', content: 'Why is the sky blue?', reasoning: null, status: 'complete', error: null, model_name: null, created_at: '2025-01-01T00:00:00Z', metrics: null, usage: null, stop_reason: null },
+        { id: 'a1', parent_id: 'u1', role: 'assistant', content: 'Because of **Rayleigh** scattering.', reasoning: 'Rayleigh scattering favours short wavelengths.', status: 'complete', error: null, model_name: 'Tiny Thinker', created_at: '2025-01-01T00:00:01Z', metrics, usage, stop_reason: 'eos' },
+      ],
+    };
+    channel!.onmessage({ type: 'done', stop_reason: 'eos', usage, metrics });
+    await settle();
+    expect(store.streaming).toBe(false);
+    expect(q('send')).not.toBeNull();
+    const cost = q('cost-line')!.textContent!;
+    expect(cost).toContain('TTFT');
+    expect(cost).toContain('33.3 t/s');
+    expect(cost).toContain('5 thinking + 2 answer');
+    expect(cost).toContain('0.010 Wh');
+    expect(q('thinking-summary')?.textContent).toBe('Thought for 0.80 s · 5 tokens');
+    // Still collapsed after the refetch (same key, no remount), and expandable.
+    expect(q('thinking')!.dataset.state).toBe('collapsed');
+    (q('thinking')!.querySelector('button') as HTMLButtonElement).click();
+    flushSync();
+    expect(q('thinking')!.dataset.state).toBe('expanded');
+  });
+
+  it('keeps the thinking block open when the user is reading it', async () => {
+    let channel: Channel<ChatEvent> | null = null;
+    mockIPC((cmd, raw) => {
+      const args = raw as Record<string, unknown>;
+      if (cmd === 'list_models') return [model];
+      if (cmd === 'list_conversations') return [];
+      if (cmd === 'load_model') return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
+      if (cmd === 'start_chat') {
+        channel = args.onEvent as Channel<ChatEvent>;
+        return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
+      }
+      return null;
+    });
+    const { q, store } = await start();
+    await store.loadModel('m1');
+    void store.send('hi');
+    await settle();
+    channel!.onmessage({ type: 'reasoning', text: 'hmm' });
+    await settle();
+    q('thinking')!.querySelector('[role="region"]')!.dispatchEvent(new Event('pointerenter'));
+    flushSync();
+    channel!.onmessage({ type: 'token', text: 'Hello' });
+    await settle();
+    expect(q('thinking')!.dataset.state).toBe('expanded');
+  });
+
+  it('renders search snippets with <mark> as text, never HTML', async () => {
+    mockIPC((cmd, raw) => {
+      const args = raw as Record<string, unknown>;
+      if (cmd === 'list_models' || cmd === 'list_conversations') return [];
+      if (cmd === 'search') {
+        expect(args).toEqual({ query: 'mutex', includeReasoning: false });
+        return [{ conversation_id: 'c1', message_id: 'm1', title: 'Locks', role: 'assistant', snippet: 'a \u0001mutex\u0002 <img src=x onerror=alert(1)>' }];
+      }
+      return null;
+    });
+    const { q } = await start();
+    const input = q('search') as HTMLInputElement;
+    input.value = 'mutex';
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+    input.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+    await settle();
+    const hit = q('search-result')!;
+    expect(hit.querySelector('mark')?.textContent).toBe('mutex');
+    expect(hit.querySelector('img')).toBeNull();
+    expect(hit.textContent).toContain('<img src=x onerror=alert(1)>');
+  });
+
+  it('branch navigation shows 2/3 and switches the leaf', async () => {
+    const mk = (id: string, parent: string | null, role: 'user' | 'assistant', t: number, content: string) => ({
+      id, parent_id: parent, role, content, reasoning: null, status: 'complete' as const, error: null,
+      model_name: role === 'assistant' ? 'Tiny Thinker' : null, created_at: `2025-01-01T00:00:0${t}Z`, metrics: null, usage: null, stop_reason: null,
+    });
+    const leafCalls: unknown[] = [];
+    mockIPC((cmd, raw) => {
+      if (cmd === 'list_models') return [model];
+      if (cmd === 'list_conversations') return [{ id: 'c1', title: 'T', created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T00:00:00Z', pinned: false, message_count: 4, last_model: null }];
+      if (cmd === 'get_conversation')
+        return { id: 'c1', title: 'T', system_prompt: '', settings: null, current_leaf_id: 'a2', messages: [mk('u1', null, 'user', 1, 'q'), mk('a1', 'u1', 'assistant', 2, 'first'), mk('a2', 'u1', 'assistant', 3, 'second'), mk('a3', 'u1', 'assistant', 4, 'third')] };
+      if (cmd === 'set_current_leaf') leafCalls.push(raw);
+      return null;
+    });
+    const { q } = await start();
+    (q('conversation-item') as HTMLButtonElement).click();
+    await settle();
+    expect(q('branch-pos')?.textContent).toBe('2/3');
+    expect(q('answer')?.textContent?.trim()).toBe('second');
+    (q('branch-next') as HTMLButtonElement).click();
+    await settle();
+    expect(q('branch-pos')?.textContent).toBe('3/3');
+    expect(q('answer')?.textContent?.trim()).toBe('third');
+    expect(leafCalls).toEqual([{ conversationId: 'c1', messageId: 'a3' }]);
+    expect((q('branch-next') as HTMLButtonElement).disabled).toBe(true);
+  });
+});
