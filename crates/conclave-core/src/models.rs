@@ -30,11 +30,12 @@ pub enum ModelsError {
         query: String,
         candidates: Vec<String>,
     },
-    #[error("{path} is not a usable GGUF model: {source}")]
+    // The GGUF error is part of the message, not a `source`, so that reporters that print
+    // the cause chain (anyhow) do not say it twice.
+    #[error("{path} is not a usable GGUF model: {cause}")]
     NotGguf {
         path: PathBuf,
-        #[source]
-        source: crate::gguf::GgufError,
+        cause: crate::gguf::GgufError,
     },
     #[error("{path} is already in the library as {existing} (same sha256 {sha256})")]
     Duplicate {

@@ -313,7 +313,7 @@ pub(crate) async fn download(
         remove_quietly(&meta_path);
         return Err(ModelsError::NotGguf {
             path: final_path,
-            source,
+            cause: source,
         });
     }
     // Checked again: another download may have finished the same name meanwhile.

@@ -246,7 +246,7 @@ impl super::ModelEntry {
         let header =
             gguf::read_header(&self.path).map_err(|source| super::ModelsError::NotGguf {
                 path: self.path.clone(),
-                source,
+                cause: source,
             })?;
         let weights = self.meta.as_ref().map(|m| m.weights_bytes);
         Ok(estimate_fit(&header, weights, req, mem_available_bytes()))

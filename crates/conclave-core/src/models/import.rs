@@ -119,7 +119,7 @@ fn import_file(lib: &Library, src: &Path, mode: ImportMode) -> Result<ModelEntry
     for p in &parts {
         gguf::read_header(p).map_err(|source| ModelsError::NotGguf {
             path: p.clone(),
-            source,
+            cause: source,
         })?;
     }
 
