@@ -3,6 +3,8 @@
 
 mod bench;
 mod chat;
+mod compare_cmd;
+mod leaderboard_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,6 +29,10 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Measure raw llama.cpp speed against the full Conclave pipeline.
     Bench(bench::BenchArgs),
+    /// Answer one prompt with 2–4 models (or settings) side by side, concurrently.
+    Compare(compare_cmd::CompareArgs),
+    /// Ratings of your models from your side-by-side votes (Elo and Bradley–Terry).
+    Leaderboard(leaderboard_cmd::LeaderboardArgs),
     /// Reasoning tools.
     Reasoning {
         #[command(subcommand)]
@@ -124,6 +130,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Chat(args) => chat::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Compare(args) => compare_cmd::run(args).await,
+            Command::Leaderboard(args) => leaderboard_cmd::run(args).await,
             Command::Reasoning { command: ReasoningCommand::Split { batch } } => {
                 if !batch {
                     anyhow::bail!("only --batch is supported: pipe JSON lines to `conclave reasoning split --batch`");

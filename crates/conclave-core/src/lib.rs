@@ -2,11 +2,13 @@
 //! No Tauri, no llama.cpp: inference runs in `conclave-worker` child processes that
 //! [`engine`] spawns and talks to over framed JSON.
 
+pub mod compare;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod gguf;
 pub mod history;
+pub mod leaderboard;
 pub mod metrics;
 pub mod models;
 pub mod paths;

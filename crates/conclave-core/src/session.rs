@@ -76,6 +76,10 @@ pub struct SendRequest {
     pub edit_of: Option<String>,
     /// This answer is a column of a side-by-side run.
     pub compare: Option<CompareSlot>,
+    /// An existing user message to answer, adding no new one (each column of a
+    /// side-by-side run answers the same committed message). The conversation is the
+    /// message's own; its stored settings are left alone, since columns differ.
+    pub answer_to: Option<String>,
     /// Save nothing (`conclave chat --no-save`, API requests unless enabled).
     pub no_save: bool,
 }
@@ -291,6 +295,19 @@ impl Conclave {
         model_path: &Path,
     ) -> Result<(String, String, Vec<Message>), CoreError> {
         let h = &self.history;
+        if let Some(user_id) = &req.answer_to {
+            let user = h.message(user_id).await?;
+            if user.role != Role::User {
+                return Err(CoreError::InvalidInput(format!("{user_id} is not a user message")));
+            }
+            if req.conversation_id.as_ref().is_some_and(|c| *c != user.conversation_id) {
+                return Err(CoreError::InvalidInput(format!(
+                    "message {user_id} is not in the given conversation"
+                )));
+            }
+            let context = answer_context(h.path_to(&user.id).await?);
+            return Ok((user.conversation_id, user.id, context));
+        }
         let conversation_id = match &req.conversation_id {
             Some(id) => {
                 h.update_settings(id, &req.settings.to_stored(model_path)).await?;
@@ -320,14 +337,35 @@ impl Conclave {
             h.add_user_message(&conversation_id, parent.as_deref(), &req.content).await?
         };
         let path = h.path_to(&user.id).await?;
-        let context = path
-            .into_iter()
-            .filter(|m| m.role != Role::System)
-            // Failed answers carry no useful text; interrupted and cancelled ones do.
-            .filter(|m| !(m.role == Role::Assistant && (m.status == MessageStatus::Error || m.content.is_empty())))
-            .map(|m| Message { role: m.role, content: m.content, reasoning: m.reasoning })
-            .collect();
-        Ok((conversation_id, user.id, context))
+        Ok((conversation_id, user.id, answer_context(path)))
+    }
+
+    /// The sha256 of a model file, computed now (off the async threads) unless known, and
+    /// remembered for the answers' metadata. `send` records only hashes known when it
+    /// starts, and the background hash after `load` may still be running then; callers
+    /// that need the content id on every answer (the leaderboard's) await this first.
+    pub async fn ensure_model_hash(&self, path: &Path) -> Option<String> {
+        if let Some(h) = self.hashes.lock().ok().and_then(|h| h.get(path).cloned()) {
+            return Some(h);
+        }
+        let (library, key) = (self.library.clone(), path.to_path_buf());
+        let sha = tokio::task::spawn_blocking(move || library.ensure_sha256(&key)).await;
+        match sha {
+            Ok(Ok(sha)) => {
+                if let Ok(mut h) = self.hashes.lock() {
+                    h.insert(path.to_path_buf(), sha.clone());
+                }
+                Some(sha)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("could not hash {}: {e}", path.display());
+                None
+            }
+            Err(e) => {
+                tracing::warn!("hashing {} stopped: {e}", path.display());
+                None
+            }
+        }
     }
 
     async fn unsaved_context(&self, req: &SendRequest) -> Result<Vec<Message>, CoreError> {
@@ -340,6 +378,16 @@ impl Conclave {
         context.push(Message::new(Role::User, req.content.clone()));
         Ok(context)
     }
+}
+
+/// The messages a model sees for the branch ending at a user message.
+fn answer_context(path: Vec<crate::history::StoredMessage>) -> Vec<Message> {
+    path.into_iter()
+        .filter(|m| m.role != Role::System)
+        // Failed answers carry no useful text; interrupted and cancelled ones do.
+        .filter(|m| !(m.role == Role::Assistant && (m.status == MessageStatus::Error || m.content.is_empty())))
+        .map(|m| Message { role: m.role, content: m.content, reasoning: m.reasoning })
+        .collect()
 }
 
 /// A conversation's title: its first line, shortened at a word boundary.
