@@ -95,7 +95,7 @@ async fn ranked_highlighted_filtered_and_in_sync() {
     );
     assert_eq!(hits[0].conversation_title, "Rust questions");
 
-    // Thinking is searched only on request; prefix matching on the last word.
+    // Thinking is searched only on request; `*` makes a prefix.
     assert!(h
         .search(&SearchQuery::new("zygomorphic"))
         .await
@@ -103,7 +103,7 @@ async fn ranked_highlighted_filtered_and_in_sync() {
         .is_empty());
     let q = SearchQuery {
         include_reasoning: true,
-        ..SearchQuery::new("zygomor")
+        ..SearchQuery::new("zygomor*")
     };
     let hits = h.search(&q).await.unwrap();
     assert_eq!(hits.len(), 1);

@@ -17,8 +17,8 @@ pub const HIGHLIGHT_END: char = '\u{2}';
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SearchQuery {
-    /// Words to find (all must match; the last one also matches as a prefix, for
-    /// search-as-you-type). Quotes group a phrase.
+    /// Words to find (all must match). Quotes group a phrase; a trailing `*` makes a word
+    /// a prefix (not automatic: a short prefix expands to thousands of index terms).
     pub text: String,
     /// Also search the thinking of assistant messages.
     pub include_reasoning: bool,
@@ -90,14 +90,14 @@ impl FromRow<'_, SqliteRow> for SearchHit {
 /// Turns what the user typed into an FTS5 expression that cannot be a syntax error:
 /// every word or quoted phrase becomes a quoted string, joined with AND.
 pub(crate) fn fts_expression(text: &str, include_reasoning: bool) -> Option<String> {
-    let mut terms: Vec<(String, bool)> = Vec::new(); // (text, is_phrase)
+    let mut terms: Vec<(String, bool)> = Vec::new(); // (text, is_prefix)
     let mut rest = text.trim();
     while !rest.is_empty() {
         if let Some(after) = rest.strip_prefix('"') {
             let end = after.find('"').unwrap_or(after.len());
             let phrase = after[..end].trim();
             if !phrase.is_empty() {
-                terms.push((phrase.to_string(), true));
+                terms.push((phrase.to_string(), false));
             }
             rest = after.get(end + 1..).unwrap_or("").trim_start();
         } else {
@@ -106,13 +106,19 @@ pub(crate) fn fts_expression(text: &str, include_reasoning: bool) -> Option<Stri
                 .unwrap_or(rest.len());
             let word = &rest[..end];
             // Punctuation-only input would be an empty FTS string: skip it.
+            let (word, prefix) = match word.strip_suffix('*') {
+                Some(w) => (w.trim_end_matches('*'), true),
+                None => (word, false),
+            };
             if word.chars().any(char::is_alphanumeric) {
-                terms.push((word.to_string(), false));
+                terms.push((word.to_string(), prefix));
             }
             rest = rest[end..].trim_start();
         }
     }
-    let last = terms.len().checked_sub(1)?;
+    if terms.is_empty() {
+        return None;
+    }
     let column = if include_reasoning {
         "{content reasoning}"
     } else {
@@ -120,10 +126,9 @@ pub(crate) fn fts_expression(text: &str, include_reasoning: bool) -> Option<Stri
     };
     let parts: Vec<String> = terms
         .iter()
-        .enumerate()
-        .map(|(i, (t, phrase))| {
+        .map(|(t, prefix)| {
             let quoted = format!("\"{}\"", t.replace('"', "\"\""));
-            let prefix = if i == last && !phrase { " *" } else { "" };
+            let prefix = if *prefix { " *" } else { "" };
             format!("{column} : {quoted}{prefix}")
         })
         .collect();
@@ -137,27 +142,39 @@ impl History {
             return Ok(Vec::new());
         };
         // Column -1 lets snippet() pick whichever column matched best; thinking is weighted
-        // lower so an answer that says it outranks one that merely thought it.
-        let hits = sqlx::query_as::<_, SearchHit>(
+        // lower so an answer that says it outranks one that merely thought it. `ORDER BY
+        // rank` is sorted inside FTS5, so snippets are built only for the rows returned,
+        // not for every match of a common word.
+        let filtered = query.model.is_some() || query.from.is_some() || query.to.is_some();
+        let sql = if filtered {
             "SELECT m.id, m.conversation_id, c.title, m.role, m.model_file, m.created_at, \
-               snippet(messages_fts, -1, char(1), char(2), '…', 16) AS snippet, \
-               bm25(messages_fts, 1.0, 0.5) AS score \
+               snippet(messages_fts, -1, char(1), char(2), '…', 16) AS snippet, rank AS score \
              FROM messages_fts \
              JOIN messages m ON m.seq = messages_fts.rowid \
              JOIN conversations c ON c.id = m.conversation_id \
-             WHERE messages_fts MATCH ?1 \
+             WHERE messages_fts MATCH ?1 AND rank MATCH 'bm25(1.0, 0.5)' \
                AND (?2 IS NULL OR m.model_file = ?2) \
                AND (?3 IS NULL OR m.created_at >= ?3) \
                AND (?4 IS NULL OR m.created_at <= ?4) \
-             ORDER BY score LIMIT ?5",
-        )
-        .bind(expr)
-        .bind(&query.model)
-        .bind(query.from)
-        .bind(query.to)
-        .bind(i64::from(query.limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
+             ORDER BY rank LIMIT ?5"
+        } else {
+            "WITH hits AS ( \
+               SELECT rowid AS seq, snippet(messages_fts, -1, char(1), char(2), '…', 16) AS snippet, rank AS score \
+               FROM messages_fts WHERE messages_fts MATCH ?1 AND rank MATCH 'bm25(1.0, 0.5)' \
+               ORDER BY rank LIMIT ?5) \
+             SELECT m.id, m.conversation_id, c.title, m.role, m.model_file, m.created_at, hits.snippet, hits.score \
+             FROM hits JOIN messages m ON m.seq = hits.seq JOIN conversations c ON c.id = m.conversation_id \
+             WHERE ?2 IS NULL AND ?3 IS NULL AND ?4 IS NULL \
+             ORDER BY hits.score"
+        };
+        let hits = sqlx::query_as::<_, SearchHit>(sql)
+            .bind(expr)
+            .bind(&query.model)
+            .bind(query.from)
+            .bind(query.to)
+            .bind(i64::from(query.limit.max(1)))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(hits)
     }
 }
@@ -173,13 +190,13 @@ mod tests {
         assert_eq!(
             fts_expression("rust \"borrow checker\" NOT", false),
             Some(
-                "{content} : \"rust\" AND {content} : \"borrow checker\" AND {content} : \"NOT\" *"
+                "{content} : \"rust\" AND {content} : \"borrow checker\" AND {content} : \"NOT\""
                     .into()
             )
         );
         assert_eq!(
-            fts_expression("a\"b", true),
-            Some("{content reasoning} : \"a\" AND {content reasoning} : \"b\" *".into())
+            fts_expression("a\"b\" pre*", true),
+            Some("{content reasoning} : \"a\" AND {content reasoning} : \"b\" AND {content reasoning} : \"pre\" *".into())
         );
     }
 }
