@@ -2,8 +2,9 @@
 
 use std::io::{IsTerminal, Write};
 
-use conclave_core::engine::{ChatRequest, Engine, LoadOptions};
-use conclave_core::{ChatEvent, Message, Role, SamplingParams, ThinkMode};
+use conclave_core::engine::LoadOptions;
+use conclave_core::session::{ChatSettings, Conclave, SendRequest};
+use conclave_core::{ChatEvent, SamplingParams, ThinkMode};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -78,45 +79,44 @@ impl ChatArgs {
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let path = crate::resolve_model(&args.model)?;
-    let engine = Engine::new()?;
-    let model = engine
-        .load(
-            &path,
-            LoadOptions {
-                n_ctx: args.ctx,
-                threads: args.threads,
-            },
-            |_| {},
-        )
-        .await?;
-    let mut messages = Vec::new();
-    if let Some(s) = &args.system {
-        messages.push(Message::new(Role::System, s.clone()));
-    }
-    messages.push(Message::new(Role::User, args.prompt.clone()));
-    let req = ChatRequest {
-        messages,
-        params: args.sampling(),
-        template: args.template.clone(),
+    let app = Conclave::open_default().await?;
+    let model = app.load(&path, LoadOptions { n_ctx: args.ctx, threads: args.threads }, |_| {}).await?;
+    let settings = ChatSettings {
+        system_prompt: args.system.clone().unwrap_or_default(),
+        sampling: args.sampling(),
         think: args.think,
         think_budget: args.think_budget,
         keep_thoughts: false,
+        n_ctx: args.ctx,
         threads: args.threads,
-        grammar: None,
+        template: args.template.clone(),
     };
-    let mut stream = model.chat(req).await?;
+    let req = SendRequest {
+        conversation_id: args.conversation.clone(),
+        content: args.prompt.clone(),
+        settings,
+        no_save: args.no_save,
+        ..SendRequest::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = app
+        .send(&model, req, move |ev| {
+            let _ = tx.send(ev);
+        })
+        .await?;
     let mut printer = Printer::new(args.json);
     let mut failed = None;
-    while let Some(ev) = stream.next_event().await {
+    while let Some(ev) = rx.recv().await {
         printer.event(&ev)?;
         if let ChatEvent::Error { code, message } = &ev {
             failed = Some(format!("{message} ({code})"));
         }
-        if matches!(ev, ChatEvent::Done { .. } | ChatEvent::Error { .. }) {
-            break;
-        }
     }
     model.unload().await;
+    app.history.close().await;
+    if !args.no_save && !args.json && std::io::stderr().is_terminal() {
+        eprintln!("\x1b[2m[saved in conversation {}]\x1b[0m", handle.conversation_id);
+    }
     match failed {
         Some(e) => anyhow::bail!(e),
         None => Ok(()),
