@@ -1,0 +1,27 @@
+// Every IPC command the UI may call. Each gets an `allow-<name>` permission generated from
+// this list; `tests/ipc_contract.rs` keeps it equal to `generate_handler!`, the capability
+// file and the UI's wrappers.
+const COMMANDS: &[&str] = &[
+    "list_models",
+    "open_model_file",
+    "load_model",
+    "start_chat",
+    "cancel",
+    "list_conversations",
+    "get_conversation",
+    "set_current_leaf",
+    "delete_message",
+    "delete_conversation",
+    "rename_conversation",
+    "search",
+    "export_conversation",
+    "app_info",
+];
+
+fn main() {
+    tauri_build::try_build(
+        tauri_build::Attributes::new()
+            .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS)),
+    )
+    .expect("tauri build script failed");
+}

@@ -1,0 +1,266 @@
+//! The IPC commands. Each one converts its arguments, calls one `conclave-core` function
+//! and converts the result; anything more belongs in the core.
+
+use std::sync::Arc;
+
+use conclave_core::engine::LoadOptions;
+use conclave_core::history::{ExportFormat, ExportScope, SearchQuery};
+use conclave_core::models::{ImportMode, Library, ModelEntry, ModelsError};
+use conclave_core::session::{ChatHandle, Conclave, SendRequest};
+use conclave_core::ChatEvent;
+use tauri::ipc::Channel;
+use tauri::{AppHandle, Emitter, State};
+
+use crate::dto::{
+    parse_rfc3339, AppInfoDto, ChatRequestDto, ConversationSummaryDto, ConversationViewDto,
+    LoadProgress, LoadedModelDto, ModelDto, ModelLoadedEvent, SearchHitDto, WorkerCrashedEvent,
+};
+use crate::error::{join_error, ApiError, ApiResult};
+
+pub const EVENT_WORKER_CRASHED: &str = "worker-crashed";
+pub const EVENT_MODEL_LOADED: &str = "model-loaded";
+
+/// What every command shares. The library is held on its own so that the model list and
+/// the app info still work when the engine or the history could not be opened; the
+/// window then shows that error instead of failing to start.
+pub struct Shell {
+    conclave: Result<Arc<Conclave>, ApiError>,
+    library: Library,
+}
+
+impl Shell {
+    pub fn new(conclave: Result<Arc<Conclave>, ApiError>, library: Library) -> Self {
+        Self { conclave, library }
+    }
+
+    pub fn library(&self) -> &Library {
+        &self.library
+    }
+
+    fn core(&self) -> ApiResult<&Arc<Conclave>> {
+        self.conclave.as_ref().map_err(Clone::clone)
+    }
+
+    /// Scanning reads every model's header: keep it off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Library) -> Result<T, ModelsError> + Send + 'static,
+    ) -> ApiResult<T> {
+        let lib = self.library.clone();
+        Ok(tauri::async_runtime::spawn_blocking(move || f(lib))
+            .await
+            .map_err(join_error)??)
+    }
+
+    async fn model(&self, id: String) -> ApiResult<ModelEntry> {
+        self.blocking(move |lib| lib.catalog().resolve(&id).cloned())
+            .await
+    }
+}
+
+#[tauri::command]
+pub async fn list_models(shell: State<'_, Shell>) -> ApiResult<Vec<ModelDto>> {
+    shell
+        .blocking(|lib| Ok(lib.catalog().models.iter().map(ModelDto::from).collect()))
+        .await
+}
+
+/// A file picked in the open dialog: used in place (a link in the models folder) unless
+/// the library already has it.
+#[tauri::command]
+pub async fn open_model_file(shell: State<'_, Shell>, path: String) -> ApiResult<ModelDto> {
+    shell
+        .blocking(move |lib| {
+            if let Ok(known) = lib.catalog().resolve(&path) {
+                return Ok(ModelDto::from(known));
+            }
+            let entry = match lib.import(&path, ImportMode::Link) {
+                Ok(report) => report.imported.into_iter().next(),
+                Err(ModelsError::Duplicate { existing, .. }) => lib
+                    .catalog()
+                    .resolve(&existing.display().to_string())
+                    .ok()
+                    .cloned(),
+                Err(e) => return Err(e),
+            };
+            entry
+                .map(|e| ModelDto::from(&e))
+                .ok_or_else(|| ModelsError::NothingToImport(path.into()))
+        })
+        .await
+}
+
+#[tauri::command]
+pub async fn load_model(
+    app: AppHandle,
+    shell: State<'_, Shell>,
+    model_id: String,
+    on_progress: Channel<LoadProgress>,
+) -> ApiResult<LoadedModelDto> {
+    let core = shell.core()?;
+    let entry = shell.model(model_id.clone()).await?;
+    let model = core
+        .load(&entry.path, LoadOptions::default(), move |fraction| {
+            // A closed window drops the channel; loading goes on regardless.
+            let _ = on_progress.send(LoadProgress { fraction });
+        })
+        .await?;
+    let info = model.info().await;
+    let _ = app.emit(
+        EVENT_MODEL_LOADED,
+        ModelLoadedEvent {
+            model_id: model_id.clone(),
+        },
+    );
+    Ok(LoadedModelDto::new(model_id, entry.display_name, &info))
+}
+
+#[tauri::command]
+pub async fn start_chat(
+    app: AppHandle,
+    shell: State<'_, Shell>,
+    request: ChatRequestDto,
+    on_event: Channel<ChatEvent>,
+) -> ApiResult<ChatHandle> {
+    let core = shell.core()?;
+    let entry = shell.model(request.model_id.clone()).await?;
+    // Already loaded (the UI loads first): this returns the running worker.
+    let opts = LoadOptions {
+        n_ctx: request.settings.n_ctx,
+        threads: request.settings.threads,
+    };
+    let model = core.load(&entry.path, opts, |_| {}).await?;
+    let send = SendRequest {
+        conversation_id: request.conversation_id,
+        parent_id: request.parent_id,
+        content: request.content,
+        settings: request.settings,
+        regenerate_of: request.regenerate_of,
+        edit_of: request.edit_of,
+        ..SendRequest::default()
+    };
+    let model_id = request.model_id;
+    let handle = core
+        .send(&model, send, move |event| {
+            if let ChatEvent::Error { code, message } = &event {
+                if code == "worker_crashed" {
+                    let crashed = WorkerCrashedEvent {
+                        model_id: model_id.clone(),
+                        message: message.clone(),
+                    };
+                    let _ = app.emit(EVENT_WORKER_CRASHED, crashed);
+                }
+            }
+            if let Err(e) = on_event.send(event) {
+                tracing::debug!("chat channel closed: {e}");
+            }
+        })
+        .await?;
+    Ok(handle)
+}
+
+#[tauri::command]
+pub async fn cancel(shell: State<'_, Shell>, request_id: String) -> ApiResult<()> {
+    shell.core()?.cancel(&request_id);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn list_conversations(
+    shell: State<'_, Shell>,
+    limit: u32,
+    before: Option<String>,
+) -> ApiResult<Vec<ConversationSummaryDto>> {
+    let before = before.as_deref().map(parse_rfc3339).transpose()?;
+    let rows = shell
+        .core()?
+        .history
+        .list_conversations(limit, before)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+#[tauri::command]
+pub async fn get_conversation(
+    shell: State<'_, Shell>,
+    id: String,
+) -> ApiResult<ConversationViewDto> {
+    Ok(shell.core()?.history.get_conversation(&id).await?.into())
+}
+
+#[tauri::command]
+pub async fn set_current_leaf(
+    shell: State<'_, Shell>,
+    conversation_id: String,
+    message_id: String,
+) -> ApiResult<()> {
+    let history = &shell.core()?.history;
+    history
+        .set_current_leaf(&conversation_id, &message_id)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the message and every reply below it.
+#[tauri::command]
+pub async fn delete_message(shell: State<'_, Shell>, id: String) -> ApiResult<()> {
+    shell.core()?.history.delete_branch(&id).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn delete_conversation(shell: State<'_, Shell>, id: String) -> ApiResult<()> {
+    shell.core()?.history.delete_conversation(&id).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn rename_conversation(
+    shell: State<'_, Shell>,
+    id: String,
+    title: String,
+) -> ApiResult<()> {
+    shell.core()?.history.rename(&id, &title).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn search(
+    shell: State<'_, Shell>,
+    query: String,
+    include_reasoning: bool,
+) -> ApiResult<Vec<SearchHitDto>> {
+    let q = SearchQuery {
+        include_reasoning,
+        ..SearchQuery::new(query)
+    };
+    let hits = shell.core()?.history.search(&q).await?;
+    Ok(hits.into_iter().map(Into::into).collect())
+}
+
+#[tauri::command]
+pub async fn export_conversation(
+    shell: State<'_, Shell>,
+    id: String,
+    format: String,
+) -> ApiResult<String> {
+    let format: ExportFormat = format.parse().map_err(ApiError::invalid_input)?;
+    let history = &shell.core()?.history;
+    Ok(history
+        .export(&ExportScope::Conversation(id), format)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn app_info(shell: State<'_, Shell>) -> ApiResult<AppInfoDto> {
+    let lib = &shell.library;
+    Ok(AppInfoDto {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        data_dir: lib.root().display().to_string(),
+        models_dirs: lib
+            .search_dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect(),
+    })
+}

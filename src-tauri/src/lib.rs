@@ -1,0 +1,70 @@
+//! The Conclave desktop shell: a window, the IPC commands and nothing else. All behaviour
+//! lives in `conclave-core`, which knows nothing about Tauri.
+
+pub mod commands;
+pub mod dto;
+pub mod error;
+
+use conclave_core::models::Library;
+use conclave_core::session::Conclave;
+
+use crate::commands::Shell;
+use crate::error::ApiError;
+
+/// Expands to the handler list; a macro so that `run` and the tests share one list.
+#[macro_export]
+macro_rules! conclave_handlers {
+    () => {
+        tauri::generate_handler![
+            $crate::commands::list_models,
+            $crate::commands::open_model_file,
+            $crate::commands::load_model,
+            $crate::commands::start_chat,
+            $crate::commands::cancel,
+            $crate::commands::list_conversations,
+            $crate::commands::get_conversation,
+            $crate::commands::set_current_leaf,
+            $crate::commands::delete_message,
+            $crate::commands::delete_conversation,
+            $crate::commands::rename_conversation,
+            $crate::commands::search,
+            $crate::commands::export_conversation,
+            $crate::commands::app_info,
+        ]
+    };
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Opens the data root. A failure (no worker binary, a damaged database) is kept and
+/// reported by every command that needs the core, so the window still opens and says why.
+fn open_core() -> Shell {
+    let conclave = tauri::async_runtime::block_on(Conclave::open_default()).map_err(|e| {
+        tracing::error!("could not open Conclave's data: {e}");
+        ApiError::from(e)
+    });
+    Shell::new(conclave, Library::open_default())
+}
+
+pub fn run() {
+    init_tracing();
+    let shell = open_core();
+    tracing::info!(data = %shell.library().root().display(), "Conclave started");
+    let result = tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
+        .manage(shell)
+        .invoke_handler(conclave_handlers!())
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        tracing::error!("the window could not start: {e}");
+        std::process::exit(1);
+    }
+}

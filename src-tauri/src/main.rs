@@ -1,0 +1,3 @@
+fn main() {
+    conclave_app::run()
+}

@@ -1,0 +1,190 @@
+//! Keeps the four places that name an IPC command in step, by reading them as text:
+//! `generate_handler!` (src/lib.rs), the permission list (build.rs), the main window's
+//! capability (capabilities/main.json) and the UI's wrappers (ui/src/lib/api.ts).
+//! A command added in one place and forgotten in another would either be unreachable
+//! ("not allowed") or allowed without existing; both fail here, before anyone clicks.
+//! Also pins the security settings of tauri.conf.json that must not drift.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+type Names = BTreeSet<String>;
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The text between `start` and the first `end` after it.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("'{start}' not found"))
+        + start.len();
+    let len = text[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("'{end}' not found after '{start}'"));
+    &text[from..from + len]
+}
+
+/// Every `prefix<name>` in `text`, where a name is `[a-z0-9_]+`.
+fn names_after(text: &str, prefix: &str) -> Names {
+    text.match_indices(prefix)
+        .map(|(i, _)| {
+            text[i + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+fn handler_names() -> Names {
+    let lib = read(&crate_dir().join("src/lib.rs"));
+    names_after(
+        between(&lib, "generate_handler![", "]"),
+        "$crate::commands::",
+    )
+}
+
+fn command_fns() -> Names {
+    let src = read(&crate_dir().join("src/commands.rs"));
+    src.split("#[tauri::command]")
+        .skip(1)
+        .flat_map(|chunk| names_after(chunk, "fn ").into_iter().take(1))
+        .collect()
+}
+
+fn build_rs_names() -> Names {
+    let build = read(&crate_dir().join("build.rs"));
+    between(&build, "const COMMANDS: &[&str] = &[", "];")
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn capability() -> serde_json::Value {
+    let text = read(&crate_dir().join("capabilities/main.json"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("capabilities/main.json: {e}"))
+}
+
+fn permissions() -> Vec<String> {
+    capability()["permissions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    p.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| p.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn capability_names() -> Names {
+    permissions()
+        .iter()
+        .filter_map(|p| p.strip_prefix("allow-"))
+        .map(|p| p.replace('-', "_"))
+        .collect()
+}
+
+fn ui_names() -> Names {
+    let api = read(&crate_dir().join("../ui/src/lib/api.ts"));
+    let mut names = names_after(&api, "call('");
+    names.extend(names_after(&api, "invoke('"));
+    names
+}
+
+#[test]
+fn every_place_names_the_same_commands() {
+    let handlers = handler_names();
+    assert!(
+        handlers.len() >= 10,
+        "parsed too few handlers: {handlers:?}"
+    );
+    assert_eq!(
+        command_fns(),
+        handlers,
+        "#[tauri::command] fns vs generate_handler!"
+    );
+    assert_eq!(
+        build_rs_names(),
+        handlers,
+        "build.rs COMMANDS vs generate_handler!"
+    );
+    assert_eq!(
+        capability_names(),
+        handlers,
+        "capabilities/main.json vs generate_handler!"
+    );
+    assert_eq!(
+        ui_names(),
+        handlers,
+        "ui/src/lib/api.ts vs generate_handler!"
+    );
+}
+
+#[test]
+fn the_capability_grants_nothing_beyond_our_commands_events_and_the_open_dialog() {
+    let cap = capability();
+    assert_eq!(cap["windows"], serde_json::json!(["main"]));
+    let allowed_core: BTreeSet<&str> = [
+        "core:event:allow-listen",
+        "core:event:allow-unlisten",
+        "dialog:allow-open",
+    ]
+    .into();
+    for p in permissions() {
+        assert!(
+            p.starts_with("allow-") || allowed_core.contains(p.as_str()),
+            "unexpected permission {p}: the window may only call our own commands"
+        );
+    }
+}
+
+#[test]
+fn config_is_locked_down_and_offline() {
+    let conf: serde_json::Value = serde_json::from_str(&read(&crate_dir().join("tauri.conf.json")))
+        .unwrap_or_else(|e| panic!("tauri.conf.json: {e}"));
+    assert_eq!(conf["identifier"], "org.conclave.app");
+    assert_eq!(conf["app"]["withGlobalTauri"], false);
+    assert_eq!(conf["bundle"]["targets"], serde_json::json!(["deb"]));
+    let csp = conf["app"]["security"]["csp"].as_str().unwrap_or_default();
+    let directive = |name: &str| {
+        csp.split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with(name))
+            .unwrap_or_else(|| panic!("CSP lacks {name}: {csp}"))
+            .to_owned()
+    };
+    assert_eq!(directive("default-src"), "default-src 'self'");
+    assert_eq!(directive("script-src"), "script-src 'self'");
+    // The page may talk to the shell only: no http(s) origin besides the IPC bridge.
+    assert_eq!(
+        directive("connect-src"),
+        "connect-src ipc: http://ipc.localhost"
+    );
+    assert!(!csp.contains("unsafe-eval") && !csp.contains('*'), "{csp}");
+    let windows = conf["app"]["windows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(windows.len(), 1);
+    assert_eq!(windows[0]["label"], "main");
+    for icon in conf["bundle"]["icon"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let path = crate_dir().join(icon.as_str().unwrap_or_default());
+        assert!(path.is_file(), "icon {} missing", path.display());
+    }
+}
