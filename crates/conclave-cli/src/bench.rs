@@ -9,10 +9,13 @@ use conclave_core::{ChatEvent, Message, Role, SamplingParams};
 use serde::Serialize;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
     /// The model to measure.
     #[arg(long)]
-    pub model: String,
+    pub model: Option<String>,
     #[arg(long)]
     pub threads: Option<u32>,
     #[arg(long, default_value_t = 64)]
@@ -23,6 +26,21 @@ pub struct BenchArgs {
     pub reps: u32,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum BenchWhat {
+    /// The history store on a generated database (10,000 conversations, 1,000,000
+    /// messages by default): list, open, search and export times against their targets.
+    History {
+        #[arg(long, default_value_t = 10_000)]
+        conversations: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Where to build the database (default: a temporary folder, removed afterwards).
+        #[arg(long)]
+        db: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Serialize, Default)]
@@ -55,7 +73,20 @@ struct Ratio {
 const TEXT: &str = "Paris is the capital and largest city of France. It sits on the Seine in the north of the country, at the heart of the Ile-de-France region. The city is known for its museums, its architecture, its cafes and its long history as a centre of art, science and trade in Europe.";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let path = crate::resolve_model(&args.model)?;
+    if let Some(BenchWhat::History { conversations, messages, db }) = args.what {
+        let tmp = tempdir_for(db.is_none())?;
+        let path = db.unwrap_or_else(|| tmp.join("bench-history.sqlite3"));
+        let report = conclave_core::history::bench::run(&path, conversations, messages).await?;
+        println!("{}", report.table());
+        if db_is_temp(&tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        return Ok(());
+    }
+    let Some(model_arg) = args.model.as_deref() else {
+        anyhow::bail!("--model is required (or `conclave bench history`)");
+    };
+    let path = crate::resolve_model(model_arg)?;
     let engine = Engine::new()?;
     let threads = args
         .threads
@@ -229,6 +260,18 @@ async fn pipeline_once(
         }
     }
     anyhow::bail!("the answer ended without a result after {n} tokens")
+}
+
+fn tempdir_for(needed: bool) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("conclave-bench-{}", std::process::id()));
+    if needed {
+        std::fs::create_dir_all(&dir)?;
+    }
+    Ok(dir)
+}
+
+fn db_is_temp(dir: &std::path::Path) -> bool {
+    dir.starts_with(std::env::temp_dir()) && dir.exists()
 }
 
 fn rand_tag() -> u32 {
