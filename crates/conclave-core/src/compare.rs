@@ -546,7 +546,9 @@ pub async fn reveal(history: &History, run_id: &str) -> Result<Vec<RevealedColum
     if blind != 0 && vote.is_none() {
         return Err(CompareError::StillBlind);
     }
-    let rows: Vec<(String, Option<i64>, Option<String>, Option<String>)> = sqlx::query_as(
+    // (message id, column, model file, model sha256)
+    type Row = (String, Option<i64>, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, column_index, model_file, model_sha256 FROM messages \
          WHERE compare_run_id = ? AND role = 'assistant' ORDER BY column_index, created_at, seq",
     )
@@ -889,6 +891,10 @@ async fn run_column(ctx: &Arc<RunCtx>, model: &LoadedModel, column: usize) {
             } => {
                 end = Some(Instant::now());
                 finished = true;
+                if ctx.blind {
+                    // The template's name ("gemma", "llama3"…) would give the model away.
+                    metrics.template = String::new();
+                }
                 figures.status = if *stop_reason == StopReason::Cancelled {
                     ColumnStatus::Cancelled
                 } else {
