@@ -1,0 +1,416 @@
+//! Drives the real built app (`conclave-app`) through tauri-driver and WebKitWebDriver.
+//!
+//! Each [`App`] owns everything it starts: an Xvfb (when no DISPLAY is set), a tauri-driver
+//! on free local ports, and the WebDriver session that launches the app. The app's data
+//! root (`CONCLAVE_DATA_DIR`) and WebKit's storage (`XDG_*`) point into one temp folder, so
+//! runs never see each other's history or remembered settings, and a "restart" is just a
+//! second [`App`] on the same folder.
+//!
+//! Skips: when the app binary, tauri-driver or WebKitWebDriver is missing, a test prints
+//! why and passes, unless `CONCLAVE_E2E=1`, which turns a missing piece into a failure
+//! (`make test` sets it after building the app).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+pub type Res<T = ()> = anyhow::Result<T>;
+
+/// One app at a time: the machines have two cores, and WebKitWebDriver sessions that race
+/// for them make every timing-based assertion flaky.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// What the test needs from the machine, found or explained.
+pub struct Setup {
+    pub app: PathBuf,
+    pub driver: PathBuf,
+}
+
+fn required() -> bool {
+    std::env::var("CONCLAVE_E2E").is_ok_and(|v| v == "1")
+}
+
+/// `<target>/debug`: this test binary lives in `<target>/debug/deps`.
+fn profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.to_path_buf())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// The pieces, or None after printing why the test is skipped (a panic with
+/// `CONCLAVE_E2E=1`).
+pub fn setup() -> Option<Setup> {
+    let app = std::env::var_os("CONCLAVE_APP_BIN")
+        .map(PathBuf::from)
+        .or_else(|| profile_dir().map(|d| d.join("conclave-app")));
+    let mut missing = Vec::new();
+    match &app {
+        Some(a) if a.is_file() => {
+            if !a.with_file_name("conclave-worker").is_file() && std::env::var_os("CONCLAVE_WORKER").is_none() {
+                missing.push(format!(
+                    "conclave-worker next to {} (cargo build -p conclave-worker)",
+                    a.display()
+                ));
+            }
+        }
+        other => missing.push(format!(
+            "the app binary {} (cd ui && npm ci && npm run build; cargo build -p conclave-app)",
+            other.as_ref().map_or("?".into(), |p| p.display().to_string())
+        )),
+    }
+    let driver = std::env::var_os("TAURI_DRIVER").map(PathBuf::from).or_else(|| which("tauri-driver"));
+    if driver.is_none() {
+        missing.push("tauri-driver (cargo install tauri-driver --version ^2 --locked)".into());
+    }
+    if which("WebKitWebDriver").is_none() {
+        missing.push("WebKitWebDriver (apt-get install webkit2gtk-driver)".into());
+    }
+    if std::env::var_os("DISPLAY").is_none() && which("Xvfb").is_none() {
+        missing.push("a DISPLAY or Xvfb (apt-get install xvfb)".into());
+    }
+    let model = checkout().join("models").join(SMOLLM2_FILE);
+    if !model.is_file() {
+        missing.push(format!("{} (make models)", model.display()));
+    }
+    if !missing.is_empty() {
+        let msg = format!("end-to-end test needs: {}", missing.join("; "));
+        if required() {
+            panic!("{msg} (CONCLAVE_E2E=1 makes this a failure)");
+        }
+        eprintln!("SKIPPED: {msg}. Set CONCLAVE_E2E=1 to fail instead.");
+        return None;
+    }
+    Some(Setup {
+        app: app?,
+        driver: driver?,
+    })
+}
+
+pub fn checkout() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn shots_dir() -> PathBuf {
+    std::env::var_os("CONCLAVE_SHOTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| profile_dir().and_then(|d| d.parent().map(|t| t.join("e2e-shots"))).unwrap_or_else(|| PathBuf::from("target/e2e-shots")))
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Res<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A private X server; `-displayfd` makes it pick a free display and tell us which.
+fn start_xvfb() -> Res<(Owned, String)> {
+    let mut child = Command::new("Xvfb")
+        .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("Xvfb stdout"))?;
+    let owned = Owned(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let n = line.trim();
+    anyhow::ensure!(!n.is_empty() && n.chars().all(|c| c.is_ascii_digit()), "Xvfb did not report a display: {line:?}");
+    Ok((owned, format!(":{n}")))
+}
+
+pub struct App {
+    pub client: Client,
+    pub data: PathBuf,
+    name: String,
+    // Field order is drop order: the driver goes before the X server it draws on.
+    driver: Owned,
+    _xvfb: Option<Owned>,
+}
+
+impl App {
+    /// Starts the app on `data` (its history, models folder and WebKit storage).
+    pub async fn start(setup: &Setup, data: &Path, name: &str) -> Res<Self> {
+        let (xvfb, display) = match std::env::var("DISPLAY") {
+            Ok(d) if !d.is_empty() => (None, d),
+            _ => {
+                let (x, d) = start_xvfb()?;
+                (Some(x), d)
+            }
+        };
+        let port = free_port()?;
+        let native = free_port()?;
+        let log = std::fs::File::create(data.join(format!("tauri-driver-{name}.log")))?;
+        let driver = Owned(
+            Command::new(&setup.driver)
+                .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+                // WebKitWebDriver starts the app with this environment.
+                .env("DISPLAY", &display)
+                .env("CONCLAVE_DATA_DIR", data)
+                .env("XDG_DATA_HOME", data.join("xdg-data"))
+                .env("XDG_CACHE_HOME", data.join("xdg-cache"))
+                .env("XDG_CONFIG_HOME", data.join("xdg-config"))
+                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let caps = json!({ "tauri:options": { "application": setup.app } });
+        let caps = match caps {
+            Value::Object(m) => m,
+            _ => unreachable!("a json! object"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+            match builder.capabilities(caps.clone()).connect(&url).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => anyhow::bail!("no WebDriver session at {url}: {e} (see {}/tauri-driver-{name}.log)", data.display()),
+            }
+        };
+        let app = App {
+            client,
+            data: data.to_path_buf(),
+            name: name.to_owned(),
+            driver,
+            _xvfb: xvfb,
+        };
+        app.wait_js("return document.querySelector('[data-testid=\"new-chat\"]') !== null", 30, "the UI to mount")
+            .await?;
+        Ok(app)
+    }
+
+    /// Ends the session (which closes the app), then the driver and X server.
+    pub async fn close(self) -> Res {
+        let App { client, driver, _xvfb, .. } = self;
+        let r = client.close().await;
+        drop(driver);
+        drop(_xvfb);
+        r.map_err(Into::into)
+    }
+
+    pub async fn js(&self, script: &str, args: Vec<Value>) -> Res<Value> {
+        Ok(self.client.execute(script, args).await?)
+    }
+
+    /// Polls `script` until it returns something other than null/false/""/0.
+    pub async fn wait_js(&self, script: &str, secs: u64, what: &str) -> Res<Value> {
+        self.wait_js_args(script, vec![], secs, what).await
+    }
+
+    pub async fn wait_js_args(&self, script: &str, args: Vec<Value>, secs: u64, what: &str) -> Res<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last_err = None;
+        loop {
+            match self.client.execute(script, args.clone()).await {
+                Ok(v) if truthy(&v) => return Ok(v),
+                Ok(_) => {}
+                Err(e) => last_err = Some(e.to_string()),
+            }
+            if Instant::now() >= deadline {
+                let errors = self.visible_errors().await.unwrap_or_default();
+                let shot = self.shot(&format!("timeout-{}", what.replace(' ', "-"))).await.ok();
+                anyhow::bail!(
+                    "timed out after {secs} s waiting for {what}; last script error: {last_err:?}; \
+                     errors on screen: {errors:?}; screenshot: {shot:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn visible_errors(&self) -> Res<Vec<String>> {
+        let v = self
+            .js("return [...document.querySelectorAll('[data-testid=\"error\"]')].map(e => e.innerText)", vec![])
+            .await?;
+        Ok(serde_json::from_value(v).unwrap_or_default())
+    }
+
+    pub async fn click(&self, testid: &str) -> Res {
+        let el = self.client.find(Locator::Css(&tid(testid))).await?;
+        el.click().await?;
+        Ok(())
+    }
+
+    pub async fn click_last(&self, testid: &str) -> Res {
+        let all = self.client.find_all(Locator::Css(&tid(testid))).await?;
+        let el = all.last().ok_or_else(|| anyhow::anyhow!("no {testid}"))?;
+        el.click().await?;
+        Ok(())
+    }
+
+    /// Sets an input/select the way a user's edit ends: value, then `input` and `change`
+    /// (the settings fields apply on change, which typing alone does not fire).
+    pub async fn set_value(&self, testid: &str, value: &str) -> Res {
+        let ok = self
+            .js(
+                "const el = document.querySelector(arguments[0]); if (!el) return false; \
+                 el.value = arguments[1]; \
+                 el.dispatchEvent(new Event('input', {bubbles: true})); \
+                 el.dispatchEvent(new Event('change', {bubbles: true})); return true;",
+                vec![json!(tid(testid)), json!(value)],
+            )
+            .await?;
+        anyhow::ensure!(ok == json!(true), "no element {testid}");
+        Ok(())
+    }
+
+    /// Picks SmolLM2 in the model picker and waits until it is loaded.
+    pub async fn load_smollm2(&self) -> Res {
+        let id = self
+            .wait_js(
+                "const o = [...document.querySelectorAll('[data-testid=\"model-option\"]')] \
+                   .find(o => /smollm2/i.test(o.textContent) && !o.disabled); return o ? o.value : null;",
+                30,
+                "SmolLM2 in the model picker",
+            )
+            .await?;
+        let id = id.as_str().unwrap_or_default().to_owned();
+        self.set_value("model-picker", &id).await?;
+        self.wait_js(
+            "const s = document.querySelector('[data-testid=\"model-status\"]'); \
+             return s && /^Loaded/.test(s.textContent.trim());",
+            120,
+            "the model to load",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Opens the settings drawer if it is closed.
+    pub async fn open_settings(&self) -> Res {
+        let open = self.js("return document.querySelector('[data-testid=\"setting-temperature\"]') !== null", vec![]).await?;
+        if open != json!(true) {
+            self.click("settings-toggle").await?;
+            self.wait_js("return document.querySelector('[data-testid=\"setting-temperature\"]') !== null", 10, "the settings drawer")
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn close_settings(&self) -> Res {
+        let open = self.js("return document.querySelector('[data-testid=\"setting-temperature\"]') !== null", vec![]).await?;
+        if open == json!(true) {
+            self.click("settings-toggle").await?;
+        }
+        Ok(())
+    }
+
+    pub async fn assistant_count(&self) -> Res<usize> {
+        let v = self.js("return document.querySelectorAll('[data-testid=\"message-assistant\"]').length", vec![]).await?;
+        Ok(v.as_u64().unwrap_or(0) as usize)
+    }
+
+    /// Types a prompt and presses the send button.
+    pub async fn send(&self, prompt: &str) -> Res {
+        let input = self.client.find(Locator::Css(&tid("prompt"))).await?;
+        input.clear().await?;
+        input.send_keys(prompt).await?;
+        self.wait_js("const b = document.querySelector('[data-testid=\"send\"]'); return b && !b.disabled", 10, "the send button")
+            .await?;
+        self.click("send").await
+    }
+
+    /// Waits until there are `n` answers on screen and the last one is no longer streaming;
+    /// returns its status.
+    pub async fn wait_answer_done(&self, n: usize, secs: u64) -> Res<String> {
+        let v = self
+            .wait_js_args(
+                "const a = document.querySelectorAll('[data-testid=\"message-assistant\"]'); \
+                 if (a.length < arguments[0]) return null; const s = a[a.length - 1].dataset.status; \
+                 const busy = document.querySelector('[data-testid=\"stop\"]') !== null; \
+                 return (s && s !== 'streaming' && !busy) ? s : null;",
+                vec![json!(n)],
+                secs,
+                "the answer to finish",
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The visible text of the last answer.
+    pub async fn last_answer(&self) -> Res<String> {
+        let v = self
+            .js(
+                "const a = document.querySelectorAll('[data-testid=\"message-assistant\"]'); \
+                 const m = a[a.length - 1]; const t = m && m.querySelector('.md[data-testid=\"answer\"]'); \
+                 return t ? t.innerText : '';",
+                vec![],
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    pub async fn text_of(&self, testid: &str) -> Res<String> {
+        let v = self
+            .js("const e = document.querySelector(arguments[0]); return e ? e.innerText : null", vec![json!(tid(testid))])
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Saves a WebDriver screenshot as `<shots>/<test>-<nn>-<label>.png`.
+    pub async fn shot(&self, label: &str) -> Res<PathBuf> {
+        let dir = shots_dir();
+        std::fs::create_dir_all(&dir)?;
+        let png = self.client.screenshot().await?;
+        let n = SHOT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{}-{n:02}-{label}.png", self.name));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+}
+
+static SHOT_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn tid(testid: &str) -> String {
+    format!("[data-testid=\"{testid}\"]")
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+/// A fresh data root for one test.
+pub fn data_dir() -> Res<tempfile::TempDir> {
+    Ok(tempfile::Builder::new().prefix("conclave-e2e-").tempdir()?)
+}

@@ -1,0 +1,352 @@
+//! End-to-end tests of the real desktop app: the built `conclave-app` binary, its real
+//! worker and the real SmolLM2 model, driven through the window's DOM by WebDriver.
+//!
+//! Run: `cd ui && npm ci && npm run build`, `cargo build -p conclave-app -p conclave-worker`,
+//! `cargo install tauri-driver --version ^2 --locked`, then
+//! `CONCLAVE_E2E=1 cargo test -p conclave-tests --test e2e_app -- --test-threads=1`.
+//! Without the app binary (or tauri-driver, WebKitWebDriver) each test says SKIPPED and
+//! passes, unless CONCLAVE_E2E=1. Screenshots go to CONCLAVE_SHOTS_DIR (default
+//! `<target>/e2e-shots`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../e2e/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use conclave_core::events::Role;
+use conclave_core::history::{ConversationSettings, History};
+use harness::{data_dir, App, Res};
+use serde_json::json;
+
+/// Small answers keep each run to a few seconds on two cores.
+async fn base_settings(app: &App, max_tokens: u32) -> Res {
+    app.open_settings().await?;
+    app.set_value("setting-think", "off").await?;
+    app.set_value("setting-think-budget", "").await?;
+    app.set_value("setting-max-tokens", &max_tokens.to_string()).await?;
+    app.set_value("setting-seed", "").await?;
+    app.set_value("setting-temperature", "0.7").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn chat_streams_regenerates_branches_and_stops() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else { return Ok(()) };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "chat").await?;
+    app.shot("empty").await?;
+
+    app.load_smollm2().await?;
+    base_settings(&app, 40).await?;
+    app.close_settings().await?;
+
+    // A question, a streamed answer, what it cost.
+    app.send("What is the capital of France? Answer in one sentence.").await?;
+    assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+    let first = app.last_answer().await?;
+    assert!(!first.trim().is_empty(), "the answer is empty");
+    let user = app.text_of("message-user").await?;
+    assert!(user.contains("capital of France"), "user message shown: {user:?}");
+    let cost = app.text_of("cost-line").await?;
+    assert!(!cost.trim().is_empty(), "no cost line under the answer");
+    app.shot("answer").await?;
+
+    // Regenerate: a second answer to the same question, shown as branch 2 of 2.
+    app.click_last("regenerate").await?;
+    app.wait_js(
+        "const p = document.querySelector('[data-testid=\"message-assistant\"] [data-testid=\"branch-pos\"]'); \
+         const busy = document.querySelector('[data-testid=\"stop\"]') !== null; \
+         return !busy && p && p.textContent.trim() === '2/2';",
+        120,
+        "branch 2/2 after regenerating",
+    )
+    .await?;
+    assert_eq!(app.wait_answer_done(1, 60).await?, "complete");
+    let second = app.last_answer().await?;
+    assert!(!second.trim().is_empty());
+    app.shot("regenerated-2of2").await?;
+
+    app.click_last("branch-prev").await?;
+    app.wait_js(
+        "const p = document.querySelector('[data-testid=\"message-assistant\"] [data-testid=\"branch-pos\"]'); \
+         return p && p.textContent.trim() === '1/2';",
+        10,
+        "branch 1/2",
+    )
+    .await?;
+    assert_eq!(app.last_answer().await?, first, "branch 1 shows the first answer");
+    app.click_last("branch-next").await?;
+    app.wait_js(
+        "const p = document.querySelector('[data-testid=\"message-assistant\"] [data-testid=\"branch-pos\"]'); \
+         return p && p.textContent.trim() === '2/2';",
+        10,
+        "branch 2/2 again",
+    )
+    .await?;
+    assert_eq!(app.last_answer().await?, second, "branch 2 shows the second answer");
+
+    // Stop mid-answer: text streamed so far stays, marked as stopped.
+    app.click("new-chat").await?;
+    app.open_settings().await?;
+    app.set_value("setting-max-tokens", "1500").await?;
+    app.close_settings().await?;
+    app.send("Write a very long and detailed story about a dragon who learns to cook, with many chapters.")
+        .await?;
+    app.wait_js(
+        "const a = document.querySelectorAll('[data-testid=\"message-assistant\"]'); const m = a[a.length - 1]; \
+         const t = m && m.querySelector('.md[data-testid=\"answer\"]'); \
+         return document.querySelector('[data-testid=\"stop\"]') !== null && t && t.innerText.trim().length > 20;",
+        120,
+        "answer text to appear while it is still streaming",
+    )
+    .await?;
+    app.shot("streaming").await?;
+    app.click("stop").await?;
+    assert_eq!(app.wait_answer_done(1, 30).await?, "cancelled");
+    let partial = app.last_answer().await?;
+    assert!(partial.trim().len() > 20, "the partial answer is kept: {partial:?}");
+    let note = app
+        .js("return document.querySelector('[data-testid=\"message-assistant\"] .note.stopped')?.innerText ?? ''", vec![])
+        .await?;
+    assert!(note.as_str().unwrap_or_default().contains("Stopped"), "no 'stopped' note: {note}");
+    app.shot("stopped").await?;
+    assert!(app.visible_errors().await?.is_empty(), "errors shown: {:?}", app.visible_errors().await?);
+    app.close().await
+}
+
+#[tokio::test]
+async fn thinking_block_streams_then_collapses() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else { return Ok(()) };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "thinking").await?;
+    app.load_smollm2().await?;
+    base_settings(&app, 48).await?;
+    // SmolLM2 does not think by itself: "on" makes the engine open <think>, and the budget
+    // forces it closed after 16 tokens.
+    app.set_value("setting-think", "on").await?;
+    app.set_value("setting-think-budget", "16").await?;
+    app.close_settings().await?;
+
+    // Every state the block passes through, recorded as it happens (polling could miss a
+    // 16-token thought).
+    app.js(
+        "window.__thinkStates = []; \
+         new MutationObserver(() => { \
+           const t = document.querySelector('[data-testid=\"thinking\"]'); \
+           if (!t) return; const s = t.dataset.state; \
+           const sum = t.querySelector('[data-testid=\"thinking-summary\"]')?.textContent ?? ''; \
+           const last = window.__thinkStates[window.__thinkStates.length - 1]; \
+           if (!last || last.state !== s) window.__thinkStates.push({state: s, summary: sum}); \
+         }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});",
+        vec![],
+    )
+    .await?;
+    app.send("Why is the sky blue?").await?;
+    assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+    let states = app.js("return window.__thinkStates", vec![]).await?;
+    let states: Vec<serde_json::Value> = serde_json::from_value(states).unwrap_or_default();
+    let names: Vec<&str> = states.iter().filter_map(|s| s["state"].as_str()).collect();
+    assert_eq!(names.first(), Some(&"streaming"), "the block opens while thinking: {states:?}");
+    assert!(
+        states[0]["summary"].as_str().unwrap_or_default().starts_with("Thinking"),
+        "live summary: {states:?}"
+    );
+    let final_state = app
+        .js("return document.querySelector('[data-testid=\"thinking\"]')?.dataset.state ?? null", vec![])
+        .await?;
+    assert_eq!(final_state, json!("collapsed"), "the block folds away: {states:?}");
+    let summary = app.text_of("thinking-summary").await?;
+    assert!(summary.starts_with("Thought for"), "summary after thinking: {summary:?}");
+    assert!(summary.contains("budget reached"), "the budget of 16 forced the answer: {summary:?}");
+    assert!(!app.last_answer().await?.trim().is_empty(), "an answer follows the thinking");
+    app.shot("thinking-collapsed").await?;
+
+    // Opening it shows the thoughts.
+    app.click("thinking-summary").await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"thinking\"]')?.dataset.state === 'expanded'",
+        5,
+        "the thinking block to open",
+    )
+    .await?;
+    app.shot("thinking-expanded").await?;
+    app.close().await
+}
+
+#[tokio::test]
+async fn settings_change_the_answer() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else { return Ok(()) };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "settings").await?;
+    app.load_smollm2().await?;
+    base_settings(&app, 24).await?;
+    app.shot("settings-drawer").await?;
+    let prompt = "Name three colours.";
+
+    async fn answer(app: &App, temperature: &str, seed: &str, prompt: &str) -> Res<String> {
+        app.click("new-chat").await?;
+        app.open_settings().await?;
+        app.set_value("setting-temperature", temperature).await?;
+        app.set_value("setting-seed", seed).await?;
+        app.close_settings().await?;
+        app.send(prompt).await?;
+        assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+        let text = app.last_answer().await?;
+        assert!(!text.trim().is_empty());
+        Ok(text)
+    }
+
+    let greedy_a = answer(&app, "0", "", prompt).await?;
+    let greedy_b = answer(&app, "0", "", prompt).await?;
+    assert_eq!(greedy_a, greedy_b, "temperature 0 is deterministic");
+
+    let seed1 = answer(&app, "1", "1", prompt).await?;
+    let seed1_again = answer(&app, "1", "1", prompt).await?;
+    let seed2 = answer(&app, "1", "2", prompt).await?;
+    assert_eq!(seed1, seed1_again, "the same seed replays the same answer");
+    assert_ne!(seed1, seed2, "another seed at temperature 1 gives another answer");
+    app.shot("seeded-answer").await?;
+    app.close().await
+}
+
+#[tokio::test]
+async fn history_survives_a_restart_and_search_finds_it() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else { return Ok(()) };
+    let data = data_dir()?;
+
+    let app = App::start(&setup, data.path(), "restart-1").await?;
+    app.load_smollm2().await?;
+    base_settings(&app, 24).await?;
+    app.close_settings().await?;
+    app.send("Tell me one fact about the okapi.").await?;
+    assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+    let answer = app.last_answer().await?;
+    app.close().await?;
+
+    let app = App::start(&setup, data.path(), "restart-2").await?;
+    app.wait_js(
+        "return [...document.querySelectorAll('[data-testid=\"conversation-item\"]')] \
+           .some(e => e.textContent.includes('okapi'))",
+        20,
+        "the conversation in the sidebar after a restart",
+    )
+    .await?;
+    app.shot("sidebar-after-restart").await?;
+    app.click("conversation-item").await?;
+    app.wait_js(
+        "const u = document.querySelector('[data-testid=\"message-user\"]'); \
+         return u && u.textContent.includes('okapi') && document.querySelector('[data-testid=\"message-assistant\"]') !== null",
+        20,
+        "the conversation to open",
+    )
+    .await?;
+    assert_eq!(app.last_answer().await?, answer, "the saved answer comes back as it was");
+    app.shot("conversation-reopened").await?;
+
+    let search = app.client.find(fantoccini::Locator::Css(&harness::tid("search"))).await?;
+    search.click().await?;
+    search.send_keys("okapi").await?;
+    app.wait_js(
+        "return [...document.querySelectorAll('[data-testid=\"search-result\"]')].some(e => /okapi/i.test(e.textContent))",
+        20,
+        "a search result for 'okapi'",
+    )
+    .await?;
+    let marked = app
+        .js("return document.querySelectorAll('[data-testid=\"search-result\"] mark').length", vec![])
+        .await?;
+    assert!(marked.as_u64().unwrap_or(0) > 0, "the match is highlighted");
+    app.shot("search").await?;
+    app.click("search-result").await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"message-user\"]')?.textContent.includes('okapi')",
+        20,
+        "the search result to open its conversation",
+    )
+    .await?;
+    app.close().await
+}
+
+#[tokio::test]
+async fn xss_in_a_stored_answer_renders_inert() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else { return Ok(()) };
+    let data = data_dir()?;
+
+    // A model cannot be made to say this reliably; the history can.
+    let payload = "Here is the harmless part.\n\n\
+        <img src=x onerror=\"window.__xss='img';document.title='pwned-img'\">\n\n\
+        [click me](javascript:window.__xss='md-link')\n\n\
+        <script>window.__xss='script';document.title='pwned-script'</script>\n\n\
+        <svg onload=\"window.__xss='svg'\"><circle r=\"5\"/></svg>\n\n\
+        <a href=\"javascript:window.__xss='a'\" id=\"raw-link\">raw link</a>\n\n\
+        <iframe src=\"javascript:parent.__xss='iframe'\"></iframe>\n\n\
+        <div style=\"background:url(javascript:window.__xss='css')\" onmouseover=\"window.__xss='hover'\">hover me</div>\n\n\
+        End of answer.";
+    {
+        let history = History::open(data.path().join("history.sqlite3")).await?;
+        let conv = history.create_conversation("XSS probe", ConversationSettings::default()).await?;
+        let user = history.add_user_message(&conv.id, None, "Show me some HTML").await?;
+        history.add_message(&conv.id, Some(&user.id), Role::Assistant, payload).await?;
+        history.close().await;
+    }
+
+    let app = App::start(&setup, data.path(), "xss").await?;
+    app.wait_js(
+        "return [...document.querySelectorAll('[data-testid=\"conversation-item\"]')].some(e => e.textContent.includes('XSS probe'))",
+        20,
+        "the seeded conversation",
+    )
+    .await?;
+    app.click("conversation-item").await?;
+    app.wait_js(
+        "const t = document.querySelector('[data-testid=\"message-assistant\"] .md[data-testid=\"answer\"]'); \
+         return t && t.innerText.includes('End of answer')",
+        20,
+        "the stored answer to render",
+    )
+    .await?;
+    // Let a failing <img> fire its handler, if it had one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Hovering and clicking what is left must not run anything either.
+    app.js(
+        "const root = document.querySelector('[data-testid=\"message-assistant\"] .md'); \
+         root.querySelectorAll('*').forEach(e => { \
+           e.dispatchEvent(new MouseEvent('mouseover', {bubbles: true})); \
+           if (e.tagName === 'A') e.dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true})); });",
+        vec![],
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.shot("xss-inert").await?;
+
+    let report = app
+        .js(
+            "const root = document.querySelector('[data-testid=\"message-assistant\"] .md'); \
+             const all = [...root.querySelectorAll('*')]; \
+             return { \
+               xss: window.__xss ?? null, title: document.title, \
+               scripts: root.querySelectorAll('script').length, \
+               iframes: root.querySelectorAll('iframe, object, embed').length, \
+               handlers: all.filter(e => [...e.attributes].some(a => a.name.toLowerCase().startsWith('on'))).map(e => e.outerHTML), \
+               jsUrls: all.filter(e => [...e.attributes].some(a => /javascript:/i.test(a.value))).map(e => e.outerHTML), \
+               text: root.innerText };",
+            vec![],
+        )
+        .await?;
+    assert_eq!(report["xss"], json!(null), "a payload ran: {report}");
+    assert!(!report["title"].as_str().unwrap_or_default().contains("pwned"), "{report}");
+    assert_eq!(report["scripts"], json!(0), "{report}");
+    assert_eq!(report["iframes"], json!(0), "{report}");
+    assert_eq!(report["handlers"], json!([]), "event handler attributes survived: {report}");
+    assert_eq!(report["jsUrls"], json!([]), "javascript: URLs survived: {report}");
+    let text = report["text"].as_str().unwrap_or_default();
+    assert!(text.contains("Here is the harmless part") && text.contains("End of answer"), "{report}");
+    app.close().await
+}
