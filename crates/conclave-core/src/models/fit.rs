@@ -1,41 +1,43 @@
 //! Will this model fit in memory at this context size? Estimated from the GGUF header alone,
 //! before anything is loaded, so the UI can warn instead of letting the OOM killer decide.
 //!
-//! # The formula (CPU inference, llama.cpp defaults)
+//! # The formula (CPU inference, llama.cpp defaults, as Conclave's worker runs it)
+//!
+//! The estimate is of the worker's resident memory (RSS) once it has answered: that is what
+//! competes with the rest of the machine. Calibrated against measured peak RSS of both test
+//! models at 512 and 4096 tokens of context (see `tests/tests/fit.rs`, within 20 %).
 //!
 //! ```text
 //! total    = weights + kv_cache + compute + overhead
 //! weights  = Σ tensor bytes (mmap'd; every page is touched during inference, so all of it
 //!            ends up resident)
-//! kv_cache = Σ_layers cells(layer) × n_head_kv × (head_dim_k × bytes(type_k)
-//!                                               + head_dim_v × bytes(type_v))
-//!   cells(full layer) = pad256(n_ctx)
-//!   cells(SWA layer)  = min(pad256(n_ctx), pad256(sliding_window + n_ubatch))
-//!   head_dim_k/v      = {arch}.attention.key_length/value_length, else n_embd / n_head
-//!   SWA layers: for architectures llama.cpp runs with an interleaved sliding-window pattern
-//!   (gemma2/3, cohere2, gpt-oss… see `gguf::swa_pattern`), all layers but every
-//!   pattern-th one. This is an approximation of llama.cpp's iSWA cache (it ignores
-//!   per-sequence padding); for an unknown pattern every layer counts as full (over-estimate).
-//! compute  = logits + attention scratch + activations, the worst case llama.cpp reserves:
-//!   logits     = n_vocab × n_ubatch × 4
-//!   attention  = n_head × pad256(n_ctx) × n_ubatch × 4 / 4   (scores tile; ggml's allocator
-//!                reuses buffers and flash attention avoids most of it, hence the ÷4)
-//!   activations= n_ubatch × (4 × n_embd + 2 × n_ff) × 4
-//!   compute    = max(logits, attention) + activations
-//! overhead = 64 MiB fixed (worker process, llama.cpp/ggml code and heap, tokenizer vocab)
-//!            + n_vocab × 4 (output buffer for one sequence)
+//! kv_cache = n_layer × pad256(n_ctx) × n_head_kv × (head_dim_k × bytes(type_k)
+//!                                                  + head_dim_v × bytes(type_v))
+//!   head_dim_k/v = {arch}.attention.key_length/value_length, else n_embd / n_head.
+//!   Sliding-window layers count in full: llama.cpp keeps a full-size cache for them by
+//!   default (`swa_full`), which its own log confirms for Gemma 3 (72 MiB at 4096 tokens).
+//! compute  = what is touched of llama.cpp's compute buffer: activations of one prompt
+//!            chunk (the worker decodes 256 tokens at a time and asks logits for the last
+//!            token only) = 256 × (4 × n_embd + 2 × n_ff) × 4 + n_vocab × 4.
+//!   llama.cpp reserves far more address space for the worst case (n_ubatch logits rows),
+//!   reported as `compute_reserved_bytes`; it stays untouched, so it is not resident.
+//! overhead = 24 MiB (process, llama.cpp/ggml code and heap) + n_vocab × 128 bytes (the
+//!            tokenizer's strings, scores and lookup tables).
 //! ```
 //!
 //! Verdict against `MemAvailable` from `/proc/meminfo`: `Fits` when the total is at most
-//! 80 % of it, `Tight` up to 100 %, `WontFit` beyond. Not yet calibrated against a measured
-//! worker RSS; the compute term is the least certain part.
+//! 80 % of it, `Tight` up to 100 %, `WontFit` beyond.
 
 use serde::Serialize;
 
 use crate::gguf::{self, GgufHeader};
 
 /// Fixed cost of a worker process with a model loaded, beyond the model's own buffers.
-pub const FIXED_OVERHEAD_BYTES: u64 = 64 * 1024 * 1024;
+pub const FIXED_OVERHEAD_BYTES: u64 = 24 * 1024 * 1024;
+/// Tokenizer memory per vocabulary entry (measured: 262k-token Gemma 3 vs 49k SmolLM2).
+const PER_VOCAB_BYTES: u64 = 128;
+/// Tokens the worker decodes per llama_decode call (see conclave-worker's PROMPT_CHUNK).
+const PROMPT_CHUNK: u64 = 256;
 /// llama.cpp pads KV cache cell counts to this.
 const KV_PAD: u64 = 256;
 
@@ -115,7 +117,10 @@ pub struct FitEstimate {
     pub n_ctx: u64,
     pub weights_bytes: u64,
     pub kv_cache_bytes: u64,
+    /// The part of llama.cpp's compute buffer that becomes resident.
     pub compute_bytes: u64,
+    /// The whole compute buffer llama.cpp reserves (address space, mostly untouched).
+    pub compute_reserved_bytes: u64,
     pub overhead_bytes: u64,
     pub total_bytes: u64,
     /// `MemAvailable`, when it could be read.
@@ -150,7 +155,6 @@ pub fn estimate_fit(
 ) -> FitEstimate {
     let mut notes = Vec::new();
     let weights = weights_bytes.unwrap_or_else(|| header.tensor_data_size());
-    let arch = header.architecture().unwrap_or("");
 
     let n_ctx = if req.n_ctx > 0 {
         req.n_ctx
@@ -175,44 +179,23 @@ pub fn estimate_fit(
     }
 
     let cells_full = pad(n_ctx, KV_PAD);
-    let (n_full_layers, n_swa_layers, cells_swa) =
-        match (header.sliding_window(), gguf::swa_pattern(arch)) {
-            (Some(window), Some(pattern)) if pattern > 0 => {
-                let full = n_layer / u64::from(pattern);
-                let cells = cells_full.min(pad(window + n_ubatch, KV_PAD));
-                notes.push(format!(
-                    "sliding-window attention: {} of {n_layer} layers keep only ~{cells} cells \
-                     (window {window}); approximate",
-                    n_layer - full
-                ));
-                (full, n_layer - full, cells)
-            }
-            (Some(_), _) => {
-                notes.push(
-                    "sliding-window layout unknown for this architecture; every layer counted \
-                     as full attention (over-estimate)"
-                        .into(),
-                );
-                (n_layer, 0, 0)
-            }
-            (None, _) => (n_layer, 0, 0),
-        };
+    if header.sliding_window().is_some() {
+        notes.push(
+            "sliding-window layers counted with a full-size cache, as llama.cpp allocates by default"
+                .into(),
+        );
+    }
     let per_cell = n_head_kv as f64
         * (head_k as f64 * req.type_k.bytes_per_element()
             + head_v as f64 * req.type_v.bytes_per_element());
-    let kv = ((n_full_layers * cells_full + n_swa_layers * cells_swa) as f64 * per_cell) as u64;
+    let kv = ((n_layer * cells_full) as f64 * per_cell) as u64;
 
+    let activations = |tokens: u64| tokens.saturating_mul(4 * n_embd + 2 * n_ff).saturating_mul(4);
+    let compute = activations(PROMPT_CHUNK.min(n_ubatch)).saturating_add(n_vocab.saturating_mul(4));
     let logits = n_vocab.saturating_mul(n_ubatch).saturating_mul(4);
-    let attention = n_head
-        .saturating_mul(cells_full)
-        .saturating_mul(n_ubatch)
-        .saturating_mul(4)
-        / 4;
-    let activations = n_ubatch
-        .saturating_mul(4 * n_embd + 2 * n_ff)
-        .saturating_mul(4);
-    let compute = logits.max(attention).saturating_add(activations);
-    let overhead = FIXED_OVERHEAD_BYTES.saturating_add(n_vocab.saturating_mul(4));
+    let attention = n_head.saturating_mul(cells_full).saturating_mul(n_ubatch).saturating_mul(4) / 4;
+    let compute_reserved = logits.max(attention).saturating_add(activations(n_ubatch));
+    let overhead = FIXED_OVERHEAD_BYTES.saturating_add(n_vocab.saturating_mul(PER_VOCAB_BYTES));
     let total = weights
         .saturating_add(kv)
         .saturating_add(compute)
@@ -232,6 +215,7 @@ pub fn estimate_fit(
         weights_bytes: weights,
         kv_cache_bytes: kv,
         compute_bytes: compute,
+        compute_reserved_bytes: compute_reserved,
         overhead_bytes: overhead,
         total_bytes: total,
         available_bytes: available,
