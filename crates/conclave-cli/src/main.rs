@@ -4,7 +4,9 @@
 mod bench;
 mod chat;
 mod compare_cmd;
+mod history_cmd;
 mod leaderboard_cmd;
+mod models_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -33,6 +35,16 @@ enum Command {
     Compare(compare_cmd::CompareArgs),
     /// Ratings of your models from your side-by-side votes (Elo and Bradley–Terry).
     Leaderboard(leaderboard_cmd::LeaderboardArgs),
+    /// The chat history: list, show, search, export, import, delete.
+    History {
+        #[command(subcommand)]
+        command: history_cmd::HistoryCommand,
+    },
+    /// The model library: list, inspect, import, download, remove.
+    Models {
+        #[command(subcommand)]
+        command: models_cmd::ModelsCommand,
+    },
     /// Reasoning tools.
     Reasoning {
         #[command(subcommand)]
@@ -130,6 +142,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Chat(args) => chat::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::History { command } => history_cmd::run(command).await,
+            Command::Models { command } => models_cmd::run(command).await,
             Command::Compare(args) => compare_cmd::run(args).await,
             Command::Leaderboard(args) => leaderboard_cmd::run(args).await,
             Command::Reasoning { command: ReasoningCommand::Split { batch } } => {
