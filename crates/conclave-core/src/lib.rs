@@ -2,6 +2,7 @@
 //! No Tauri, no llama.cpp: inference runs in `conclave-worker` child processes that
 //! [`engine`] spawns and talks to over framed JSON.
 
+pub mod api;
 pub mod compare;
 pub mod engine;
 pub mod error;

@@ -1,0 +1,295 @@
+//! A local OpenAI-compatible HTTP API over the core: `GET /v1/models`,
+//! `POST /v1/chat/completions` (streaming and not), `GET /health`.
+//!
+//! The same server runs behind `conclave serve` and behind the desktop app's settings
+//! switch ([`ApiServer::start`] / [`ApiServer::shutdown`]).
+//!
+//! Security decisions:
+//! - It binds 127.0.0.1 unless told otherwise; any non-loopback address requires an API key
+//!   ([`ApiServeError::KeyRequired`]), since the models and (optionally) the history are
+//!   private.
+//! - With a key set, every `/v1` request needs `Authorization: Bearer KEY` (compared in
+//!   constant time); `/health` stays open so supervisors can probe it.
+//! - Browsers: without a key, only pages served from loopback origins (`http://localhost:*`,
+//!   `http://127.0.0.1:*`, `http://[::1]:*`) and the origins listed in
+//!   [`ApiConfig::cors_origins`] may call the API; a request carrying any other `Origin` is
+//!   refused with 403, not merely left unreadable by CORS, so a web page the user happens to
+//!   visit cannot spend their CPU on generations. With a key set, any origin is allowed: the
+//!   key is the gate. On a loopback bind the `Host` header must name a loopback host too,
+//!   which defeats DNS-rebinding pages.
+//! - Request bodies are capped ([`ApiConfig::max_body_bytes`], 413 beyond it), and no error
+//!   message carries a file path, a worker log line or a backtrace: core errors are mapped
+//!   to fixed messages and stable codes in [`error`].
+
+mod chat;
+mod error;
+mod grammar;
+mod guard;
+mod models;
+mod record;
+mod types;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::session::Conclave;
+
+pub use error::ApiError;
+pub use grammar::{json_object_grammar, schema_to_gbnf, SchemaError};
+
+/// How long a shutdown waits for answers still streaming before it drops them (which
+/// cancels their generations).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How the API server runs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Address or host name to bind; loopback unless the user chooses otherwise.
+    pub host: String,
+    /// 0 picks a free port (see [`ApiServer::addr`]).
+    pub port: u16,
+    /// Required on non-loopback addresses; when set, `/v1` needs `Authorization: Bearer`.
+    pub api_key: Option<String>,
+    /// Save API exchanges to the history (off by default: API traffic is often scripted).
+    pub save_history: bool,
+    /// Models served in addition to the library's catalogue (`conclave serve --model`),
+    /// addressable by file name; the first is used when a request's `model` is empty.
+    pub models: Vec<PathBuf>,
+    /// Context length models are loaded with; 0 = the engine's default.
+    pub n_ctx: u32,
+    pub threads: Option<u32>,
+    pub max_body_bytes: usize,
+    /// Requests waiting on or running in one model beyond this get 429.
+    pub max_queue_per_model: usize,
+    /// `max_tokens` when a request sets none (generation also ends when the context fills).
+    pub default_max_tokens: u32,
+    /// Extra browser origins allowed without an API key (e.g. `https://my-ui.example`).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            api_key: None,
+            save_history: false,
+            models: Vec::new(),
+            n_ctx: 0,
+            threads: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_queue_per_model: 16,
+            default_max_tokens: 4096,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServeError {
+    #[error("refusing to listen on {0} without an API key: anyone on the network could use your models. Set --api-key (or bind 127.0.0.1)")]
+    KeyRequired(SocketAddr),
+    #[error("the API key must not be empty")]
+    EmptyKey,
+    #[error("cannot resolve host {0}")]
+    BadHost(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the API server stopped: {0}")]
+    Server(#[from] std::io::Error),
+}
+
+impl crate::error::ErrorCode for ApiServeError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiServeError::KeyRequired(_) => "api_key_required",
+            ApiServeError::EmptyKey => "api_key_empty",
+            ApiServeError::BadHost(_) => "api_bad_host",
+            ApiServeError::Bind { .. } => "api_bind_failed",
+            ApiServeError::Server(_) => "api_server_failed",
+        }
+    }
+}
+
+/// Shared by every request.
+pub(crate) struct ApiState {
+    pub app: Arc<Conclave>,
+    pub config: ApiConfig,
+    pub queues: models::Queues,
+    pub loopback: bool,
+}
+
+/// A running server. Dropping it without [`shutdown`](Self::shutdown) aborts it.
+pub struct ApiServer {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), std::io::Error>>>,
+}
+
+impl ApiServer {
+    /// Binds (port 0 picks a free one) and starts serving in the background.
+    pub async fn start(config: ApiConfig, app: Arc<Conclave>) -> Result<Self, ApiServeError> {
+        if config
+            .api_key
+            .as_deref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err(ApiServeError::EmptyKey);
+        }
+        let addr = resolve(&config.host, config.port).await?;
+        let loopback = addr.ip().is_loopback();
+        if !loopback {
+            if config.api_key.is_none() {
+                return Err(ApiServeError::KeyRequired(addr));
+            }
+            tracing::warn!(%addr, "the API server listens beyond this machine; requests need the API key");
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ApiServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(ApiState {
+            app,
+            config,
+            queues: Default::default(),
+            loopback,
+        });
+        let router = router(state);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "API server listening");
+        Ok(Self {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR/v1`, what OpenAI clients take as their base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Stops accepting connections, gives streaming answers a moment to end, then drops
+    /// them (cancelling their generations).
+    pub async fn shutdown(mut self) -> Result<(), ApiServeError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+            Ok(Ok(r)) => r.map_err(ApiServeError::Server),
+            Ok(Err(_)) => Ok(()),
+            Err(_) => {
+                task.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Serves until Ctrl-C (or SIGTERM), then shuts down.
+pub async fn serve(config: ApiConfig, app: Arc<Conclave>) -> Result<(), ApiServeError> {
+    let server = ApiServer::start(config, app).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down the API server");
+    server.shutdown().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ApiServeError> {
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| ApiServeError::BadHost(host.to_owned()))?;
+    addrs
+        .next()
+        .ok_or_else(|| ApiServeError::BadHost(host.to_owned()))
+}
+
+fn router(state: Arc<ApiState>) -> Router {
+    let v1 = Router::new()
+        .route("/models", get(models::list))
+        .route("/models/{*id}", get(models::retrieve))
+        .route("/chat/completions", post(chat::completions))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_key,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .nest("/v1", v1)
+        .fallback(guard::unknown_route)
+        .method_not_allowed_fallback(guard::method_not_allowed)
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            guard::shape_limit_errors,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            state.config.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_origin_and_host,
+        ))
+        .layer(guard::cors(&state))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn health(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+) -> axum::Json<serde_json::Value> {
+    let loaded = state.app.loaded().await.len();
+    axum::Json(serde_json::json!({ "status": "ok", "models_loaded": loaded }))
+}

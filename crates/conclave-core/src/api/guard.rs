@@ -1,0 +1,195 @@
+//! Who may call the API: the bearer key, browser origins, the Host header, body limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use super::{ApiError, ApiState};
+
+pub(crate) async fn require_key(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(key) = state.config.api_key.as_deref() else {
+        return next.run(req).await;
+    };
+    let given = req.headers().get(header::AUTHORIZATION);
+    let token = given
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match token {
+        Some(t) if constant_time_eq(t.as_bytes(), key.as_bytes()) => next.run(req).await,
+        _ => ApiError::unauthorized(given.is_some()).into_response(),
+    }
+}
+
+/// Compares without returning early on the first differing byte, so response timing does
+/// not reveal how much of a guessed key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, &x) in a.iter().enumerate() {
+        let y = b.get(i % b.len().max(1)).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+pub(crate) async fn check_origin_and_host(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if state.loopback && !host_is_loopback(req.headers()) {
+        return ApiError::forbidden_host().into_response();
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        if !origin_allowed(&state, origin) {
+            return ApiError::forbidden_origin().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn host_is_loopback(headers: &HeaderMap) -> bool {
+    // HTTP/1.0 clients may send no Host; browsers always do.
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return true;
+    };
+    is_loopback_host(strip_port(host))
+}
+
+fn strip_port(hostport: &str) -> &str {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    hostport.rsplit_once(':').map_or(hostport, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            hostport
+        }
+    })
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+pub(crate) fn origin_allowed(state: &ApiState, origin: &HeaderValue) -> bool {
+    if state.config.api_key.is_some() {
+        return true;
+    }
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if state
+        .config
+        .cors_origins
+        .iter()
+        .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    // `tauri://localhost` (macOS/Linux) and `http://tauri.localhost` (Windows) are the
+    // desktop app's own web view.
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https" | "tauri") && is_loopback_host(strip_port(rest))
+}
+
+pub(crate) fn cors(state: &Arc<ApiState>) -> CorsLayer {
+    let st = state.clone();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origin_allowed(&st, origin)
+        }))
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        // Browser SDKs add their own headers (openai-node's x-stainless-*); the origin is
+        // what is checked, so any requested header may follow.
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(Duration::from_secs(3600))
+}
+
+pub(crate) async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    let mut e = ApiError::bad_request(format!("Unknown request URL: {method} {}.", uri.path()));
+    e.status = StatusCode::NOT_FOUND;
+    e.code = Some("unknown_url".into());
+    e
+}
+
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let mut e = ApiError::bad_request(format!("{method} is not supported for {}.", uri.path()));
+    e.status = StatusCode::METHOD_NOT_ALLOWED;
+    e.code = Some("method_not_supported".into());
+    e
+}
+
+/// The body limit layer answers 413 in plain text; clients expect the OpenAI shape.
+pub(crate) async fn shape_limit_errors(
+    State(state): State<Arc<ApiState>>,
+    res: Response,
+) -> Response {
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::too_large(state.config.max_body_bytes).into_response();
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "::1",
+            "app.localhost",
+            "127.1.2.3",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "example.com",
+            "10.0.0.1",
+            "localhost.example.com",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+        assert_eq!(strip_port("[::1]:8080"), "::1");
+        assert_eq!(strip_port("localhost:8080"), "localhost");
+        assert_eq!(strip_port("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn keys_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(!constant_time_eq(b"x", b""));
+    }
+}

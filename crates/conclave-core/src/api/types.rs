@@ -1,0 +1,449 @@
+//! Reading an OpenAI chat completion request into the engine's terms.
+//!
+//! Parsed by hand from a `serde_json::Value` rather than derived: every refusal names the
+//! parameter (`messages[2].content`) the way OpenAI's errors do, and `null` is accepted
+//! wherever a parameter is optional, as the official clients send it.
+
+use serde_json::{Map, Value};
+
+use super::{grammar, ApiConfig, ApiError};
+use crate::events::{Message, Role, SamplingParams, ThinkMode};
+
+/// Thinking budgets for `reasoning_effort`: low, medium, high.
+pub(crate) const EFFORT_BUDGETS: [(&str, u32); 3] =
+    [("low", 512), ("medium", 2048), ("high", 8192)];
+
+#[derive(Debug)]
+pub(crate) struct ParsedRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub params: SamplingParams,
+    pub think: ThinkMode,
+    pub think_budget: Option<u32>,
+    pub grammar: Option<String>,
+}
+
+pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedRequest, ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
+        ));
+    };
+    let model = match field(obj, "model") {
+        Some(Value::String(s)) => s.trim().to_owned(),
+        None => return Err(ApiError::invalid_value("model", "`model` is required.")),
+        Some(_) => return Err(type_error("model", "a string")),
+    };
+    let messages = parse_messages(obj)?;
+    let stream = opt_bool(obj, "stream")?.unwrap_or(false);
+    let include_usage = match field(obj, "stream_options") {
+        None => false,
+        Some(Value::Object(o)) => opt_bool(o, "include_usage")
+            .map_err(|e| e.with_param("stream_options.include_usage"))?
+            .unwrap_or(false),
+        Some(_) => return Err(type_error("stream_options", "an object")),
+    };
+    if include_usage && !stream {
+        return Err(ApiError::invalid_value(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true.",
+        ));
+    }
+
+    let d = SamplingParams::default();
+    let temperature = opt_f32(obj, "temperature", 0.0, 2.0)?.unwrap_or(d.temperature);
+    let top_p = opt_f32(obj, "top_p", 0.0, 1.0)?.unwrap_or(d.top_p);
+    let frequency_penalty = opt_f32(obj, "frequency_penalty", -2.0, 2.0)?.unwrap_or(0.0);
+    let presence_penalty = opt_f32(obj, "presence_penalty", -2.0, 2.0)?.unwrap_or(0.0);
+    // llama.cpp-server extensions that local clients commonly send.
+    let top_k = opt_u32(obj, "top_k")?.map_or(d.top_k, |k| k.min(i32::MAX as u32) as i32);
+    let min_p = opt_f32(obj, "min_p", 0.0, 1.0)?.unwrap_or(d.min_p);
+    let repeat_penalty = opt_f32(obj, "repeat_penalty", 0.0, 10.0)?.unwrap_or(d.repeat_penalty);
+    let max_tokens = match opt_u32(obj, "max_completion_tokens")? {
+        Some(n) => Some(n),
+        None => opt_u32(obj, "max_tokens")?,
+    };
+    if max_tokens == Some(0) {
+        return Err(ApiError::invalid_value(
+            "max_tokens",
+            "`max_tokens` must be at least 1.",
+        ));
+    }
+    let seed = match field(obj, "seed") {
+        None => None,
+        // OpenAI takes any 64-bit integer; the engine's seed is 32-bit, so larger seeds are
+        // folded (still deterministic: the same seed always replays the same answer).
+        Some(v) => match (v.as_u64(), v.as_i64()) {
+            (Some(u), _) => Some((u ^ (u >> 32)) as u32),
+            (None, Some(i)) => Some((i ^ (i >> 32)) as u32),
+            _ => return Err(type_error("seed", "an integer")),
+        },
+    };
+    let stop = match field(obj, "stop") {
+        None => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => {
+            let mut out = Vec::new();
+            for (i, s) in a.iter().enumerate() {
+                match s.as_str() {
+                    Some(s) if !s.is_empty() => out.push(s.to_owned()),
+                    Some(_) => {}
+                    None => return Err(type_error(&format!("stop[{i}]"), "a string")),
+                }
+            }
+            if out.len() > 16 {
+                return Err(ApiError::invalid_value(
+                    "stop",
+                    "At most 16 stop sequences are supported.",
+                ));
+            }
+            out
+        }
+        Some(_) => return Err(type_error("stop", "a string or an array of strings")),
+    };
+    if let Some(n) = opt_u32(obj, "n")? {
+        if n != 1 {
+            return Err(ApiError::unsupported("n", "Only `n` = 1 is supported."));
+        }
+    }
+    if opt_bool(obj, "logprobs")? == Some(true) {
+        return Err(ApiError::unsupported(
+            "logprobs",
+            "`logprobs` is not supported.",
+        ));
+    }
+    match field(obj, "tools") {
+        Some(Value::Array(a)) if !a.is_empty() => {
+            return Err(ApiError::unsupported(
+                "tools",
+                "Tool calling is not supported.",
+            ))
+        }
+        _ => {}
+    }
+
+    let (mut think, think_budget) = match field(obj, "reasoning_effort") {
+        None => (ThinkMode::Auto, None),
+        Some(Value::String(s)) => match s.as_str() {
+            "none" | "minimal" => (ThinkMode::Off, None),
+            other => match EFFORT_BUDGETS.iter().find(|(name, _)| *name == other) {
+                // Auto, not On: a model that does not think is not made to.
+                Some((_, budget)) => (ThinkMode::Auto, Some(*budget)),
+                None => {
+                    return Err(ApiError::invalid_value(
+                        "reasoning_effort",
+                        "`reasoning_effort` must be one of none, minimal, low, medium, high.",
+                    ))
+                }
+            },
+        },
+        Some(_) => return Err(type_error("reasoning_effort", "a string")),
+    };
+    let grammar = parse_response_format(obj)?;
+    if grammar.is_some() {
+        // The grammar constrains every generated token, thinking included, and no
+        // reasoning format survives a JSON-only grammar: constrained answers do not think.
+        think = ThinkMode::Off;
+    }
+
+    Ok(ParsedRequest {
+        model,
+        messages,
+        stream,
+        include_usage,
+        params: SamplingParams {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            frequency_penalty,
+            presence_penalty,
+            seed,
+            max_tokens: max_tokens.unwrap_or(cfg.default_max_tokens),
+            stop,
+            ..d
+        },
+        think,
+        think_budget,
+        grammar,
+    })
+}
+
+fn parse_response_format(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    let Some(rf) = field(obj, "response_format") else {
+        return Ok(None);
+    };
+    let Some(rf) = rf.as_object() else {
+        return Err(type_error("response_format", "an object"));
+    };
+    match field(rf, "type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(grammar::json_object_grammar())),
+        Some("json_schema") => {
+            let schema = field(rf, "json_schema")
+                .and_then(Value::as_object)
+                .and_then(|js| field(js, "schema"))
+                .ok_or_else(|| {
+                    ApiError::invalid_value(
+                        "response_format.json_schema.schema",
+                        "`response_format.json_schema.schema` is required.",
+                    )
+                })?;
+            grammar::schema_to_gbnf(schema).map(Some).map_err(|e| {
+                ApiError::invalid_value("response_format.json_schema.schema", e.to_string())
+            })
+        }
+        _ => Err(ApiError::invalid_value(
+            "response_format.type",
+            "`response_format.type` must be text, json_object or json_schema.",
+        )),
+    }
+}
+
+fn parse_messages(obj: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
+    let list = match field(obj, "messages") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => {
+            return Err(ApiError::invalid_value(
+                "messages",
+                "`messages` must not be empty.",
+            ))
+        }
+        None => {
+            return Err(ApiError::invalid_value(
+                "messages",
+                "`messages` is required.",
+            ))
+        }
+        Some(_) => return Err(type_error("messages", "an array")),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let p = format!("messages[{i}]");
+        let Some(m) = m.as_object() else {
+            return Err(type_error(&p, "an object"));
+        };
+        let role = match field(m, "role").and_then(Value::as_str) {
+            Some("system" | "developer") => Role::System,
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            Some("tool" | "function") => {
+                return Err(ApiError::unsupported(
+                    &format!("{p}.role"),
+                    "Tool messages are not supported.",
+                ))
+            }
+            _ => {
+                return Err(ApiError::invalid_value(
+                    &format!("{p}.role"),
+                    "`role` must be system, developer, user or assistant.",
+                ))
+            }
+        };
+        let content = match field(m, "content") {
+            Some(Value::String(s)) => s.clone(),
+            None if role == Role::Assistant => String::new(),
+            None => {
+                return Err(ApiError::invalid_value(
+                    &format!("{p}.content"),
+                    "`content` is required.",
+                ))
+            }
+            Some(Value::Array(parts)) => text_parts(parts, &format!("{p}.content"))?,
+            Some(_) => {
+                return Err(type_error(
+                    &format!("{p}.content"),
+                    "a string or an array of content parts",
+                ))
+            }
+        };
+        let reasoning = field(m, "reasoning_content")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned);
+        out.push(Message {
+            role,
+            content,
+            reasoning,
+        });
+    }
+    Ok(out)
+}
+
+fn text_parts(parts: &[Value], param: &str) -> Result<String, ApiError> {
+    let mut text = String::new();
+    for (j, part) in parts.iter().enumerate() {
+        let pp = format!("{param}[{j}]");
+        let kind = part.get("type").and_then(Value::as_str);
+        match (kind, part.get("text").and_then(Value::as_str)) {
+            (Some("text"), Some(t)) => {
+                // Parts are concatenated as they come; OpenAI joins them without a
+                // separator too.
+                text.push_str(t);
+            }
+            (Some("text"), None) => return Err(type_error(&format!("{pp}.text"), "a string")),
+            (Some(other), _) => {
+                return Err(ApiError::unsupported(
+                    &format!("{pp}.type"),
+                    format!(
+                        "Content parts of type `{}` are not supported; only text is.",
+                        short(other)
+                    ),
+                ))
+            }
+            (None, _) => {
+                return Err(ApiError::invalid_value(
+                    &format!("{pp}.type"),
+                    "`type` is required.",
+                ))
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// A field, treating `null` as absent.
+fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn type_error(param: &str, what: &str) -> ApiError {
+    ApiError::invalid_value(param, format!("`{param}` must be {what}."))
+}
+
+fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    match field(obj, key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(type_error(key, "a boolean")),
+    }
+}
+
+fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ApiError> {
+    match field(obj, key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) => Ok(Some(u32::try_from(n).unwrap_or(u32::MAX))),
+            None => Err(type_error(key, "a non-negative integer")),
+        },
+    }
+}
+
+fn opt_f32(
+    obj: &Map<String, Value>,
+    key: &str,
+    min: f64,
+    max: f64,
+) -> Result<Option<f32>, ApiError> {
+    match field(obj, key) {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(x) if (min..=max).contains(&x) => Ok(Some(x as f32)),
+            Some(_) => Err(ApiError::invalid_value(
+                key,
+                format!("`{key}` must be between {min} and {max}."),
+            )),
+            None => Err(type_error(key, "a number")),
+        },
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<ParsedRequest, ApiError> {
+        parse_request(&v, &ApiConfig::default())
+    }
+
+    #[test]
+    fn reads_a_full_request() {
+        let r = parse(json!({
+            "model": "m", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+                {"role": "assistant", "content": null, "reasoning_content": "hmm"},
+                {"role": "user", "content": "again"}
+            ],
+            "temperature": 0, "top_p": 0.5, "max_completion_tokens": 7, "max_tokens": 99,
+            "seed": -1, "stop": ["a", "b"], "frequency_penalty": 0.5, "presence_penalty": -0.5,
+            "reasoning_effort": "low", "user": "ignored", "tools": []
+        }))
+        .unwrap();
+        assert!(r.stream && r.include_usage);
+        assert_eq!(r.messages[0].role, Role::System);
+        assert_eq!(r.messages[1].content, "Hi there");
+        assert_eq!(r.messages[2].reasoning.as_deref(), Some("hmm"));
+        assert_eq!(r.params.max_tokens, 7);
+        assert_eq!(r.params.temperature, 0.0);
+        assert_eq!(r.params.stop, ["a", "b"]);
+        assert!(r.params.seed.is_some());
+        assert_eq!((r.think, r.think_budget), (ThinkMode::Auto, Some(512)));
+        assert!(r.grammar.is_none());
+    }
+
+    #[test]
+    fn refusals_name_the_parameter() {
+        let cases = [
+            (
+                json!({"messages": [{"role": "user", "content": "x"}]}),
+                "model",
+            ),
+            (json!({"model": "m", "messages": []}), "messages"),
+            (
+                json!({"model": "m", "messages": [{"role": "robot", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+                "messages[0].content[0].type",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+                "temperature",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}),
+                "n",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}),
+                "reasoning_effort",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}),
+                "response_format.type",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}),
+                "stream_options",
+            ),
+        ];
+        for (body, param) in cases {
+            let e = parse(body).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+            assert_eq!(e.param.as_deref(), Some(param), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn json_modes_turn_thinking_off() {
+        let r = parse(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_object"}, "reasoning_effort": "high"}),
+        )
+        .unwrap();
+        assert_eq!(r.think, ThinkMode::Off);
+        assert!(r.grammar.unwrap().contains("root ::="));
+    }
+}
