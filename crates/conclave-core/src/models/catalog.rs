@@ -302,9 +302,10 @@ fn describe(
         .models
         .get(&store::settings_key(&path))
         .or_else(|| settings.models.get(&store::settings_key(&canon)));
+    // The file name, not `general.name`: converters fill that with training-run labels
+    // ("Smollm2 135M 8k Lc100K Mix1 Ep2") and drop the quantisation users choose by.
     let display_name = overrides
         .and_then(|o| o.display_name.clone())
-        .or_else(|| meta.as_ref().and_then(|m| m.name.clone()))
         .unwrap_or_else(|| {
             file_name
                 .strip_suffix(".gguf")
