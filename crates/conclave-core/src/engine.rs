@@ -522,10 +522,8 @@ impl LoadedModel {
         let template = ChatTemplate::resolve(r.chat_template.as_deref(), &r.architecture, None);
         ModelInfo {
             path: self.inner.spec.path.clone(),
-            name: r
-                .name
-                .clone()
-                .unwrap_or_else(|| file_stem(&self.inner.spec.path)),
+            // The file name, as the catalog shows it; `general.name` is often a training label.
+            name: file_stem(&self.inner.spec.path).trim_end_matches(".gguf").to_owned(),
             architecture: r.architecture.clone(),
             n_ctx: r.n_ctx,
             n_ctx_train: r.n_ctx_train,
