@@ -68,7 +68,9 @@ pub fn setup() -> Option<Setup> {
     let mut missing = Vec::new();
     match &app {
         Some(a) if a.is_file() => {
-            if !a.with_file_name("conclave-worker").is_file() && std::env::var_os("CONCLAVE_WORKER").is_none() {
+            if !a.with_file_name("conclave-worker").is_file()
+                && std::env::var_os("CONCLAVE_WORKER").is_none()
+            {
                 missing.push(format!(
                     "conclave-worker next to {} (cargo build -p conclave-worker)",
                     a.display()
@@ -77,10 +79,14 @@ pub fn setup() -> Option<Setup> {
         }
         other => missing.push(format!(
             "the app binary {} (cd ui && npm ci && npm run build; cargo build -p conclave-app)",
-            other.as_ref().map_or("?".into(), |p| p.display().to_string())
+            other
+                .as_ref()
+                .map_or("?".into(), |p| p.display().to_string())
         )),
     }
-    let driver = std::env::var_os("TAURI_DRIVER").map(PathBuf::from).or_else(|| which("tauri-driver"));
+    let driver = std::env::var_os("TAURI_DRIVER")
+        .map(PathBuf::from)
+        .or_else(|| which("tauri-driver"));
     if driver.is_none() {
         missing.push("tauri-driver (cargo install tauri-driver --version ^2 --locked)".into());
     }
@@ -115,7 +121,11 @@ pub fn checkout() -> PathBuf {
 pub fn shots_dir() -> PathBuf {
     std::env::var_os("CONCLAVE_SHOTS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| profile_dir().and_then(|d| d.parent().map(|t| t.join("e2e-shots"))).unwrap_or_else(|| PathBuf::from("target/e2e-shots")))
+        .unwrap_or_else(|| {
+            profile_dir()
+                .and_then(|d| d.parent().map(|t| t.join("e2e-shots")))
+                .unwrap_or_else(|| PathBuf::from("target/e2e-shots"))
+        })
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
@@ -135,16 +145,30 @@ fn free_port() -> Res<u16> {
 /// A private X server; `-displayfd` makes it pick a free display and tell us which.
 fn start_xvfb() -> Res<(Owned, String)> {
     let mut child = Command::new("Xvfb")
-        .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("Xvfb stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("Xvfb stdout"))?;
     let owned = Owned(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let n = line.trim();
-    anyhow::ensure!(!n.is_empty() && n.chars().all(|c| c.is_ascii_digit()), "Xvfb did not report a display: {line:?}");
+    anyhow::ensure!(
+        !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()),
+        "Xvfb did not report a display: {line:?}"
+    );
     Ok((owned, format!(":{n}")))
 }
 
@@ -167,19 +191,28 @@ impl App {
                 (Some(x), d)
             }
         };
+        clear_shots(name);
         let port = free_port()?;
         let native = free_port()?;
         let log = std::fs::File::create(data.join(format!("tauri-driver-{name}.log")))?;
         let driver = Owned(
             Command::new(&setup.driver)
-                .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--native-port",
+                    &native.to_string(),
+                ])
                 // WebKitWebDriver starts the app with this environment.
                 .env("DISPLAY", &display)
                 .env("CONCLAVE_DATA_DIR", data)
                 .env("XDG_DATA_HOME", data.join("xdg-data"))
                 .env("XDG_CACHE_HOME", data.join("xdg-cache"))
                 .env("XDG_CONFIG_HOME", data.join("xdg-config"))
-                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()?,
@@ -192,14 +225,18 @@ impl App {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
-            let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+            let mut builder =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
             match builder.capabilities(caps.clone()).connect(&url).await {
                 Ok(c) => break c,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(e) => anyhow::bail!("no WebDriver session at {url}: {e} (see {}/tauri-driver-{name}.log)", data.display()),
+                Err(e) => anyhow::bail!(
+                    "no WebDriver session at {url}: {e} (see {}/tauri-driver-{name}.log)",
+                    data.display()
+                ),
             }
         };
         let app = App {
@@ -209,14 +246,23 @@ impl App {
             driver,
             _xvfb: xvfb,
         };
-        app.wait_js("return document.querySelector('[data-testid=\"new-chat\"]') !== null", 30, "the UI to mount")
-            .await?;
+        app.wait_js(
+            "return document.querySelector('[data-testid=\"new-chat\"]') !== null",
+            30,
+            "the UI to mount",
+        )
+        .await?;
         Ok(app)
     }
 
     /// Ends the session (which closes the app), then the driver and X server.
     pub async fn close(self) -> Res {
-        let App { client, driver, _xvfb, .. } = self;
+        let App {
+            client,
+            driver,
+            _xvfb,
+            ..
+        } = self;
         let r = client.close().await;
         drop(driver);
         drop(_xvfb);
@@ -232,7 +278,13 @@ impl App {
         self.wait_js_args(script, vec![], secs, what).await
     }
 
-    pub async fn wait_js_args(&self, script: &str, args: Vec<Value>, secs: u64, what: &str) -> Res<Value> {
+    pub async fn wait_js_args(
+        &self,
+        script: &str,
+        args: Vec<Value>,
+        secs: u64,
+        what: &str,
+    ) -> Res<Value> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut last_err = None;
         loop {
@@ -243,7 +295,10 @@ impl App {
             }
             if Instant::now() >= deadline {
                 let errors = self.visible_errors().await.unwrap_or_default();
-                let shot = self.shot(&format!("timeout-{}", what.replace(' ', "-"))).await.ok();
+                let shot = self
+                    .shot(&format!("timeout-{}", what.replace(' ', "-")))
+                    .await
+                    .ok();
                 anyhow::bail!(
                     "timed out after {secs} s waiting for {what}; last script error: {last_err:?}; \
                      errors on screen: {errors:?}; screenshot: {shot:?}"
@@ -313,17 +368,31 @@ impl App {
 
     /// Opens the settings drawer if it is closed.
     pub async fn open_settings(&self) -> Res {
-        let open = self.js("return document.querySelector('[data-testid=\"setting-temperature\"]') !== null", vec![]).await?;
+        let open = self
+            .js(
+                "return document.querySelector('[data-testid=\"setting-temperature\"]') !== null",
+                vec![],
+            )
+            .await?;
         if open != json!(true) {
             self.click("settings-toggle").await?;
-            self.wait_js("return document.querySelector('[data-testid=\"setting-temperature\"]') !== null", 10, "the settings drawer")
-                .await?;
+            self.wait_js(
+                "return document.querySelector('[data-testid=\"setting-temperature\"]') !== null",
+                10,
+                "the settings drawer",
+            )
+            .await?;
         }
         Ok(())
     }
 
     pub async fn close_settings(&self) -> Res {
-        let open = self.js("return document.querySelector('[data-testid=\"setting-temperature\"]') !== null", vec![]).await?;
+        let open = self
+            .js(
+                "return document.querySelector('[data-testid=\"setting-temperature\"]') !== null",
+                vec![],
+            )
+            .await?;
         if open == json!(true) {
             self.click("settings-toggle").await?;
         }
@@ -331,7 +400,12 @@ impl App {
     }
 
     pub async fn assistant_count(&self) -> Res<usize> {
-        let v = self.js("return document.querySelectorAll('[data-testid=\"message-assistant\"]').length", vec![]).await?;
+        let v = self
+            .js(
+                "return document.querySelectorAll('[data-testid=\"message-assistant\"]').length",
+                vec![],
+            )
+            .await?;
         Ok(v.as_u64().unwrap_or(0) as usize)
     }
 
@@ -340,8 +414,12 @@ impl App {
         let input = self.client.find(Locator::Css(&tid("prompt"))).await?;
         input.clear().await?;
         input.send_keys(prompt).await?;
-        self.wait_js("const b = document.querySelector('[data-testid=\"send\"]'); return b && !b.disabled", 10, "the send button")
-            .await?;
+        self.wait_js(
+            "const b = document.querySelector('[data-testid=\"send\"]'); return b && !b.disabled",
+            10,
+            "the send button",
+        )
+        .await?;
         self.click("send").await
     }
 
@@ -377,7 +455,10 @@ impl App {
 
     pub async fn text_of(&self, testid: &str) -> Res<String> {
         let v = self
-            .js("const e = document.querySelector(arguments[0]); return e ? e.innerText : null", vec![json!(tid(testid))])
+            .js(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+                vec![json!(tid(testid))],
+            )
             .await?;
         Ok(v.as_str().unwrap_or_default().to_owned())
     }
@@ -386,11 +467,32 @@ impl App {
     pub async fn shot(&self, label: &str) -> Res<PathBuf> {
         let dir = shots_dir();
         std::fs::create_dir_all(&dir)?;
+        // WebKitWebDriver can capture before the last change is painted.
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let png = self.client.screenshot().await?;
         let n = SHOT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.join(format!("{}-{n:02}-{label}.png", self.name));
         std::fs::write(&path, png)?;
         Ok(path)
+    }
+}
+
+/// Screenshots of an earlier run of the same test would pass for this run's.
+fn clear_shots(name: &str) {
+    let prefix = format!("{name}-");
+    let Ok(entries) = std::fs::read_dir(shots_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let rest = file.strip_prefix(&prefix).unwrap_or_default();
+        // `<name>-<nn>-…`, so "restart-1" does not clear "restart-10".
+        if rest.len() > 2
+            && rest.as_bytes()[..2].iter().all(u8::is_ascii_digit)
+            && rest.ends_with(".png")
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

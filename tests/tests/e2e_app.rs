@@ -25,7 +25,8 @@ async fn base_settings(app: &App, max_tokens: u32) -> Res {
     app.open_settings().await?;
     app.set_value("setting-think", "off").await?;
     app.set_value("setting-think-budget", "").await?;
-    app.set_value("setting-max-tokens", &max_tokens.to_string()).await?;
+    app.set_value("setting-max-tokens", &max_tokens.to_string())
+        .await?;
     app.set_value("setting-seed", "").await?;
     app.set_value("setting-temperature", "0.7").await?;
     Ok(())
@@ -34,7 +35,9 @@ async fn base_settings(app: &App, max_tokens: u32) -> Res {
 #[tokio::test]
 async fn chat_streams_regenerates_branches_and_stops() -> Res {
     let _serial = harness::serial().await;
-    let Some(setup) = harness::setup() else { return Ok(()) };
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
     let data = data_dir()?;
     let app = App::start(&setup, data.path(), "chat").await?;
     app.shot("empty").await?;
@@ -44,12 +47,16 @@ async fn chat_streams_regenerates_branches_and_stops() -> Res {
     app.close_settings().await?;
 
     // A question, a streamed answer, what it cost.
-    app.send("What is the capital of France? Answer in one sentence.").await?;
+    app.send("What is the capital of France? Answer in one sentence.")
+        .await?;
     assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
     let first = app.last_answer().await?;
     assert!(!first.trim().is_empty(), "the answer is empty");
     let user = app.text_of("message-user").await?;
-    assert!(user.contains("capital of France"), "user message shown: {user:?}");
+    assert!(
+        user.contains("capital of France"),
+        "user message shown: {user:?}"
+    );
     let cost = app.text_of("cost-line").await?;
     assert!(!cost.trim().is_empty(), "no cost line under the answer");
     app.shot("answer").await?;
@@ -77,7 +84,11 @@ async fn chat_streams_regenerates_branches_and_stops() -> Res {
         "branch 1/2",
     )
     .await?;
-    assert_eq!(app.last_answer().await?, first, "branch 1 shows the first answer");
+    assert_eq!(
+        app.last_answer().await?,
+        first,
+        "branch 1 shows the first answer"
+    );
     app.click_last("branch-next").await?;
     app.wait_js(
         "const p = document.querySelector('[data-testid=\"message-assistant\"] [data-testid=\"branch-pos\"]'); \
@@ -86,7 +97,11 @@ async fn chat_streams_regenerates_branches_and_stops() -> Res {
         "branch 2/2 again",
     )
     .await?;
-    assert_eq!(app.last_answer().await?, second, "branch 2 shows the second answer");
+    assert_eq!(
+        app.last_answer().await?,
+        second,
+        "branch 2 shows the second answer"
+    );
 
     // Stop mid-answer: text streamed so far stays, marked as stopped.
     app.click("new-chat").await?;
@@ -107,20 +122,32 @@ async fn chat_streams_regenerates_branches_and_stops() -> Res {
     app.click("stop").await?;
     assert_eq!(app.wait_answer_done(1, 30).await?, "cancelled");
     let partial = app.last_answer().await?;
-    assert!(partial.trim().len() > 20, "the partial answer is kept: {partial:?}");
+    assert!(
+        partial.trim().len() > 20,
+        "the partial answer is kept: {partial:?}"
+    );
     let note = app
         .js("return document.querySelector('[data-testid=\"message-assistant\"] .note.stopped')?.innerText ?? ''", vec![])
         .await?;
-    assert!(note.as_str().unwrap_or_default().contains("Stopped"), "no 'stopped' note: {note}");
+    assert!(
+        note.as_str().unwrap_or_default().contains("Stopped"),
+        "no 'stopped' note: {note}"
+    );
     app.shot("stopped").await?;
-    assert!(app.visible_errors().await?.is_empty(), "errors shown: {:?}", app.visible_errors().await?);
+    assert!(
+        app.visible_errors().await?.is_empty(),
+        "errors shown: {:?}",
+        app.visible_errors().await?
+    );
     app.close().await
 }
 
 #[tokio::test]
 async fn thinking_block_streams_then_collapses() -> Res {
     let _serial = harness::serial().await;
-    let Some(setup) = harness::setup() else { return Ok(()) };
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
     let data = data_dir()?;
     let app = App::start(&setup, data.path(), "thinking").await?;
     app.load_smollm2().await?;
@@ -150,19 +177,42 @@ async fn thinking_block_streams_then_collapses() -> Res {
     let states = app.js("return window.__thinkStates", vec![]).await?;
     let states: Vec<serde_json::Value> = serde_json::from_value(states).unwrap_or_default();
     let names: Vec<&str> = states.iter().filter_map(|s| s["state"].as_str()).collect();
-    assert_eq!(names.first(), Some(&"streaming"), "the block opens while thinking: {states:?}");
+    assert_eq!(
+        names.first(),
+        Some(&"streaming"),
+        "the block opens while thinking: {states:?}"
+    );
     assert!(
-        states[0]["summary"].as_str().unwrap_or_default().starts_with("Thinking"),
+        states[0]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Thinking"),
         "live summary: {states:?}"
     );
     let final_state = app
-        .js("return document.querySelector('[data-testid=\"thinking\"]')?.dataset.state ?? null", vec![])
+        .js(
+            "return document.querySelector('[data-testid=\"thinking\"]')?.dataset.state ?? null",
+            vec![],
+        )
         .await?;
-    assert_eq!(final_state, json!("collapsed"), "the block folds away: {states:?}");
+    assert_eq!(
+        final_state,
+        json!("collapsed"),
+        "the block folds away: {states:?}"
+    );
     let summary = app.text_of("thinking-summary").await?;
-    assert!(summary.starts_with("Thought for"), "summary after thinking: {summary:?}");
-    assert!(summary.contains("budget reached"), "the budget of 16 forced the answer: {summary:?}");
-    assert!(!app.last_answer().await?.trim().is_empty(), "an answer follows the thinking");
+    assert!(
+        summary.starts_with("Thought for"),
+        "summary after thinking: {summary:?}"
+    );
+    assert!(
+        summary.contains("budget reached"),
+        "the budget of 16 forced the answer: {summary:?}"
+    );
+    assert!(
+        !app.last_answer().await?.trim().is_empty(),
+        "an answer follows the thinking"
+    );
     app.shot("thinking-collapsed").await?;
 
     // Opening it shows the thoughts.
@@ -180,7 +230,9 @@ async fn thinking_block_streams_then_collapses() -> Res {
 #[tokio::test]
 async fn settings_change_the_answer() -> Res {
     let _serial = harness::serial().await;
-    let Some(setup) = harness::setup() else { return Ok(()) };
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
     let data = data_dir()?;
     let app = App::start(&setup, data.path(), "settings").await?;
     app.load_smollm2().await?;
@@ -209,7 +261,10 @@ async fn settings_change_the_answer() -> Res {
     let seed1_again = answer(&app, "1", "1", prompt).await?;
     let seed2 = answer(&app, "1", "2", prompt).await?;
     assert_eq!(seed1, seed1_again, "the same seed replays the same answer");
-    assert_ne!(seed1, seed2, "another seed at temperature 1 gives another answer");
+    assert_ne!(
+        seed1, seed2,
+        "another seed at temperature 1 gives another answer"
+    );
     app.shot("seeded-answer").await?;
     app.close().await
 }
@@ -217,7 +272,9 @@ async fn settings_change_the_answer() -> Res {
 #[tokio::test]
 async fn history_survives_a_restart_and_search_finds_it() -> Res {
     let _serial = harness::serial().await;
-    let Some(setup) = harness::setup() else { return Ok(()) };
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
     let data = data_dir()?;
 
     let app = App::start(&setup, data.path(), "restart-1").await?;
@@ -246,10 +303,17 @@ async fn history_survives_a_restart_and_search_finds_it() -> Res {
         "the conversation to open",
     )
     .await?;
-    assert_eq!(app.last_answer().await?, answer, "the saved answer comes back as it was");
+    assert_eq!(
+        app.last_answer().await?,
+        answer,
+        "the saved answer comes back as it was"
+    );
     app.shot("conversation-reopened").await?;
 
-    let search = app.client.find(fantoccini::Locator::Css(&harness::tid("search"))).await?;
+    let search = app
+        .client
+        .find(fantoccini::Locator::Css(&harness::tid("search")))
+        .await?;
     search.click().await?;
     search.send_keys("okapi").await?;
     app.wait_js(
@@ -259,7 +323,10 @@ async fn history_survives_a_restart_and_search_finds_it() -> Res {
     )
     .await?;
     let marked = app
-        .js("return document.querySelectorAll('[data-testid=\"search-result\"] mark').length", vec![])
+        .js(
+            "return document.querySelectorAll('[data-testid=\"search-result\"] mark').length",
+            vec![],
+        )
         .await?;
     assert!(marked.as_u64().unwrap_or(0) > 0, "the match is highlighted");
     app.shot("search").await?;
@@ -276,7 +343,9 @@ async fn history_survives_a_restart_and_search_finds_it() -> Res {
 #[tokio::test]
 async fn xss_in_a_stored_answer_renders_inert() -> Res {
     let _serial = harness::serial().await;
-    let Some(setup) = harness::setup() else { return Ok(()) };
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
     let data = data_dir()?;
 
     // A model cannot be made to say this reliably; the history can.
@@ -291,9 +360,15 @@ async fn xss_in_a_stored_answer_renders_inert() -> Res {
         End of answer.";
     {
         let history = History::open(data.path().join("history.sqlite3")).await?;
-        let conv = history.create_conversation("XSS probe", ConversationSettings::default()).await?;
-        let user = history.add_user_message(&conv.id, None, "Show me some HTML").await?;
-        history.add_message(&conv.id, Some(&user.id), Role::Assistant, payload).await?;
+        let conv = history
+            .create_conversation("XSS probe", ConversationSettings::default())
+            .await?;
+        let user = history
+            .add_user_message(&conv.id, None, "Show me some HTML")
+            .await?;
+        history
+            .add_message(&conv.id, Some(&user.id), Role::Assistant, payload)
+            .await?;
         history.close().await;
     }
 
@@ -341,12 +416,29 @@ async fn xss_in_a_stored_answer_renders_inert() -> Res {
         )
         .await?;
     assert_eq!(report["xss"], json!(null), "a payload ran: {report}");
-    assert!(!report["title"].as_str().unwrap_or_default().contains("pwned"), "{report}");
+    assert!(
+        !report["title"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pwned"),
+        "{report}"
+    );
     assert_eq!(report["scripts"], json!(0), "{report}");
     assert_eq!(report["iframes"], json!(0), "{report}");
-    assert_eq!(report["handlers"], json!([]), "event handler attributes survived: {report}");
-    assert_eq!(report["jsUrls"], json!([]), "javascript: URLs survived: {report}");
+    assert_eq!(
+        report["handlers"],
+        json!([]),
+        "event handler attributes survived: {report}"
+    );
+    assert_eq!(
+        report["jsUrls"],
+        json!([]),
+        "javascript: URLs survived: {report}"
+    );
     let text = report["text"].as_str().unwrap_or_default();
-    assert!(text.contains("Here is the harmless part") && text.contains("End of answer"), "{report}");
+    assert!(
+        text.contains("Here is the harmless part") && text.contains("End of answer"),
+        "{report}"
+    );
     app.close().await
 }
