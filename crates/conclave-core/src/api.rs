@@ -271,12 +271,14 @@ fn router(state: Arc<ApiState>) -> Router {
         .nest("/v1", v1)
         .fallback(guard::unknown_route)
         .method_not_allowed_fallback(guard::method_not_allowed)
+        // Layers run outside-in from the last added: the limit's plain-text 413 passes
+        // through the reshaping layer added after it.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            state.config.max_body_bytes,
+        ))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             guard::shape_limit_errors,
-        ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            state.config.max_body_bytes,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -129,8 +129,10 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
         Some(Value::String(s)) => match s.as_str() {
             "none" | "minimal" => (ThinkMode::Off, None),
             other => match EFFORT_BUDGETS.iter().find(|(name, _)| *name == other) {
-                // Auto, not On: a model that does not think is not made to.
-                Some((_, budget)) => (ThinkMode::Auto, Some(*budget)),
+                // An explicit effort asks for thinking: a model without a thinking format
+                // of its own gets the engine's generic <think> block, forced to answer
+                // at the budget.
+                Some((_, budget)) => (ThinkMode::On, Some(*budget)),
                 None => {
                     return Err(ApiError::invalid_value(
                         "reasoning_effort",
@@ -388,7 +390,7 @@ mod tests {
         assert_eq!(r.params.temperature, 0.0);
         assert_eq!(r.params.stop, ["a", "b"]);
         assert!(r.params.seed.is_some());
-        assert_eq!((r.think, r.think_budget), (ThinkMode::Auto, Some(512)));
+        assert_eq!((r.think, r.think_budget), (ThinkMode::On, Some(512)));
         assert!(r.grammar.is_none());
     }
 
