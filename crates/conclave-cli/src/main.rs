@@ -7,6 +7,7 @@ mod compare_cmd;
 mod history_cmd;
 mod leaderboard_cmd;
 mod models_cmd;
+mod serve_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Command {
     Compare(compare_cmd::CompareArgs),
     /// Ratings of your models from your side-by-side votes (Elo and Bradley–Terry).
     Leaderboard(leaderboard_cmd::LeaderboardArgs),
+    /// A local OpenAI-compatible API (chat completions, models), thinking in reasoning_content.
+    Serve(serve_cmd::ServeArgs),
     /// The chat history: list, show, search, export, import, delete.
     History {
         #[command(subcommand)]
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             Command::Models { command } => models_cmd::run(command).await,
             Command::Compare(args) => compare_cmd::run(args).await,
             Command::Leaderboard(args) => leaderboard_cmd::run(args).await,
+            Command::Serve(args) => serve_cmd::run(args).await,
             Command::Reasoning { command: ReasoningCommand::Split { batch } } => {
                 if !batch {
                     anyhow::bail!("only --batch is supported: pipe JSON lines to `conclave reasoning split --batch`");
