@@ -269,6 +269,15 @@ impl App {
         r.map_err(Into::into)
     }
 
+    pub fn driver_pid(&self) -> u32 {
+        self.driver.0.id()
+    }
+
+    /// Runs `script` with a completion callback as its last argument.
+    pub async fn js_async(&self, script: &str, args: Vec<Value>) -> Res<Value> {
+        Ok(self.client.execute_async(script, args).await?)
+    }
+
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Res<Value> {
         Ok(self.client.execute(script, args).await?)
     }
@@ -477,6 +486,120 @@ impl App {
     }
 }
 
+/// The app and every process below it (the worker, WebKit's web and network processes),
+/// as (pid, name), found from tauri-driver's pid through /proc.
+pub fn app_processes(driver_pid: u32) -> Res<Vec<(u32, String)>> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    let mut names: std::collections::HashMap<u32, String> = Default::default();
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may contain spaces, so split after the last ')'.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = stat[stat.find('(').map_or(0, |i| i + 1)..close].to_owned();
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+        names.insert(pid, comm);
+    }
+    // Everything below the driver, minus the WebDriver plumbing itself (it talks to us).
+    let mut stack = vec![driver_pid];
+    let mut app = Vec::new();
+    let mut in_app = std::collections::HashSet::new();
+    while let Some(pid) = stack.pop() {
+        let name = names.get(&pid).map(String::as_str).unwrap_or_default();
+        let parent_in_app = in_app.contains(&pid);
+        if parent_in_app || name.starts_with("conclave-app") {
+            app.push((pid, name.to_owned()));
+            for c in children.get(&pid).into_iter().flatten() {
+                in_app.insert(*c);
+            }
+        }
+        stack.extend(children.get(&pid).into_iter().flatten());
+    }
+    anyhow::ensure!(
+        !app.is_empty(),
+        "no conclave-app process under tauri-driver {driver_pid}"
+    );
+    Ok(app)
+}
+
+/// Every TCP/UDP peer that the app or any process it started (the worker, WebKit's web
+/// and network processes) is connected to right now, as "ip:port". Loopback peers and
+/// unconnected sockets are left out: what remains would be a connection off the machine.
+pub fn app_remote_peers(driver_pid: u32) -> Res<Vec<String>> {
+    let app_pids: Vec<u32> = app_processes(driver_pid)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let mut inodes = std::collections::HashSet::new();
+    for pid in &app_pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let t = target.to_string_lossy();
+                if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    inodes.insert(inode.to_owned());
+                }
+            }
+        }
+    }
+    let mut peers = Vec::new();
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 10 || !inodes.contains(cols[9]) {
+                continue;
+            }
+            if let Some(peer) = off_machine(cols[2]) {
+                peers.push(format!("{table} {peer}"));
+            }
+        }
+    }
+    Ok(peers)
+}
+
+/// A /proc/net address ("0100007F:1F90", or 32 hex digits for IPv6) that is neither
+/// unconnected nor loopback, formatted for a message.
+fn off_machine(hex: &str) -> Option<String> {
+    let (addr, port) = hex.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let bytes: Vec<u8> = (0..addr.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&addr[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    // /proc prints each 32-bit word in host (little-endian) order.
+    let fixed: Vec<u8> = bytes
+        .chunks(4)
+        .flat_map(|w| w.iter().rev().copied().collect::<Vec<_>>())
+        .collect();
+    let ip: std::net::IpAddr = match fixed.len() {
+        4 => std::net::Ipv4Addr::new(fixed[0], fixed[1], fixed[2], fixed[3]).into(),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&fixed);
+            let v6 = std::net::Ipv6Addr::from(a);
+            v6.to_ipv4_mapped().map_or(v6.into(), Into::into)
+        }
+        _ => return None,
+    };
+    (!ip.is_unspecified() && !ip.is_loopback()).then(|| format!("{ip}:{port}"))
+}
+
 /// Screenshots of an earlier run of the same test would pass for this run's.
 fn clear_shots(name: &str) {
     let prefix = format!("{name}-");
@@ -515,4 +638,28 @@ fn truthy(v: &Value) -> bool {
 /// A fresh data root for one test.
 pub fn data_dir() -> Res<tempfile::TempDir> {
     Ok(tempfile::Builder::new().prefix("conclave-e2e-").tempdir()?)
+}
+
+#[test]
+fn proc_net_addresses_decode() {
+    assert_eq!(off_machine("0100007F:1F90"), None, "127.0.0.1");
+    assert_eq!(off_machine("00000000:0000"), None, "unconnected");
+    assert_eq!(
+        off_machine("0F02000A:0050").as_deref(),
+        Some("10.0.2.15:80")
+    );
+    assert_eq!(
+        off_machine("00000000000000000000000001000000:1F90"),
+        None,
+        "::1"
+    );
+    assert_eq!(
+        off_machine("0000000000000000FFFF00000100007F:0035"),
+        None,
+        "::ffff:127.0.0.1"
+    );
+    assert_eq!(
+        off_machine("0000000000000000FFFF00000F02000A:01BB").as_deref(),
+        Some("10.0.2.15:443")
+    );
 }

@@ -134,6 +134,13 @@ async fn chat_streams_regenerates_branches_and_stops() -> Res {
         "no 'stopped' note: {note}"
     );
     app.shot("stopped").await?;
+    // Offline: after loading a model and answering, nothing in the app's process tree is
+    // connected to anything but this machine.
+    let peers = harness::app_remote_peers(app.driver_pid())?;
+    assert!(
+        peers.is_empty(),
+        "the app is connected off the machine: {peers:?}"
+    );
     assert!(
         app.visible_errors().await?.is_empty(),
         "errors shown: {:?}",
@@ -440,5 +447,226 @@ async fn xss_in_a_stored_answer_renders_inert() -> Res {
         text.contains("Here is the harmless part") && text.contains("End of answer"),
         "{report}"
     );
+    app.close().await
+}
+
+/// Every command the UI cannot reach without a native dialog or a model run, called over
+/// the real IPC bridge with the argument names api.ts uses, so a renamed parameter or a
+/// missing permission shows up here and not in a user's hands.
+#[tokio::test]
+async fn commands_answer_over_the_real_ipc_bridge() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let (conv_id, user_id, answer_id) = {
+        let history = History::open(data.path().join("history.sqlite3")).await?;
+        let conv = history
+            .create_conversation("Kiwi facts", ConversationSettings::default())
+            .await?;
+        let user = history
+            .add_user_message(&conv.id, None, "Tell me about kiwi birds")
+            .await?;
+        let answer = history
+            .add_message(
+                &conv.id,
+                Some(&user.id),
+                Role::Assistant,
+                "Kiwi birds cannot fly.",
+            )
+            .await?;
+        history.close().await;
+        (conv.id, user.id, answer.id)
+    };
+    let elsewhere = data.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere)?;
+    let broken = elsewhere.join("broken.gguf");
+    std::fs::write(&broken, b"GGUF\x03\x00\x00\x00not really a model")?;
+
+    let outside = elsewhere.join("picked.gguf");
+    std::os::unix::fs::symlink(
+        harness::checkout()
+            .join("models")
+            .join(harness::SMOLLM2_FILE),
+        &outside,
+    )?;
+
+    let app = App::start(&setup, data.path(), "ipc").await?;
+    let out = app
+        .js_async(
+            "const [conv, user, answer, broken, picked] = arguments; const done = arguments[arguments.length - 1]; \
+             const inv = window.__TAURI_INTERNALS__.invoke; const out = {}; \
+             const r = async (k, cmd, args) => { try { out[k] = {ok: await inv(cmd, args)}; } catch (e) { out[k] = {err: e}; } }; \
+             (async () => { \
+               await r('info', 'app_info'); \
+               await r('models', 'list_models'); \
+               await r('list', 'list_conversations', {limit: 10, before: null}); \
+               await r('get', 'get_conversation', {id: conv}); \
+               await r('missing', 'get_conversation', {id: 'no-such-id'}); \
+               await r('rename', 'rename_conversation', {id: conv, title: 'Renamed kiwi'}); \
+               await r('list2', 'list_conversations', {limit: 10, before: null}); \
+               const updated = out.list2.ok && out.list2.ok[0] && out.list2.ok[0].updated_at; \
+               await r('page2', 'list_conversations', {limit: 10, before: updated}); \
+               await r('badcursor', 'list_conversations', {limit: 10, before: 'yesterday'}); \
+               await r('md', 'export_conversation', {id: conv, format: 'md'}); \
+               await r('json', 'export_conversation', {id: conv, format: 'json'}); \
+               await r('pdf', 'export_conversation', {id: conv, format: 'pdf'}); \
+               await r('search', 'search', {query: 'kiwi', includeReasoning: false}); \
+               await r('leaf', 'set_current_leaf', {conversationId: conv, messageId: user}); \
+               await r('cancel', 'cancel', {requestId: 'not-running'}); \
+               await r('brokenModel', 'open_model_file', {path: broken}); \
+               await r('picked', 'open_model_file', {path: picked}); \
+               await r('models2', 'list_models'); \
+               await r('delMsg', 'delete_message', {id: answer}); \
+               await r('after', 'get_conversation', {id: conv}); \
+               await r('delConv', 'delete_conversation', {id: conv}); \
+               await r('list3', 'list_conversations', {limit: 10, before: null}); \
+               done(out); })();",
+            vec![json!(conv_id), json!(user_id), json!(answer_id), json!(broken), json!(outside)],
+        )
+        .await?;
+    let ok = |k: &str| -> serde_json::Value {
+        assert!(out[k].get("ok").is_some(), "{k} failed: {}", out[k]);
+        out[k]["ok"].clone()
+    };
+    let err_code = |k: &str| -> String {
+        assert!(out[k].get("err").is_some(), "{k} should fail: {}", out[k]);
+        out[k]["err"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let info = ok("info");
+    assert_eq!(info["data_dir"], json!(data.path()));
+    assert!(info["version"].as_str().is_some_and(|v| !v.is_empty()));
+    let models = ok("models");
+    let smol = models
+        .as_array()
+        .and_then(|m| {
+            m.iter().find(|m| {
+                m["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(harness::SMOLLM2_FILE))
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("SmolLM2 not listed: {models}"));
+    assert_eq!(smol["error"], json!(null));
+    assert!(
+        smol["size_bytes"].as_u64().unwrap_or(0) > 1_000_000,
+        "{smol}"
+    );
+    assert_eq!(smol["architecture"], json!("llama"), "{smol}");
+
+    let list = ok("list");
+    assert_eq!(list[0]["id"], json!(conv_id));
+    assert_eq!(list[0]["message_count"], json!(2));
+    assert!(
+        list[0]["created_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "RFC 3339: {list}"
+    );
+    let view = ok("get");
+    assert_eq!(view["current_leaf_id"], json!(answer_id));
+    assert_eq!(view["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(view["messages"][1]["role"], json!("assistant"));
+    assert_eq!(view["messages"][1]["status"], json!("complete"));
+    assert_eq!(err_code("missing"), "not_found");
+    ok("rename");
+    assert_eq!(ok("list2")[0]["title"], json!("Renamed kiwi"));
+    assert_eq!(
+        ok("page2"),
+        json!([]),
+        "nothing older than the only conversation"
+    );
+    assert_eq!(err_code("badcursor"), "invalid_input");
+    assert!(ok("md")
+        .as_str()
+        .is_some_and(|t| t.contains("Kiwi birds cannot fly.")));
+    let exported: serde_json::Value =
+        serde_json::from_str(ok("json").as_str().unwrap_or_default())?;
+    assert_eq!(exported["format"], json!("conclave-history"));
+    assert_eq!(err_code("pdf"), "invalid_input");
+    let hits = ok("search");
+    assert!(
+        hits.as_array().is_some_and(|h| h
+            .iter()
+            .any(|h| h["message_id"] == json!(answer_id) && h["title"] == json!("Renamed kiwi"))),
+        "{hits}"
+    );
+    ok("leaf");
+    ok("cancel");
+    assert!(
+        err_code("brokenModel").starts_with("model_"),
+        "{}",
+        out["brokenModel"]
+    );
+    let picked = ok("picked");
+    assert_eq!(picked["error"], json!(null), "{picked}");
+    assert!(
+        ok("models2")
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["id"] == picked["id"])),
+        "the opened file is in the library afterwards: {picked}"
+    );
+    ok("delMsg");
+    assert_eq!(ok("after")["messages"].as_array().map(Vec::len), Some(1));
+    ok("delConv");
+    assert_eq!(ok("list3"), json!([]));
+    app.close().await
+}
+
+/// A worker killed mid-answer (what a GGML abort or the OOM killer does) shows as an error
+/// on that answer and a banner, and the next message starts a fresh worker.
+#[tokio::test]
+async fn a_crashed_worker_is_reported_and_replaced() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "crash").await?;
+    app.load_smollm2().await?;
+    base_settings(&app, 1500).await?;
+    app.close_settings().await?;
+    app.send("Write a very long story about a lighthouse keeper.")
+        .await?;
+    app.wait_js(
+        "const t = document.querySelector('[data-testid=\"message-assistant\"] .md[data-testid=\"answer\"]'); \
+         return document.querySelector('[data-testid=\"stop\"]') !== null && t && t.innerText.trim().length > 0;",
+        120,
+        "the answer to start streaming",
+    )
+    .await?;
+    let workers: Vec<u32> = harness::app_processes(app.driver_pid())?
+        .into_iter()
+        .filter(|(_, name)| name == "conclave-worker")
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(workers.len(), 1, "one worker for one model: {workers:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &workers[0].to_string()])
+        .status()?;
+    assert!(killed.success());
+
+    assert_eq!(app.wait_answer_done(1, 30).await?, "error");
+    let errors = app.visible_errors().await?;
+    assert!(
+        errors.iter().any(|e| e.contains("worker")),
+        "the crash is explained: {errors:?}"
+    );
+    app.shot("worker-crashed").await?;
+
+    app.click("new-chat").await?;
+    app.open_settings().await?;
+    app.set_value("setting-max-tokens", "16").await?;
+    app.close_settings().await?;
+    app.send("Say hello.").await?;
+    assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+    assert!(!app.last_answer().await?.trim().is_empty());
+    app.shot("after-crash").await?;
     app.close().await
 }
