@@ -1,6 +1,7 @@
 //! Keeps the four places that name an IPC command in step, by reading them as text:
-//! `generate_handler!` (src/lib.rs), the permission list (build.rs), the main window's
-//! capability (capabilities/main.json) and the UI's wrappers (ui/src/lib/api.ts).
+//! `generate_handler!` (src/lib.rs) with the `#[tauri::command]` fns it lists, the permission
+//! list (build.rs), the main window's capability (capabilities/main.json) and the UI's calls
+//! (ui/src/lib/api.ts and any other UI source that invokes the shell).
 //! A command added in one place and forgotten in another would either be unreachable
 //! ("not allowed") or allowed without existing; both fail here, before anyone clicks.
 //! Also pins the security settings of tauri.conf.json that must not drift.
@@ -43,20 +44,44 @@ fn names_after(text: &str, prefix: &str) -> Names {
         .collect()
 }
 
-fn handler_names() -> Names {
+/// `(module, command)` for every entry of `generate_handler!` (`$crate::<module>::<name>`).
+fn handler_entries() -> BTreeSet<(String, String)> {
     let lib = read(&crate_dir().join("src/lib.rs"));
-    names_after(
-        between(&lib, "generate_handler![", "]"),
-        "$crate::commands::",
-    )
+    between(&lib, "generate_handler![", "]")
+        .split(',')
+        .filter_map(|entry| {
+            let path = entry.trim().strip_prefix("$crate::")?;
+            let (module, name) = path.rsplit_once("::")?;
+            Some((module.to_owned(), name.to_owned()))
+        })
+        .collect()
 }
 
+fn handler_names() -> Names {
+    handler_entries().into_iter().map(|(_, n)| n).collect()
+}
+
+/// Every `#[tauri::command]` fn in the modules the handler list names.
 fn command_fns() -> Names {
-    let src = read(&crate_dir().join("src/commands.rs"));
-    src.split("#[tauri::command]")
-        .skip(1)
-        .flat_map(|chunk| names_after(chunk, "fn ").into_iter().take(1))
-        .collect()
+    let modules: BTreeSet<String> = handler_entries().into_iter().map(|(m, _)| m).collect();
+    let mut names = Names::new();
+    for module in modules {
+        let src = read(
+            &crate_dir()
+                .join("src")
+                .join(format!("{}.rs", module.replace("::", "/"))),
+        );
+        // The first `fn` after each attribute is the command (later ones are helpers).
+        names.extend(src.split("#[tauri::command]").skip(1).filter_map(|chunk| {
+            let at = chunk.find("fn ")? + 3;
+            let name: String = chunk[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        }));
+    }
+    names
 }
 
 fn build_rs_names() -> Names {
@@ -96,10 +121,40 @@ fn capability_names() -> Names {
         .collect()
 }
 
+/// Command names the UI invokes: `call('x'` / `invoke('x'` in its sources (api.ts holds the
+/// typed wrappers; any other file that talks to the shell counts too). Tests and the dev
+/// mock are left out: they name commands without calling the shell.
 fn ui_names() -> Names {
-    let api = read(&crate_dir().join("../ui/src/lib/api.ts"));
-    let mut names = names_after(&api, "call('");
-    names.extend(names_after(&api, "invoke('"));
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(name.as_str(), "mock" | "test" | "tests" | "node_modules") {
+                    walk(&path, out);
+                }
+            } else if (name.ends_with(".ts") || name.ends_with(".svelte"))
+                && !name.contains(".test.")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&crate_dir().join("../ui/src"), &mut files);
+    assert!(
+        files.iter().any(|f| f.ends_with("lib/api.ts")),
+        "ui/src/lib/api.ts not found"
+    );
+    let mut names = Names::new();
+    for f in files {
+        let text = read(&f);
+        names.extend(names_after(&text, "call('"));
+        names.extend(names_after(&text, "invoke('"));
+    }
     names
 }
 
