@@ -16,6 +16,18 @@ const COMMANDS: &[&str] = &[
     "search",
     "export_conversation",
     "app_info",
+    "start_compare",
+    "cancel_compare",
+    "vote_compare",
+    "compare_diff",
+    "leaderboard",
+    "leaderboard_csv",
+    "model_details",
+    "import_model",
+    "download_model",
+    "cancel_download",
+    "remove_model",
+    "rename_model",
 ];
 
 fn main() {

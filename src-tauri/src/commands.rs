@@ -37,12 +37,12 @@ impl Shell {
         &self.library
     }
 
-    fn core(&self) -> ApiResult<&Arc<Conclave>> {
+    pub(crate) fn core(&self) -> ApiResult<&Arc<Conclave>> {
         self.conclave.as_ref().map_err(Clone::clone)
     }
 
     /// Scanning reads every model's header: keep it off the async threads.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(Library) -> Result<T, ModelsError> + Send + 'static,
     ) -> ApiResult<T> {

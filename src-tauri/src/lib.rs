@@ -2,8 +2,10 @@
 //! lives in `conclave-core`, which knows nothing about Tauri.
 
 pub mod commands;
+pub mod compare_commands;
 pub mod dto;
 pub mod error;
+pub mod models_commands;
 
 use conclave_core::models::Library;
 use conclave_core::session::Conclave;
@@ -30,6 +32,18 @@ macro_rules! conclave_handlers {
             $crate::commands::search,
             $crate::commands::export_conversation,
             $crate::commands::app_info,
+            $crate::compare_commands::start_compare,
+            $crate::compare_commands::cancel_compare,
+            $crate::compare_commands::vote_compare,
+            $crate::compare_commands::compare_diff,
+            $crate::compare_commands::leaderboard,
+            $crate::compare_commands::leaderboard_csv,
+            $crate::models_commands::model_details,
+            $crate::models_commands::import_model,
+            $crate::models_commands::download_model,
+            $crate::models_commands::cancel_download,
+            $crate::models_commands::remove_model,
+            $crate::models_commands::rename_model,
         ]
     };
 }
@@ -61,6 +75,8 @@ pub fn run() {
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .manage(shell)
+        .manage(std::sync::Arc::new(compare_commands::CompareRuns::default()))
+        .manage(std::sync::Arc::new(models_commands::Downloads::default()))
         .invoke_handler(conclave_handlers!())
         .run(tauri::generate_context!());
     if let Err(e) = result {

@@ -8,14 +8,25 @@ import type {
   ChatEvent,
   ChatHandle,
   ChatRequest,
+  ColumnDiff,
+  CompareOutput,
+  CompareRequest,
+  CompareStarted,
   ConversationSummary,
   ConversationView,
+  DownloadProgress,
+  DownloadResult,
   ExportFormat,
+  ImportResult,
+  Leaderboard,
   LoadedModel,
   LoadProgress,
+  ModelDetails,
   ModelInfo,
   ModelLoadedEvent,
+  RevealedColumn,
   SearchHit,
+  Vote,
   WorkerCrashed,
 } from './types';
 
@@ -128,6 +139,79 @@ export function exportConversation(id: string, format: ExportFormat): Promise<st
 
 export function appInfo(): Promise<AppInfo> {
   return call('app_info');
+}
+
+// ---------- side by side and leaderboard ----------
+
+export function startCompare(
+  request: CompareRequest,
+  onEvent: (e: CompareOutput) => void,
+): Promise<CompareStarted> {
+  const channel = new Channel<CompareOutput>();
+  channel.onmessage = onEvent;
+  return call('start_compare', { request, onEvent: channel });
+}
+
+/** `runId` is the `handle` start_compare returned. */
+export function cancelCompare(runId: string): Promise<void> {
+  return call('cancel_compare', { runId });
+}
+
+/** Records the vote; returns who each (displayed) column was. */
+export function voteCompare(runId: string, vote: Vote): Promise<RevealedColumn[]> {
+  return call('vote_compare', { runId, vote });
+}
+
+export function compareDiff(
+  answerA: string,
+  thinkingA: string,
+  answerB: string,
+  thinkingB: string,
+): Promise<ColumnDiff> {
+  return call('compare_diff', { answerA, thinkingA, answerB, thinkingB });
+}
+
+export function leaderboard(tag: string | null): Promise<Leaderboard> {
+  return call('leaderboard', { tag });
+}
+
+export function leaderboardCsv(tag: string | null): Promise<string> {
+  return call('leaderboard_csv', { tag });
+}
+
+// ---------- models screen ----------
+
+/** `nCtx` 0 = the model's trained context. */
+export function modelDetails(modelId: string, nCtx: number): Promise<ModelDetails> {
+  return call('model_details', { modelId, nCtx });
+}
+
+export function importModel(path: string, link: boolean): Promise<ImportResult> {
+  return call('import_model', { path, link });
+}
+
+/** The first progress event (0 bytes) carries the `download_id` for cancelDownload. */
+export function downloadModel(
+  url: string,
+  sha256: string | null,
+  onProgress: (p: DownloadProgress) => void,
+): Promise<DownloadResult> {
+  const channel = new Channel<DownloadProgress>();
+  channel.onmessage = onProgress;
+  return call('download_model', { url, sha256, onProgress: channel });
+}
+
+export function cancelDownload(downloadId: string): Promise<void> {
+  return call('cancel_download', { downloadId });
+}
+
+export function removeModel(modelId: string): Promise<ModelInfo> {
+  return call('remove_model', { modelId });
+}
+
+/** An empty name goes back to the file's own. */
+export function renameModel(modelId: string, name: string | null): Promise<void> {
+  return call('rename_model', { modelId, name });
 }
 
 export function onWorkerCrashed(cb: (e: WorkerCrashed) => void): Promise<UnlistenFn> {

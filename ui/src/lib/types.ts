@@ -193,3 +193,214 @@ export interface ApiError {
   code: string;
   message: string;
 }
+
+// ---------- side by side (crates/conclave-core/src/compare.rs) ----------
+
+export interface CompareColumnRequest {
+  /** Catalog id (the shell resolves it to the file). */
+  model_id: string;
+  settings: ChatSettings;
+  label: string | null;
+}
+
+export interface CompareOptions {
+  blind: boolean;
+  tag: string | null;
+  no_save: boolean;
+  conversation_id: string | null;
+  parent_id: string | null;
+  memory_limit_bytes: number | null;
+  sequential: boolean;
+  cores: number | null;
+  shuffle_seed: number | null;
+}
+
+export interface CompareRequest {
+  prompt: string;
+  columns: CompareColumnRequest[];
+  options: Partial<CompareOptions>;
+}
+
+export interface CompareStarted {
+  /** For cancel_compare. */
+  handle: string;
+  /** The stored run (for vote_compare); null when not saved. */
+  run_id: string | null;
+  conversation_id: string | null;
+  user_message_id: string | null;
+}
+
+export interface PlanColumn {
+  column: number;
+  label: string;
+  /** File name; null while blind. */
+  model: string | null;
+  lane: number;
+}
+
+export interface ComparePlan {
+  type: 'plan';
+  run_id: string | null;
+  conversation_id: string | null;
+  user_message_id: string | null;
+  blind: boolean;
+  sequential: boolean;
+  reason: string | null;
+  workers: number;
+  concurrency: number;
+  threads_per_worker: number;
+  memory_needed_bytes: number;
+  memory_budget_bytes: number | null;
+  columns: PlanColumn[];
+}
+
+export interface LaneLoaded {
+  type: 'loaded';
+  lane: number;
+  columns: number[];
+  pid: number;
+  threads: number;
+  load_ms: number;
+}
+
+export type ColumnStatus = 'done' | 'cancelled' | 'error';
+
+export interface ColumnFigures {
+  column: number;
+  label: string;
+  model: string | null;
+  status: ColumnStatus;
+  error: string | null;
+  stop_reason: StopReason | null;
+  ttft_ms: number;
+  tokens_per_second: number;
+  thinking_tokens: number;
+  answer_tokens: number;
+  completion_tokens: number;
+  seconds: number;
+  energy_wh: number;
+  energy_method: string;
+  threads: number;
+  message_id: string | null;
+}
+
+export interface CompareSummary {
+  type: 'summary';
+  run_id: string | null;
+  blind: boolean;
+  sequential: boolean;
+  reason: string | null;
+  columns: ColumnFigures[];
+  fastest: number | null;
+  cheapest: number | null;
+  generation_seconds: number;
+  aggregate_tokens_per_second: number;
+}
+
+/** A column's chat event, flattened: `{column: 0, type: 'token', text: '…'}`. */
+export type CompareColumnEvent = ChatEvent & { column: number };
+
+export type CompareOutput = ComparePlan | LaneLoaded | CompareSummary | CompareColumnEvent;
+
+export type Vote = 'a_better' | 'b_better' | 'tie' | 'both_bad';
+
+export interface RevealedColumn {
+  column: number;
+  model: string;
+  sha256: string | null;
+  message_id: string | null;
+}
+
+export type DiffOp = { op: 'equal' | 'insert' | 'delete'; text: string };
+
+export interface ColumnDiff {
+  answer: DiffOp[];
+  thinking: DiffOp[];
+}
+
+export interface LeaderboardRow {
+  rank: number;
+  model_id: string;
+  name: string;
+  votes: number;
+  wins: number;
+  losses: number;
+  ties: number;
+  both_bad: number;
+  elo: number;
+  bt_score: number;
+  bt_ci_low: number;
+  bt_ci_high: number;
+  bt_strength: number;
+}
+
+export interface Leaderboard {
+  tag: string | null;
+  votes: number;
+  games: number;
+  regularized: boolean;
+  rows: LeaderboardRow[];
+}
+
+// ---------- models screen (crates/conclave-core/src/models) ----------
+
+export type Fit = 'fits' | 'tight' | 'wont_fit';
+
+export interface FitEstimate {
+  n_ctx: number;
+  weights_bytes: number;
+  kv_cache_bytes: number;
+  compute_bytes: number;
+  compute_reserved_bytes: number;
+  overhead_bytes: number;
+  total_bytes: number;
+  available_bytes: number | null;
+  fit: Fit;
+  notes: string[];
+}
+
+export interface ModelDetails {
+  model: ModelInfo;
+  file_name: string;
+  folder: string;
+  parts: string[];
+  sha256: string | null;
+  tags: string[];
+  general_name: string | null;
+  license: string | null;
+  layer_count: number | null;
+  embedding_length: number | null;
+  head_count: number | null;
+  head_count_kv: number | null;
+  gguf_version: number | null;
+  split_count: number | null;
+  weights_bytes: number | null;
+  fit: FitEstimate | null;
+  fit_error: ApiError | null;
+}
+
+export interface ImportResult {
+  imported: ModelInfo[];
+  skipped: { path: string; code: string; message: string }[];
+}
+
+export interface DownloadProgress {
+  download_id: string;
+  bytes_done: number;
+  total: number | null;
+  bytes_per_sec: number;
+  eta_secs: number | null;
+  resumed_from: number;
+  attempt: number;
+  done: boolean;
+}
+
+export interface DownloadResult {
+  download_id: string;
+  path: string;
+  sha256: string;
+  size: number;
+  sha256_source: 'user' | 'server_etag' | 'unverified' | string;
+  resumed: boolean;
+  model: ModelInfo | null;
+}
