@@ -581,6 +581,31 @@ async fn a_disconnecting_client_frees_the_model() {
         "waited {:?}: the abandoned answer kept the model",
         t0.elapsed()
     );
+
+    // A client waiting for a whole answer that gives up: hyper drops the handler, which
+    // drops the answer's stream.
+    let whole = ask(
+        SMOL,
+        "Count from 1 to 1000, separated by commas.",
+        json!({"max_tokens": 1800}),
+    );
+    let gave_up = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .post(&url)
+        .json(&whole)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "1800 tokens in under 2 s?");
+    let t0 = Instant::now();
+    let (status, r) = post(&url, &ask(SMOL, "Say hello.", json!({"max_tokens": 6}))).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "waited {:?} after a non-streaming client gave up",
+        t0.elapsed()
+    );
     s.stop().await;
 }
 
@@ -619,4 +644,47 @@ async fn history_is_saved_only_when_enabled() {
         }
         s.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429() {
+    let s = start(|c| {
+        c.max_queue_per_model = 1;
+        c.models.truncate(1);
+    })
+    .await;
+    let url = s.url("/v1/chat/completions");
+    let long = ask(
+        SMOL,
+        "Count from 1 to 1000, separated by commas.",
+        json!({"stream": true, "max_tokens": 1800}),
+    );
+    let mut first = client().post(&url).json(&long).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    first.chunk().await.unwrap();
+    let res = client()
+        .post(&url)
+        .json(&ask(SMOL, "Hi", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: Value = res.json().await.unwrap();
+    assert_error(429, &body, 429, Some("queue_full"));
+    drop(first);
+    // The place frees with the dropped stream.
+    let t0 = Instant::now();
+    loop {
+        let (status, _) = post(&url, &ask(SMOL, "Hi", json!({"max_tokens": 2}))).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the queue place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
 }

@@ -69,29 +69,20 @@ pub(crate) async fn completions(
     // The worker answers one request at a time: this waits while earlier requests to the
     // same model generate. Headers go out only once generation has really started, so a
     // context overflow is still a proper 400.
-    let mut early = Vec::new();
-    loop {
-        match stream.next_event().await {
-            Some(ChatEvent::Started { .. }) => break,
-            Some(ChatEvent::Error { code, message }) => {
-                return Err(ApiError::from_event(&code, &message))
-            }
-            Some(ev @ ChatEvent::Done { .. }) => {
-                early.push(ev);
-                break;
-            }
-            Some(other) => {
-                early.push(other);
-                break;
-            }
-            None => {
-                return Err(ApiError::from_event(
-                    "generation_failed",
-                    "the answer ended before it started",
-                ))
-            }
+    // Anything but `Started` first (a cancelled answer's `Done`) is kept for the body.
+    let early = match stream.next_event().await {
+        Some(ChatEvent::Started { .. }) => Vec::new(),
+        Some(ChatEvent::Error { code, message }) => {
+            return Err(ApiError::from_event(&code, &message))
         }
-    }
+        Some(other) => vec![other],
+        None => {
+            return Err(ApiError::from_event(
+                "generation_failed",
+                "the answer ended before it started",
+            ))
+        }
+    };
     let recorder = if state.config.save_history {
         Recorder::start(&state.app, &info, &req.messages, &req.params).await
     } else {
