@@ -165,7 +165,16 @@ impl ApiError {
                 "The inference worker program is not installed next to the server.",
             ),
             "load_failed" => Self::internal("load_failed", "The model could not be loaded."),
-            c if c.starts_with("template") => Self::internal(
+            // Templates raise on conversations they do not accept (roles that do not
+            // alternate, a system message where none may go): the client's to fix.
+            "template_render" => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "messages_rejected_by_template",
+                "The model's chat template does not accept these messages (for example, user and assistant turns may have to alternate).",
+            )
+            .with_param("messages"),
+            c if c.starts_with("template") || c == "unknown_template" => Self::internal(
                 "template_error",
                 "The model's chat template could not be applied to these messages.",
             ),
