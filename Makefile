@@ -8,12 +8,13 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 
-.PHONY: run test setup models models-all ui-build build app check lint test-rust test-ui test-e2e bench clean-data
+.PHONY: run test setup models models-all ui-build build check test-rust test-ui bench
 
-run: setup models ui-build app
+run: setup models ui-build build
 	$(BIN)/conclave-app
 
-test: setup models-all check build test-rust test-ui
+# The UI is built first: the shell embeds ui/dist at compile time, clippy included.
+test: setup models-all ui-build check build test-rust test-ui
 	@echo "make test: all checks and tests passed"
 
 setup:
@@ -30,10 +31,8 @@ ui-build:
 
 # The worker sits next to every binary that spawns it (CLI, app, test executables find
 # it in the same target folder).
-build: ui-build
+build:
 	$(CARGO) build -p conclave-worker -p conclave-cli -p conclave-app
-
-app: build
 
 check:
 	$(CARGO) fmt --all -- --check
