@@ -73,7 +73,12 @@ struct Ratio {
 const TEXT: &str = "Paris is the capital and largest city of France. It sits on the Seine in the north of the country, at the heart of the Ile-de-France region. The city is known for its museums, its architecture, its cafes and its long history as a centre of art, science and trade in Europe.";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchWhat::History { conversations, messages, db }) = args.what {
+    if let Some(BenchWhat::History {
+        conversations,
+        messages,
+        db,
+    }) = args.what
+    {
         let tmp = tempdir_for(db.is_none())?;
         let path = db.unwrap_or_else(|| tmp.join("bench-history.sqlite3"));
         let report = conclave_core::history::bench::run(&path, conversations, messages).await?;
@@ -106,18 +111,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // The chat prompt: a real question, grown from a real paragraph until its rendered
     // prompt is as long as the raw benchmark's, so both decode the same number of tokens.
-    let mut words: Vec<&str> = Vec::new();
-    let mut prompt_text = String::new();
-    for w in TEXT.split(' ').cycle().take(2000) {
-        words.push(w);
-        prompt_text = format!(
-            "{}\n\nWrite a long, detailed essay about this.",
-            words.join(" ")
-        );
-        let n = model.count_tokens(&prompt_text).await?;
-        if n + 24 >= args.prompt_tokens {
+    let essay = |n: usize| {
+        let words: Vec<&str> = TEXT.split(' ').cycle().take(n).collect();
+        format!("{}\n\nWrite a long, detailed essay about this.", words.join(" "))
+    };
+    // The template adds its own tokens around the message: measure them once, then grow
+    // the text until the whole rendered prompt reaches the requested length.
+    let probe = essay(1);
+    let first = pipeline_once(&model, &probe, 1, threads, 0).await?;
+    let framing = first.prompt_tokens.saturating_sub(model.count_tokens(&probe).await?);
+    let mut prompt_text = probe;
+    for n in 1..2000 {
+        let candidate = essay(n);
+        if model.count_tokens(&candidate).await? + framing > args.prompt_tokens {
             break;
         }
+        prompt_text = candidate;
     }
 
     // Interleave so that both sides see the same machine state (thermal, other load).
