@@ -2,6 +2,7 @@
 
 export type ShortcutAction =
   | 'new-chat'
+  | 'compare'
   | 'focus-input'
   | 'stop'
   | 'search'
@@ -25,6 +26,9 @@ export function shortcutFor(e: KeyLike, streaming: boolean): ShortcutAction | nu
     switch (e.key.toLowerCase()) {
       case 'n':
         return e.shiftKey ? null : 'new-chat';
+      case 'c':
+        // Plain Ctrl+C stays copy.
+        return e.shiftKey ? 'compare' : null;
       case 'l':
         return 'focus-input';
       case 'k':

@@ -38,7 +38,11 @@ interface ActiveStream {
 let tempCounter = 0;
 const tempId = (p: string) => `tmp-${p}-${++tempCounter}`;
 
+/** The screens the sidebar switches between. */
+export type View = 'chat' | 'compare' | 'leaderboard' | 'models';
+
 export class AppStore {
+  view = $state<View>('chat');
   info = $state<AppInfo | null>(null);
   ipcMissing = $state(false);
 
@@ -235,6 +239,7 @@ export class AppStore {
 
   async openConversation(id: string, focusMessageId: string | null = null): Promise<void> {
     if (this.streaming && id !== this.conversationId) return;
+    this.view = 'chat';
     this.chatError = null;
     this.openingConversation = true;
     try {

@@ -1,0 +1,28 @@
+// Text for the Models screen: fit badges and download progress.
+import { formatBytes, formatSeconds } from './format';
+import type { DownloadProgress, Fit } from './types';
+
+export function fitLabel(fit: Fit | null): string {
+  switch (fit) {
+    case 'fits':
+      return 'fits';
+    case 'tight':
+      return 'tight';
+    case 'wont_fit':
+      return "won't fit";
+    default:
+      return '—';
+  }
+}
+
+/** "312 MB of 1.1 GB · 24.5 MB/s · 33 s left" (total and ETA when the server says). */
+export function progressText(p: DownloadProgress): string {
+  const done = p.bytes_done > 0 ? formatBytes(p.bytes_done) : '0 B';
+  const parts = [p.total ? `${done} of ${formatBytes(p.total)}` : done];
+  if (p.bytes_per_sec > 0) parts.push(`${formatBytes(p.bytes_per_sec)}/s`);
+  if (p.eta_secs !== null && Number.isFinite(p.eta_secs) && !p.done) parts.push(`${formatSeconds(p.eta_secs * 1000)} left`);
+  if (p.done) parts.push('verifying…');
+  else if (p.bytes_done === 0 && p.bytes_per_sec === 0) parts.push('connecting…');
+  if (p.attempt > 0) parts.push(`resumed (try ${p.attempt + 1})`);
+  return parts.join(' · ');
+}
