@@ -1,9 +1,16 @@
 // Dev-only fake backend (never in a default production build): `npm run dev` then open
 // `/?mock`, or `npm run build:mock`. URL parameters: `mock=empty` (no models, no history),
-// `mock=error` (history fails), `open=<conversation id>`, `drawer`, `send=<text>`.
+// `mock=error` (history fails), `open=<conversation id>`, `drawer`, `send=<text>`,
+// `view=compare|leaderboard|models` (the screen to open on; see App.svelte).
 import { mockIPC } from '@tauri-apps/api/mocks';
 import type { Channel } from '@tauri-apps/api/core';
 import type {
+  ColumnFigures,
+  CompareOutput,
+  CompareRequest,
+  DiffOp,
+  DownloadProgress,
+  Leaderboard,
   ChatEvent,
   ChatHandle,
   ChatRequest,
@@ -235,6 +242,127 @@ export function installMockIpc(params: URLSearchParams): void {
     return { request_id: requestId, conversation_id: c.id, user_message_id: userId, assistant_message_id: asstId };
   }
 
+  const compares = new Map<string, { id: string; files: string[]; cancel: () => void }>();
+  const downloads = new Map<string, () => void>();
+  const fileOf = (id: string) => catalog.find((m) => m.id === id)?.path.split('/').pop() ?? id;
+
+  function compare(req: CompareRequest, ch: Channel<CompareOutput>) {
+    const id = `run${++seq}`;
+    const blind = !!req.options.blind;
+    // Blind runs are shuffled by the core; a fixed reversal shows the same thing here.
+    const cols = blind ? [...req.columns].reverse() : req.columns;
+    const files = cols.map((c) => fileOf(c.model_id));
+    const label = (i: number) => (blind ? `Model ${String.fromCharCode(65 + i)}` : files[i].replace(/\.gguf$/, ''));
+    const timers: number[] = [];
+    let cancelled = false;
+    const at = (ms: number, f: () => void) => timers.push(window.setTimeout(f, ms));
+    ch.onmessage({ type: 'plan', run_id: id, conversation_id: 'c1', user_message_id: `${id}-u`, blind, sequential: cols.length > 3, reason: cols.length > 3 ? 'the models need 5.2 GB together, 4.1 GB is free' : null, workers: cols.length, concurrency: cols.length > 3 ? 1 : cols.length, threads_per_worker: 2, memory_needed_bytes: 2.1 * GB, memory_budget_bytes: 6 * GB, columns: cols.map((_, i) => ({ column: i, label: label(i), model: blind ? null : files[i], lane: i })) });
+    const words = (t: string) => t.match(/\S+\s*|\n/g) ?? [];
+    const answers = [ANSWER.slice(0, 420), ANSWER.slice(0, 300).replace('iterative', 'loop-based'), 'Use `functools.lru_cache` on the recursive version; it is short and fast enough.', 'An iterative loop is the fastest simple option.'];
+    const figures: ColumnFigures[] = [];
+    let last = 0;
+    cols.forEach((c, i) => {
+      const model = catalog.find((m) => m.id === c.model_id);
+      const thinks = model?.reasoning_format != null && c.settings.think !== 'off';
+      const start = 200 + i * 80;
+      at(start, () => ch.onmessage({ type: 'loaded', lane: i, columns: [i], pid: 4000 + i, threads: 2, load_ms: 300 }));
+      at(start + 20, () => ch.onmessage({ column: i, type: 'started', request_id: `${id}-${i}`, model: blind ? label(i) : files[i], seed: 7, reasoning_format: thinks ? 'deepseek' : 'none', prompt_tokens: 40, cached_prompt_tokens: 0 }));
+      const events: CompareOutput[] = [
+        ...(thinks ? words(THOUGHT.slice(0, 200)).map((t): CompareOutput => ({ column: i, type: 'reasoning', text: t })) : []),
+        ...words(answers[i % answers.length]).map((t): CompareOutput => ({ column: i, type: 'token', text: t })),
+      ];
+      const step = 25 + i * 15;
+      events.forEach((e, k) => at(start + 60 + k * step, () => ch.onmessage(e)));
+      const end = start + 60 + events.length * step;
+      last = Math.max(last, end);
+      const nR = thinks ? words(THOUGHT.slice(0, 200)).length : 0;
+      const nA = events.length - nR;
+      const tps = 1000 / step;
+      figures.push({ column: i, label: label(i), model: blind ? null : files[i], status: 'done', error: null, stop_reason: 'eos', ttft_ms: 60, tokens_per_second: tps, thinking_tokens: nR, answer_tokens: nA, completion_tokens: nR + nA, seconds: (end - start) / 1000, energy_wh: 0.002 * (i + 1) * (events.length / 40), energy_method: 'rapl', threads: 2, message_id: `${id}-m${i}` });
+      at(end, () => ch.onmessage({ column: i, type: 'done', stop_reason: 'eos', usage: usage(nR, nA), metrics: metrics({ gen_tps: tps, ttft_ms: 60, wall_ms: end - start, energy_wh: figures[i].energy_wh }) }));
+    });
+    const summary = () => {
+      const ok = figures.filter((f) => f.status === 'done');
+      const best = (key: 'tokens_per_second' | 'energy_wh', hi: boolean) => ok.length ? ok.reduce((a, b) => ((hi ? b[key] > a[key] : b[key] < a[key]) ? b : a)).column : null;
+      ch.onmessage({ type: 'summary', run_id: id, blind, sequential: cols.length > 3, reason: null, columns: figures, fastest: best('tokens_per_second', true), cheapest: best('energy_wh', false), generation_seconds: last / 1000, aggregate_tokens_per_second: figures.reduce((a, f) => a + f.tokens_per_second, 0) });
+      compares.get(id)!.cancel = () => {};
+    };
+    at(last + 40, summary);
+    compares.set(id, {
+      id,
+      files,
+      cancel: () => {
+        if (cancelled) return;
+        cancelled = true;
+        timers.forEach((t) => clearTimeout(t));
+        figures.forEach((f) => { f.status = 'cancelled'; f.stop_reason = 'cancelled'; });
+        figures.forEach((f) => ch.onmessage({ column: f.column, type: 'error', code: 'cancelled', message: 'Stopped' }));
+        summary();
+      },
+    });
+    return { handle: id, run_id: id, conversation_id: 'c1', user_message_id: `${id}-u` };
+  }
+
+  function wordDiff(a: string, b: string): DiffOp[] {
+    // Good enough for looking at the screen; the real diff is the core's.
+    const wa = a.match(/\S+\s*/g) ?? [];
+    const wb = b.match(/\S+\s*/g) ?? [];
+    const out: DiffOp[] = [];
+    const push = (op: DiffOp['op'], text: string) => {
+      const prev = out[out.length - 1];
+      if (prev && prev.op === op) prev.text += text;
+      else out.push({ op, text });
+    };
+    for (let i = 0; i < Math.max(wa.length, wb.length); i++) {
+      if (wa[i] === wb[i]) push('equal', wa[i]);
+      else {
+        if (wa[i] !== undefined) push('delete', wa[i]);
+        if (wb[i] !== undefined) push('insert', wb[i]);
+      }
+    }
+    return out;
+  }
+
+  function board(tag: string | null): Leaderboard {
+    const rows = [
+      { name: 'Qwen3-0.6B-Q8_0.gguf', elo: 1042.3, bt: 1061.2, lo: 990.4, hi: 1132.0, w: 9, t: 2, l: 4, bad: 1 },
+      { name: 'gemma-3-1b-it-Q4_K_M.gguf', elo: 987.5, bt: 969.1, lo: 899.7, hi: 1038.5, w: 5, t: 2, l: 8, bad: 1 },
+      { name: 'SmolLM2-135M-Instruct.Q4_1.gguf', elo: 970.2, bt: 940.0, lo: 850.1, hi: 1029.9, w: 1, t: 0, l: 3, bad: 0 },
+    ];
+    const picked = tag ? rows.slice(0, 2) : rows;
+    return {
+      tag,
+      votes: tag ? 6 : 17,
+      games: tag ? 6 : 19,
+      regularized: true,
+      rows: picked.map((r, i) => ({ rank: i + 1, model_id: r.name.slice(0, 8), name: r.name, votes: r.w + r.t + r.l + r.bad, wins: r.w, losses: r.l, ties: r.t, both_bad: r.bad, elo: r.elo, bt_score: r.bt, bt_ci_low: r.lo, bt_ci_high: r.hi, bt_strength: 1 })),
+    };
+  }
+
+  function download(url: string, ch: Channel<DownloadProgress>) {
+    const id = `dl-${++seq}`;
+    const total = 270 * 1024 ** 2;
+    return new Promise((resolve, reject) => {
+      let done = 0;
+      const tick = window.setInterval(() => {
+        done = Math.min(total, done + 9 * 1024 ** 2);
+        const rate = 30 * 1024 ** 2;
+        ch.onmessage({ download_id: id, bytes_done: done, total, bytes_per_sec: rate, eta_secs: (total - done) / rate, resumed_from: 0, attempt: 0, done: done >= total });
+        if (done >= total) {
+          window.clearInterval(tick);
+          downloads.delete(id);
+          resolve({ download_id: id, path: `/home/you/.local/share/conclave/models/${url.split('/').pop()}`, sha256: 'f'.repeat(64), size: total, sha256_source: 'unverified', resumed: false, model: null });
+        }
+      }, 300);
+      ch.onmessage({ download_id: id, bytes_done: 0, total: null, bytes_per_sec: 0, eta_secs: null, resumed_from: 0, attempt: 0, done: false });
+      downloads.set(id, () => {
+        window.clearInterval(tick);
+        downloads.delete(id);
+        reject({ code: 'download_cancelled', message: `download cancelled (partial file kept for resume: ${url.split('/').pop()}.part)` });
+      });
+    });
+  }
+
   mockIPC(
     async (cmd, raw) => {
       const args = (raw ?? {}) as Record<string, unknown>;
@@ -318,6 +446,54 @@ export function installMockIpc(params: URLSearchParams): void {
           const c = convs.get(String(args.id));
           if (!c) return fail('not_found', 'No such conversation');
           return args.format === 'json' ? JSON.stringify(c, null, 2) : `# ${c.title}\n\n${c.messages.map((m) => `**${m.role}**: ${m.content}`).join('\n\n')}`;
+        }
+        case 'start_compare':
+          return compare(args.request as CompareRequest, args.onEvent as Channel<CompareOutput>);
+        case 'cancel_compare': {
+          const c = compares.get(String(args.runId));
+          c?.cancel();
+          return null;
+        }
+        case 'vote_compare': {
+          const c = compares.get(String(args.runId));
+          if (!c) return fail('not_found', 'No such compare run');
+          return c.files.map((model, column) => ({ column, model, sha256: null, message_id: `${c.id}-m${column}` }));
+        }
+        case 'compare_diff':
+          return { answer: wordDiff(String(args.answerA), String(args.answerB)), thinking: wordDiff(String(args.thinkingA), String(args.thinkingB)) };
+        case 'leaderboard':
+          return board(args.tag as string | null);
+        case 'leaderboard_csv': {
+          const b = board(args.tag as string | null);
+          return `rank,model,model_id,votes,wins,losses,ties,both_bad,elo,bt_score,bt_ci_low,bt_ci_high\n${b.rows.map((r) => [r.rank, r.name, r.model_id, r.votes, r.wins, r.losses, r.ties, r.both_bad, r.elo.toFixed(1), r.bt_score.toFixed(1), r.bt_ci_low.toFixed(1), r.bt_ci_high.toFixed(1)].join(',')).join('\n')}\n`;
+        }
+        case 'model_details': {
+          const m = catalog.find((x) => x.id === args.modelId);
+          if (!m) return fail('model_not_found', 'unknown model');
+          const nCtx = Number(args.nCtx) || (m.context_length ?? 4096);
+          const kv = nCtx * 56 * 1024;
+          const total = m.size_bytes * 1.05 + kv + 180 * 1024 ** 2;
+          const avail = 6 * GB;
+          const fit = m.error ? null : { n_ctx: nCtx, weights_bytes: m.size_bytes, kv_cache_bytes: kv, compute_bytes: 120 * 1024 ** 2, compute_reserved_bytes: 300 * 1024 ** 2, overhead_bytes: 60 * 1024 ** 2, total_bytes: total, available_bytes: avail, fit: total * 1.25 <= avail ? 'fits' : total <= avail ? 'tight' : 'wont_fit', notes: nCtx > 16384 ? ['sliding-window layers counted with a full-size cache'] : [] };
+          return { model: m, file_name: m.path.split('/').pop(), folder: m.path.replace(/\/[^/]*$/, ''), parts: [m.path], sha256: m.error ? null : 'a3f1c09e'.repeat(8), tags: [], general_name: m.name, license: 'apache-2.0', layer_count: 28, embedding_length: 1024, head_count: 16, head_count_kv: 8, gguf_version: 3, split_count: 1, weights_bytes: m.size_bytes, fit, fit_error: m.error ? { code: 'model_not_gguf', message: m.error } : null };
+        }
+        case 'import_model':
+          return fail('model_not_gguf', `${String(args.path)} is not a usable GGUF model: bad magic`);
+        case 'download_model':
+          return download(String(args.url), args.onProgress as Channel<DownloadProgress>);
+        case 'cancel_download':
+          downloads.get(String(args.downloadId))?.();
+          return null;
+        case 'remove_model': {
+          const i = catalog.findIndex((x) => x.id === args.modelId);
+          if (i < 0) return fail('model_not_found', 'unknown model');
+          return catalog.splice(i, 1)[0];
+        }
+        case 'rename_model': {
+          const m = catalog.find((x) => x.id === args.modelId);
+          if (!m) return fail('model_not_found', 'unknown model');
+          m.name = (args.name as string | null)?.trim() || (m.path.split('/').pop() ?? m.name);
+          return null;
         }
         default:
           return fail('unknown_command', `mock: ${cmd} is not mocked`);
