@@ -111,6 +111,10 @@ fn import_link_and_folder() {
         1,
         "the import's link is followed"
     );
+    // As people type it: a unique, case-insensitive part of the file name.
+    let catalog = lib.catalog();
+    assert_eq!(catalog.resolve("GEMMA-3").unwrap().path, m.path);
+    assert!(catalog.resolve("llama-70b").is_err());
 
     // A symlink leading outside the folder that import did not make is not followed.
     std::os::unix::fs::symlink(&gemma, lib.models_dir().join("sneaky.gguf")).unwrap();

@@ -73,7 +73,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// Finds a model by id (content or path id, or a unique id prefix of 6+ digits), by
-    /// file name (with or without `.gguf`), or by path.
+    /// file name (with or without `.gguf`), by path, or by a unique part of its file name.
     pub fn resolve(&self, query: &str) -> Result<&ModelEntry, ModelsError> {
         let q = query.trim();
         if let Some(m) = self.models.iter().find(|m| m.id == q || m.path_id == q) {
@@ -105,10 +105,20 @@ impl Catalog {
         } else {
             Vec::new()
         };
-        let found = if by_name.is_empty() {
+        // Last, a unique case-insensitive part of the file name ("smollm2", "gemma-3"), as
+        // people type model names at a prompt.
+        let lower = q.to_lowercase();
+        let by_part: Vec<&ModelEntry> = if by_name.is_empty() && by_prefix.is_empty() && !lower.is_empty() {
+            self.models.iter().filter(|m| m.file_name.to_lowercase().contains(&lower)).collect()
+        } else {
+            Vec::new()
+        };
+        let found = if !by_name.is_empty() {
+            by_name
+        } else if !by_prefix.is_empty() {
             by_prefix
         } else {
-            by_name
+            by_part
         };
         match found.as_slice() {
             [] => Err(ModelsError::NotFound(q.to_string())),
