@@ -13,8 +13,15 @@ pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 /// A real model from the checkout's `models/` folder. Missing models are a failure, not a
 /// skip: `make test` fetches them.
 pub fn model(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("models").join(name);
-    assert!(p.is_file(), "{} is missing: run `make models-all` (models/fetch)", p.display());
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("models")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make models-all` (models/fetch)",
+        p.display()
+    );
     p
 }
 
@@ -54,7 +61,11 @@ pub async fn collect(mut stream: ChatStream) -> Answer {
                 a.token_events += 1;
                 a.text.push_str(&text);
             }
-            ChatEvent::Done { stop_reason, usage, metrics } => {
+            ChatEvent::Done {
+                stop_reason,
+                usage,
+                metrics,
+            } => {
                 a.stop_reason = Some(stop_reason);
                 a.usage = usage;
                 a.metrics = metrics;

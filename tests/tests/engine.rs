@@ -15,49 +15,110 @@ fn ask(prompt: &str, params: SamplingParams) -> ChatRequest {
 }
 
 fn greedy(max_tokens: u32) -> SamplingParams {
-    SamplingParams { temperature: 0.0, max_tokens, ..SamplingParams::default() }
+    SamplingParams {
+        temperature: 0.0,
+        max_tokens,
+        ..SamplingParams::default()
+    }
 }
 
 fn opts(n_ctx: u32) -> LoadOptions {
-    LoadOptions { n_ctx, threads: Some(2) }
+    LoadOptions {
+        n_ctx,
+        threads: Some(2),
+    }
 }
 
 #[tokio::test]
 async fn smollm2_streams_a_sensible_answer() {
-    let m = engine().load(model(SMOLLM2), opts(2048), |_| {}).await.unwrap();
+    let m = engine()
+        .load(model(SMOLLM2), opts(2048), |_| {})
+        .await
+        .unwrap();
     let info = m.info().await;
     assert_eq!(info.architecture, "llama");
-    assert_eq!(info.template_name, "model", "SmolLM2 carries its own ChatML template");
+    assert_eq!(
+        info.template_name, "model",
+        "SmolLM2 carries its own ChatML template"
+    );
     // SmolLM2-135M needs a system line to answer in English at temperature 0; without
     // one its own default prompt makes it drift into French.
     let mut req = ask("What is the capital of France?", greedy(64));
-    req.messages.insert(0, Message::new(Role::System, "You are a helpful assistant."));
+    req.messages.insert(
+        0,
+        Message::new(Role::System, "You are a helpful assistant."),
+    );
     let a = collect(m.chat(req).await.unwrap()).await;
     assert!(a.started && a.error.is_none(), "{a:?}");
-    assert!(a.token_events > 3, "streamed in pieces, got {} events", a.token_events);
+    assert!(
+        a.token_events > 3,
+        "streamed in pieces, got {} events",
+        a.token_events
+    );
     assert!(a.text.contains("Paris"), "answer: {}", a.text);
     assert_eq!(a.usage.completion_tokens, a.usage.answer_tokens);
     assert!(a.usage.prompt_tokens > 10);
-    assert!(a.metrics.ttft_ms > 0.0 && a.metrics.gen_tps > 0.0 && a.metrics.wall_ms >= a.metrics.ttft_ms);
-    assert!(a.metrics.peak_rss_bytes > 50_000_000, "worker RSS {}", a.metrics.peak_rss_bytes);
+    assert!(
+        a.metrics.ttft_ms > 0.0
+            && a.metrics.gen_tps > 0.0
+            && a.metrics.wall_ms >= a.metrics.ttft_ms
+    );
+    assert!(
+        a.metrics.peak_rss_bytes > 50_000_000,
+        "worker RSS {}",
+        a.metrics.peak_rss_bytes
+    );
     assert!(a.metrics.cpu_seconds > 0.0 && a.metrics.energy_wh > 0.0);
-    assert!(matches!(a.metrics.energy_method.as_str(), "rapl" | "cpu-time"));
+    assert!(matches!(
+        a.metrics.energy_method.as_str(),
+        "rapl" | "cpu-time"
+    ));
     m.unload().await;
 }
 
 #[tokio::test]
 async fn a_fixed_seed_replays_the_same_text() {
-    let m = engine().load(model(SMOLLM2), opts(1024), |_| {}).await.unwrap();
-    let params = SamplingParams { temperature: 0.8, seed: Some(7), max_tokens: 48, ..SamplingParams::default() };
-    let a = collect(m.chat(ask("Tell me a short story about a cat.", params.clone())).await.unwrap()).await;
-    let b = collect(m.chat(ask("Tell me a short story about a cat.", params)).await.unwrap()).await;
+    let m = engine()
+        .load(model(SMOLLM2), opts(1024), |_| {})
+        .await
+        .unwrap();
+    let params = SamplingParams {
+        temperature: 0.8,
+        seed: Some(7),
+        max_tokens: 48,
+        ..SamplingParams::default()
+    };
+    let a = collect(
+        m.chat(ask("Tell me a short story about a cat.", params.clone()))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let b = collect(
+        m.chat(ask("Tell me a short story about a cat.", params))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(!a.text.is_empty());
     assert_eq!(a.text, b.text);
     assert_eq!(a.metrics.seed, 7);
     // And an unseeded run reports the seed it drew, which replays it.
-    let free = SamplingParams { temperature: 0.8, max_tokens: 32, ..SamplingParams::default() };
-    let c = collect(m.chat(ask("Name three colours.", free.clone())).await.unwrap()).await;
-    let replay = SamplingParams { seed: Some(c.metrics.seed), ..free };
+    let free = SamplingParams {
+        temperature: 0.8,
+        max_tokens: 32,
+        ..SamplingParams::default()
+    };
+    let c = collect(
+        m.chat(ask("Name three colours.", free.clone()))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let replay = SamplingParams {
+        seed: Some(c.metrics.seed),
+        ..free
+    };
     let d = collect(m.chat(ask("Name three colours.", replay)).await.unwrap()).await;
     assert_eq!(c.text, d.text);
     m.unload().await;
@@ -65,12 +126,20 @@ async fn a_fixed_seed_replays_the_same_text() {
 
 #[tokio::test]
 async fn gemma3_base_runs_through_the_fallback_template() {
-    let m = engine().load(model(GEMMA3), opts(1024), |_| {}).await.unwrap();
+    let m = engine()
+        .load(model(GEMMA3), opts(1024), |_| {})
+        .await
+        .unwrap();
     let info = m.info().await;
     assert_eq!(info.architecture, "gemma3");
     assert!(!info.has_chat_template);
     assert_eq!(info.template_name, "gemma");
-    let a = collect(m.chat(ask("The capital of France is", greedy(16))).await.unwrap()).await;
+    let a = collect(
+        m.chat(ask("The capital of France is", greedy(16)))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(a.error.is_none(), "{a:?}");
     assert_eq!(a.metrics.template, "gemma");
     assert!(a.usage.completion_tokens > 0 && !a.text.trim().is_empty());
@@ -79,11 +148,20 @@ async fn gemma3_base_runs_through_the_fallback_template() {
 
 #[tokio::test]
 async fn multilingual_text_streams_without_replacement_characters() {
-    let m = engine().load(model(SMOLLM2), opts(1024), |_| {}).await.unwrap();
+    let m = engine()
+        .load(model(SMOLLM2), opts(1024), |_| {})
+        .await
+        .unwrap();
     // A prompt in three scripts with emoji; SmolLM2's tokenizer splits such characters
     // across tokens, so the answer (in Greek) exercises the UTF-8 reassembly.
-    let mut req = ask("Translate 'good morning' into Greek and Chinese. 你好，世界。Καλημέρα! 😀🎉", greedy(60));
-    req.messages.insert(0, Message::new(Role::System, "You are a helpful assistant."));
+    let mut req = ask(
+        "Translate 'good morning' into Greek and Chinese. 你好，世界。Καλημέρα! 😀🎉",
+        greedy(60),
+    );
+    req.messages.insert(
+        0,
+        Message::new(Role::System, "You are a helpful assistant."),
+    );
     let mut stream = m.chat(req).await.unwrap();
     let mut pieces = Vec::new();
     while let Some(ev) = stream.next_event().await {
@@ -95,16 +173,36 @@ async fn multilingual_text_streams_without_replacement_characters() {
         }
     }
     let text: String = pieces.concat();
-    assert!(!pieces.iter().any(|p| p.contains('\u{fffd}')), "a delta held U+FFFD: {pieces:?}");
-    assert!(text.chars().filter(|c| c.len_utf8() > 1).count() >= 5, "the answer should hold non-ASCII text: {text}");
+    assert!(
+        !pieces.iter().any(|p| p.contains('\u{fffd}')),
+        "a delta held U+FFFD: {pieces:?}"
+    );
+    assert!(
+        text.chars().filter(|c| c.len_utf8() > 1).count() >= 5,
+        "the answer should hold non-ASCII text: {text}"
+    );
     m.unload().await;
 }
 
 #[tokio::test]
 async fn cancel_stops_within_one_token() {
-    let m = engine().load(model(SMOLLM2), opts(2048), |_| {}).await.unwrap();
-    let params = SamplingParams { temperature: 0.7, seed: Some(1), max_tokens: 1000, ..SamplingParams::default() };
-    let mut stream = m.chat(ask("Write a very long essay about the history of Europe.", params)).await.unwrap();
+    let m = engine()
+        .load(model(SMOLLM2), opts(2048), |_| {})
+        .await
+        .unwrap();
+    let params = SamplingParams {
+        temperature: 0.7,
+        seed: Some(1),
+        max_tokens: 1000,
+        ..SamplingParams::default()
+    };
+    let mut stream = m
+        .chat(ask(
+            "Write a very long essay about the history of Europe.",
+            params,
+        ))
+        .await
+        .unwrap();
     let handle = stream.cancel_handle();
     let mut before = 0;
     let mut after = 0;
@@ -121,7 +219,9 @@ async fn cancel_stops_within_one_token() {
                 }
             }
             ChatEvent::Token { .. } => after += 1,
-            ChatEvent::Done { stop_reason, usage, .. } => {
+            ChatEvent::Done {
+                stop_reason, usage, ..
+            } => {
                 reason = Some(stop_reason);
                 completion = usage.completion_tokens;
                 break;
@@ -133,19 +233,32 @@ async fn cancel_stops_within_one_token() {
     assert_eq!(reason, Some(StopReason::Cancelled));
     // Tokens already in the pipe when the cancel was sent may still arrive: at most a couple.
     assert!(after <= 2, "{after} tokens arrived after the cancel");
-    assert!(completion <= before as u32 + 2, "generated {completion} tokens");
+    assert!(
+        completion <= before as u32 + 2,
+        "generated {completion} tokens"
+    );
     m.unload().await;
 }
 
 #[tokio::test]
 async fn later_turns_reuse_the_cached_prefix() {
-    let m = engine().load(model(SMOLLM2), opts(4096), |_| {}).await.unwrap();
+    let m = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
     let mut messages = vec![Message::new(Role::System, "You are a terse assistant.")];
     let mut cached = Vec::new();
     let mut prompts = Vec::new();
     for turn in 1..=10 {
-        messages.push(Message::new(Role::User, format!("Turn {turn}: name a fruit.")));
-        let req = ChatRequest { messages: messages.clone(), params: greedy(12), ..ChatRequest::default() };
+        messages.push(Message::new(
+            Role::User,
+            format!("Turn {turn}: name a fruit."),
+        ));
+        let req = ChatRequest {
+            messages: messages.clone(),
+            params: greedy(12),
+            ..ChatRequest::default()
+        };
         let a = collect(m.chat(req).await.unwrap()).await;
         assert!(a.error.is_none(), "{a:?}");
         cached.push(a.usage.cached_prompt_tokens);
@@ -155,27 +268,55 @@ async fn later_turns_reuse_the_cached_prefix() {
     assert_eq!(cached[0], 0, "nothing is cached before the first turn");
     for t in 1..10 {
         // Everything up to the previous answer is reused: only the new turn is decoded.
-        assert!(cached[t] + 40 >= prompts[t - 1], "turn {}: cached {} of previous prompt {}", t + 1, cached[t], prompts[t - 1]);
-        assert!(prompts[t] - cached[t] < 45, "turn {}: decoded {} new tokens", t + 1, prompts[t] - cached[t]);
+        assert!(
+            cached[t] + 40 >= prompts[t - 1],
+            "turn {}: cached {} of previous prompt {}",
+            t + 1,
+            cached[t],
+            prompts[t - 1]
+        );
+        assert!(
+            prompts[t] - cached[t] < 45,
+            "turn {}: decoded {} new tokens",
+            t + 1,
+            prompts[t] - cached[t]
+        );
     }
-    assert!(prompts[9] > prompts[0] * 3, "the conversation grew: {prompts:?}");
+    assert!(
+        prompts[9] > prompts[0] * 3,
+        "the conversation grew: {prompts:?}"
+    );
     m.unload().await;
 }
 
 #[tokio::test]
 async fn oldest_turns_are_dropped_when_the_context_is_full() {
-    let m = engine().load(model(SMOLLM2), opts(512), |_| {}).await.unwrap();
+    let m = engine()
+        .load(model(SMOLLM2), opts(512), |_| {})
+        .await
+        .unwrap();
     let filler = "The quick brown fox jumps over the lazy dog. ".repeat(12);
     let mut messages = vec![Message::new(Role::System, "Be brief.")];
     for i in 0..8 {
         messages.push(Message::new(Role::User, format!("{i}: {filler}")));
-        messages.push(Message::new(Role::Assistant, format!("Noted {i}. {filler}")));
+        messages.push(Message::new(
+            Role::Assistant,
+            format!("Noted {i}. {filler}"),
+        ));
     }
     messages.push(Message::new(Role::User, "Say hello."));
-    let req = ChatRequest { messages, params: greedy(16), ..ChatRequest::default() };
+    let req = ChatRequest {
+        messages,
+        params: greedy(16),
+        ..ChatRequest::default()
+    };
     let a = collect(m.chat(req).await.unwrap()).await;
     assert!(a.error.is_none(), "{a:?}");
-    assert!(a.metrics.dropped_messages >= 2 && a.metrics.dropped_messages % 2 == 0, "dropped {}", a.metrics.dropped_messages);
+    assert!(
+        a.metrics.dropped_messages >= 2 && a.metrics.dropped_messages % 2 == 0,
+        "dropped {}",
+        a.metrics.dropped_messages
+    );
     assert!(a.usage.prompt_tokens < 512);
 
     // One message longer than the whole context cannot be answered: a clear error.
@@ -189,14 +330,35 @@ async fn oldest_turns_are_dropped_when_the_context_is_full() {
 
 #[tokio::test]
 async fn stop_strings_end_the_answer_and_never_leak() {
-    let m = engine().load(model(SMOLLM2), opts(1024), |_| {}).await.unwrap();
-    let base = collect(m.chat(ask("Count from 1 to 10, separated by commas.", greedy(40))).await.unwrap()).await;
+    let m = engine()
+        .load(model(SMOLLM2), opts(1024), |_| {})
+        .await
+        .unwrap();
+    let base = collect(
+        m.chat(ask("Count from 1 to 10, separated by commas.", greedy(40)))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(base.text.contains('5'), "{}", base.text);
-    let params = SamplingParams { stop: vec!["5".into()], ..greedy(40) };
-    let a = collect(m.chat(ask("Count from 1 to 10, separated by commas.", params)).await.unwrap()).await;
+    let params = SamplingParams {
+        stop: vec!["5".into()],
+        ..greedy(40)
+    };
+    let a = collect(
+        m.chat(ask("Count from 1 to 10, separated by commas.", params))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(a.stop_reason, Some(StopReason::StopString));
     assert!(!a.text.contains('5'), "{}", a.text);
-    assert!(base.text.starts_with(&a.text), "{:?} vs {:?}", a.text, base.text);
+    assert!(
+        base.text.starts_with(&a.text),
+        "{:?} vs {:?}",
+        a.text,
+        base.text
+    );
     m.unload().await;
 }
 
@@ -205,7 +367,10 @@ async fn stop_strings_end_the_answer_and_never_leak() {
 /// marker so the model answers.
 #[tokio::test]
 async fn thinking_budget_forces_an_answer() {
-    let m = engine().load(model(SMOLLM2), opts(2048), |_| {}).await.unwrap();
+    let m = engine()
+        .load(model(SMOLLM2), opts(2048), |_| {})
+        .await
+        .unwrap();
     let req = ChatRequest {
         think: ThinkMode::On,
         think_budget: Some(32),
@@ -214,17 +379,36 @@ async fn thinking_budget_forces_an_answer() {
     let a = collect(m.chat(req).await.unwrap()).await;
     assert!(a.error.is_none(), "{a:?}");
     assert!(!a.reasoning.trim().is_empty(), "no thinking streamed");
-    assert!(!a.text.trim().is_empty(), "no answer after the forced close");
-    assert!(!a.text.contains("</think>") && !a.reasoning.contains("</think>"), "marker leaked");
-    assert!(a.usage.reasoning_tokens <= 32, "{} thinking tokens", a.usage.reasoning_tokens);
+    assert!(
+        !a.text.trim().is_empty(),
+        "no answer after the forced close"
+    );
+    assert!(
+        !a.text.contains("</think>") && !a.reasoning.contains("</think>"),
+        "marker leaked"
+    );
+    assert!(
+        a.usage.reasoning_tokens <= 32,
+        "{} thinking tokens",
+        a.usage.reasoning_tokens
+    );
     assert!(a.usage.reasoning_tokens > 0 && a.usage.answer_tokens > 0);
-    assert_eq!(a.usage.reasoning_tokens + a.usage.answer_tokens, a.usage.completion_tokens);
+    assert_eq!(
+        a.usage.reasoning_tokens + a.usage.answer_tokens,
+        a.usage.completion_tokens
+    );
     if let Some(cut) = a.metrics.budget_cut_at {
         assert_eq!(cut, 32);
-        assert!(a.reasoning.contains("Considering the limited time"), "{}", a.reasoning);
+        assert!(
+            a.reasoning.contains("Considering the limited time"),
+            "{}",
+            a.reasoning
+        );
     }
     assert!(a.metrics.thinking_ms > 0.0 && a.metrics.thinking_ms <= a.metrics.wall_ms);
-    assert!(a.metrics.energy_thinking_wh > 0.0 && a.metrics.energy_thinking_wh <= a.metrics.energy_wh);
+    assert!(
+        a.metrics.energy_thinking_wh > 0.0 && a.metrics.energy_thinking_wh <= a.metrics.energy_wh
+    );
     assert!(!a.metrics.reasoning_cut_off);
     m.unload().await;
 }
@@ -236,8 +420,14 @@ async fn broken_gguf_files_get_clear_errors() {
     let real = std::fs::read(model(SMOLLM2)).unwrap();
     let mut cases: Vec<(String, Vec<u8>)> = vec![
         ("empty.gguf".into(), Vec::new()),
-        ("magic.gguf".into(), b"GGML\x03\x00\x00\x00 not a model at all".to_vec()),
-        ("text.gguf".into(), b"hello, I am a text file pretending to be a model\n".to_vec()),
+        (
+            "magic.gguf".into(),
+            b"GGML\x03\x00\x00\x00 not a model at all".to_vec(),
+        ),
+        (
+            "text.gguf".into(),
+            b"hello, I am a text file pretending to be a model\n".to_vec(),
+        ),
     ];
     for cut in [3usize, 8, 16, 24, 100, 1000, 100_000, real.len() / 2] {
         cases.push((format!("cut-{cut}.gguf"), real[..cut].to_vec()));
@@ -256,10 +446,16 @@ async fn broken_gguf_files_get_clear_errors() {
         match e.load(&path, opts(512), |_| {}).await {
             Ok(_) => panic!("{name} was accepted"),
             Err(err) => {
-                assert!(matches!(err, EngineError::InvalidModel(_)), "{name}: {err:?}");
+                assert!(
+                    matches!(err, EngineError::InvalidModel(_)),
+                    "{name}: {err:?}"
+                );
                 assert_eq!(err.code(), "invalid_model");
                 let msg = err.to_string();
-                assert!(msg.contains(&name), "{name}: the message does not name the file: {msg}");
+                assert!(
+                    msg.contains(&name),
+                    "{name}: the message does not name the file: {msg}"
+                );
             }
         }
     }
@@ -270,11 +466,48 @@ async fn broken_gguf_files_get_clear_errors() {
 #[tokio::test]
 async fn a_killed_worker_fails_only_its_own_answer() {
     let e = engine();
-    let smol = e.load(model(SMOLLM2), LoadOptions { n_ctx: 1024, threads: Some(1) }, |_| {}).await.unwrap();
-    let gemma = e.load(model(GEMMA3), LoadOptions { n_ctx: 1024, threads: Some(1) }, |_| {}).await.unwrap();
-    let long = SamplingParams { temperature: 0.7, seed: Some(3), max_tokens: 400, ..SamplingParams::default() };
-    let mut victim = smol.chat(ask("Write a long story about a dragon.", long.clone())).await.unwrap();
-    let other = gemma.chat(ask("Once upon a time", SamplingParams { max_tokens: 48, ..long })).await.unwrap();
+    let smol = e
+        .load(
+            model(SMOLLM2),
+            LoadOptions {
+                n_ctx: 1024,
+                threads: Some(1),
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    let gemma = e
+        .load(
+            model(GEMMA3),
+            LoadOptions {
+                n_ctx: 1024,
+                threads: Some(1),
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    let long = SamplingParams {
+        temperature: 0.7,
+        seed: Some(3),
+        max_tokens: 400,
+        ..SamplingParams::default()
+    };
+    let mut victim = smol
+        .chat(ask("Write a long story about a dragon.", long.clone()))
+        .await
+        .unwrap();
+    let other = gemma
+        .chat(ask(
+            "Once upon a time",
+            SamplingParams {
+                max_tokens: 48,
+                ..long
+            },
+        ))
+        .await
+        .unwrap();
     let other_task = tokio::spawn(collect(other));
 
     let mut tokens = 0;
@@ -305,7 +538,10 @@ async fn a_killed_worker_fails_only_its_own_answer() {
     assert!(message.contains("signal 9"), "{message}");
 
     let survivor = other_task.await.unwrap();
-    assert!(survivor.error.is_none(), "the other model failed: {survivor:?}");
+    assert!(
+        survivor.error.is_none(),
+        "the other model failed: {survivor:?}"
+    );
     assert!(survivor.usage.completion_tokens > 0);
 
     let again = collect(smol.chat(ask("Say hi.", greedy(8))).await.unwrap()).await;

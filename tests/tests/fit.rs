@@ -17,13 +17,39 @@ async fn fit_estimate_is_within_20_percent_of_measured_rss() {
         let path = model(name);
         let header = read_header(&path).unwrap();
         for n_ctx in [512u32, 4096] {
-            let est = estimate_fit(&header, None, &FitRequest { n_ctx: u64::from(n_ctx), ..FitRequest::default() }, None);
-            let m = e.load(&path, LoadOptions { n_ctx, threads: Some(1) }, |_| {}).await.unwrap();
+            let est = estimate_fit(
+                &header,
+                None,
+                &FitRequest {
+                    n_ctx: u64::from(n_ctx),
+                    ..FitRequest::default()
+                },
+                None,
+            );
+            let m = e
+                .load(
+                    &path,
+                    LoadOptions {
+                        n_ctx,
+                        threads: Some(1),
+                    },
+                    |_| {},
+                )
+                .await
+                .unwrap();
             // A prompt of a few hundred tokens, so the prompt path is exercised too.
-            let text = "The quick brown fox jumps over the lazy dog. ".repeat(if n_ctx > 512 { 40 } else { 20 });
+            let text = "The quick brown fox jumps over the lazy dog. ".repeat(if n_ctx > 512 {
+                40
+            } else {
+                20
+            });
             let req = ChatRequest {
                 messages: vec![Message::new(Role::User, text)],
-                params: SamplingParams { temperature: 0.0, max_tokens: 16, ..SamplingParams::default() },
+                params: SamplingParams {
+                    temperature: 0.0,
+                    max_tokens: 16,
+                    ..SamplingParams::default()
+                },
                 ..ChatRequest::default()
             };
             let a = collect(m.chat(req).await.unwrap()).await;

@@ -113,13 +113,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // prompt is as long as the raw benchmark's, so both decode the same number of tokens.
     let essay = |n: usize| {
         let words: Vec<&str> = TEXT.split(' ').cycle().take(n).collect();
-        format!("{}\n\nWrite a long, detailed essay about this.", words.join(" "))
+        format!(
+            "{}\n\nWrite a long, detailed essay about this.",
+            words.join(" ")
+        )
     };
     // The template adds its own tokens around the message: measure them once, then grow
     // the text until the whole rendered prompt reaches the requested length.
     let probe = essay(1);
     let first = pipeline_once(&model, &probe, 1, threads, 0).await?;
-    let framing = first.prompt_tokens.saturating_sub(model.count_tokens(&probe).await?);
+    let framing = first
+        .prompt_tokens
+        .saturating_sub(model.count_tokens(&probe).await?);
     let mut prompt_text = probe;
     for n in 1..2000 {
         let candidate = essay(n);

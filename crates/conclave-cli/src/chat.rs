@@ -80,7 +80,16 @@ impl ChatArgs {
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let path = crate::resolve_model(&args.model)?;
     let app = Conclave::open_default().await?;
-    let model = app.load(&path, LoadOptions { n_ctx: args.ctx, threads: args.threads }, |_| {}).await?;
+    let model = app
+        .load(
+            &path,
+            LoadOptions {
+                n_ctx: args.ctx,
+                threads: args.threads,
+            },
+            |_| {},
+        )
+        .await?;
     let settings = ChatSettings {
         system_prompt: args.system.clone().unwrap_or_default(),
         sampling: args.sampling(),
@@ -115,7 +124,10 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     model.unload().await;
     app.history.close().await;
     if !args.no_save && !args.json && std::io::stderr().is_terminal() {
-        eprintln!("\x1b[2m[saved in conversation {}]\x1b[0m", handle.conversation_id);
+        eprintln!(
+            "\x1b[2m[saved in conversation {}]\x1b[0m",
+            handle.conversation_id
+        );
     }
     match failed {
         Some(e) => anyhow::bail!(e),

@@ -64,13 +64,19 @@ pub enum HistoryCommand {
 }
 
 pub async fn run(cmd: HistoryCommand) -> anyhow::Result<()> {
-    let history = History::open_default().await.context("opening the chat history")?;
+    let history = History::open_default()
+        .await
+        .context("opening the chat history")?;
     let result = run_with(&history, cmd, &mut std::io::stdout()).await;
     history.close().await;
     result
 }
 
-async fn run_with(history: &History, cmd: HistoryCommand, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+async fn run_with(
+    history: &History,
+    cmd: HistoryCommand,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
     match cmd {
         HistoryCommand::List { json, limit } => {
             let list = history.list_conversations(limit, None).await?;
@@ -102,13 +108,27 @@ async fn run_with(history: &History, cmd: HistoryCommand, out: &mut dyn std::io:
                 for m in tree.current_path() {
                     print_message(out, m)?;
                 }
-                let hidden = tree.messages.len().saturating_sub(tree.current_path().len());
+                let hidden = tree
+                    .messages
+                    .len()
+                    .saturating_sub(tree.current_path().len());
                 if hidden > 0 {
-                    writeln!(out, "\n({hidden} message(s) on other branches; --json shows all)")?;
+                    writeln!(
+                        out,
+                        "\n({hidden} message(s) on other branches; --json shows all)"
+                    )?;
                 }
             }
         }
-        HistoryCommand::Search { text, json, reasoning, model, since, until, limit } => {
+        HistoryCommand::Search {
+            text,
+            json,
+            reasoning,
+            model,
+            since,
+            until,
+            limit,
+        } => {
             let query = SearchQuery {
                 text,
                 include_reasoning: reasoning,
@@ -128,12 +148,24 @@ async fn run_with(history: &History, cmd: HistoryCommand, out: &mut dyn std::io:
                     let snippet = one_line(&h.snippet, 200)
                         .replace(HIGHLIGHT_START, "\x1b[1m")
                         .replace(HIGHLIGHT_END, "\x1b[0m");
-                    writeln!(out, "{}  {}  {}  {}", h.conversation_id, date(h.created_at), h.role.as_str(), h.conversation_title)?;
+                    writeln!(
+                        out,
+                        "{}  {}  {}  {}",
+                        h.conversation_id,
+                        date(h.created_at),
+                        h.role.as_str(),
+                        h.conversation_title
+                    )?;
                     writeln!(out, "    {snippet}")?;
                 }
             }
         }
-        HistoryCommand::Export { id, all, format, output } => {
+        HistoryCommand::Export {
+            id,
+            all,
+            format,
+            output,
+        } => {
             let format: ExportFormat = format.parse().map_err(anyhow::Error::msg)?;
             let scope = match (id, all) {
                 (_, true) => ExportScope::All,
@@ -143,18 +175,29 @@ async fn run_with(history: &History, cmd: HistoryCommand, out: &mut dyn std::io:
             let text = history.export(&scope, format).await?;
             match output {
                 Some(path) => {
-                    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
                     eprintln!("exported to {}", path.display());
                 }
                 None => writeln!(out, "{text}")?,
             }
         }
         HistoryCommand::Import { file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let report = history.import_json(&text).await?;
-            writeln!(out, "imported {} conversation(s), {} message(s)", report.conversations, report.messages)?;
+            writeln!(
+                out,
+                "imported {} conversation(s), {} message(s)",
+                report.conversations, report.messages
+            )?;
             if !report.skipped_existing.is_empty() {
-                writeln!(out, "skipped {} already present: {}", report.skipped_existing.len(), report.skipped_existing.join(", "))?;
+                writeln!(
+                    out,
+                    "skipped {} already present: {}",
+                    report.skipped_existing.len(),
+                    report.skipped_existing.join(", ")
+                )?;
             }
         }
         HistoryCommand::Delete { id } => {
@@ -181,13 +224,23 @@ fn print_message(out: &mut dyn std::io::Write, m: &StoredMessage) -> std::io::Re
     }
     writeln!(out, "{}", m.content)?;
     if !matches!(m.status, conclave_core::history::MessageStatus::Complete) {
-        writeln!(out, "({}{})", m.status.as_str(), m.error_message.as_deref().map(|e| format!(": {e}")).unwrap_or_default())?;
+        writeln!(
+            out,
+            "({}{})",
+            m.status.as_str(),
+            m.error_message
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )?;
     }
     Ok(())
 }
 
 fn file_size(history: &History) -> u64 {
-    std::fs::metadata(history.path()).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(history.path())
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 fn date(ms: i64) -> String {
@@ -200,7 +253,11 @@ fn chrono_like(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
 }
 
 // Howard Hinnant's days↔civil conversions (proleptic Gregorian).
@@ -231,8 +288,16 @@ fn day_start(date: &str, end: bool) -> anyhow::Result<i64> {
     let bad = || anyhow::anyhow!("'{date}' is not a date (YYYY-MM-DD)");
     let mut parts = date.trim().splitn(3, '-');
     let y: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let m: u32 = parts.next().and_then(|p| p.parse().ok()).filter(|m| (1..=12).contains(m)).ok_or_else(bad)?;
-    let d: u32 = parts.next().and_then(|p| p.parse().ok()).filter(|d| (1..=31).contains(d)).ok_or_else(bad)?;
+    let m: u32 = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .filter(|m| (1..=12).contains(m))
+        .ok_or_else(bad)?;
+    let d: u32 = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .filter(|d| (1..=31).contains(d))
+        .ok_or_else(bad)?;
     let start = days_from_civil(y, m, d) * 86_400_000;
     Ok(if end { start + 86_400_000 - 1 } else { start })
 }
@@ -260,30 +325,56 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> HistoryCommand {
-        Cli::try_parse_from(std::iter::once("history").chain(args.iter().copied())).unwrap().history
+        Cli::try_parse_from(std::iter::once("history").chain(args.iter().copied()))
+            .unwrap()
+            .history
     }
 
     #[test]
     fn spellings_parse() {
-        assert!(matches!(parse(&["list", "--json"]), HistoryCommand::List { json: true, .. }));
-        assert!(matches!(parse(&["show", "abc", "--json"]), HistoryCommand::Show { json: true, .. }));
-        assert!(matches!(parse(&["search", "some text", "--json"]), HistoryCommand::Search { json: true, .. }));
+        assert!(matches!(
+            parse(&["list", "--json"]),
+            HistoryCommand::List { json: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["show", "abc", "--json"]),
+            HistoryCommand::Show { json: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["search", "some text", "--json"]),
+            HistoryCommand::Search { json: true, .. }
+        ));
         assert!(matches!(
             parse(&["export", "abc", "--format", "json", "-o", "f.json"]),
             HistoryCommand::Export { all: false, .. }
         ));
-        assert!(matches!(parse(&["export", "--all", "--format", "md"]), HistoryCommand::Export { all: true, .. }));
+        assert!(matches!(
+            parse(&["export", "--all", "--format", "md"]),
+            HistoryCommand::Export { all: true, .. }
+        ));
         assert!(Cli::try_parse_from(["history", "export", "--format", "md"]).is_err());
-        assert!(matches!(parse(&["import", "f.json"]), HistoryCommand::Import { .. }));
-        assert!(matches!(parse(&["delete", "abc"]), HistoryCommand::Delete { .. }));
+        assert!(matches!(
+            parse(&["import", "f.json"]),
+            HistoryCommand::Import { .. }
+        ));
+        assert!(matches!(
+            parse(&["delete", "abc"]),
+            HistoryCommand::Delete { .. }
+        ));
         assert!(matches!(parse(&["vacuum"]), HistoryCommand::Vacuum));
     }
 
     #[test]
     fn dates() {
         assert_eq!(day_start("1970-01-02", false).unwrap(), 86_400_000);
-        assert_eq!(day_start("2024-03-01", true).unwrap() + 1, day_start("2024-03-02", false).unwrap());
-        assert_eq!(chrono_like(day_start("2024-02-29", false).unwrap() + 3_600_000), "2024-02-29 01:00");
+        assert_eq!(
+            day_start("2024-03-01", true).unwrap() + 1,
+            day_start("2024-03-02", false).unwrap()
+        );
+        assert_eq!(
+            chrono_like(day_start("2024-02-29", false).unwrap() + 3_600_000),
+            "2024-02-29 01:00"
+        );
         assert!(day_start("yesterday", false).is_err());
     }
 
@@ -291,23 +382,54 @@ mod tests {
     async fn commands_run_against_a_real_database() {
         let dir = tempfile::tempdir().unwrap();
         let h = History::open(dir.path().join("h.sqlite3")).await.unwrap();
-        let c = h.create_conversation("CLI chat", Default::default()).await.unwrap();
-        h.add_user_message(&c.id, None, "find the pangolin").await.unwrap();
-        let mut out = Vec::new();
-        run_with(&h, parse(&["list"]), &mut out).await.unwrap();
-        run_with(&h, parse(&["show", &c.id]), &mut out).await.unwrap();
-        run_with(&h, parse(&["search", "pangolin"]), &mut out).await.unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("CLI chat") && text.contains("\x1b[1mpangolin\x1b[0m"), "{text}");
-        let file = dir.path().join("all.json");
-        let mut out = Vec::new();
-        run_with(&h, parse(&["export", "--all", "--format", "json", "-o", file.to_str().unwrap()]), &mut out)
+        let c = h
+            .create_conversation("CLI chat", Default::default())
             .await
             .unwrap();
-        run_with(&h, parse(&["delete", &c.id]), &mut out).await.unwrap();
-        run_with(&h, parse(&["import", file.to_str().unwrap()]), &mut out).await.unwrap();
+        h.add_user_message(&c.id, None, "find the pangolin")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        run_with(&h, parse(&["list"]), &mut out).await.unwrap();
+        run_with(&h, parse(&["show", &c.id]), &mut out)
+            .await
+            .unwrap();
+        run_with(&h, parse(&["search", "pangolin"]), &mut out)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("CLI chat") && text.contains("\x1b[1mpangolin\x1b[0m"),
+            "{text}"
+        );
+        let file = dir.path().join("all.json");
+        let mut out = Vec::new();
+        run_with(
+            &h,
+            parse(&[
+                "export",
+                "--all",
+                "--format",
+                "json",
+                "-o",
+                file.to_str().unwrap(),
+            ]),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        run_with(&h, parse(&["delete", &c.id]), &mut out)
+            .await
+            .unwrap();
+        run_with(&h, parse(&["import", file.to_str().unwrap()]), &mut out)
+            .await
+            .unwrap();
         run_with(&h, parse(&["vacuum"]), &mut out).await.unwrap();
-        assert!(String::from_utf8(out).unwrap().contains("imported 1 conversation(s), 1 message(s)"));
-        assert!(run_with(&h, parse(&["show", "missing"]), &mut Vec::new()).await.is_err());
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("imported 1 conversation(s), 1 message(s)"));
+        assert!(run_with(&h, parse(&["show", "missing"]), &mut Vec::new())
+            .await
+            .is_err());
     }
 }

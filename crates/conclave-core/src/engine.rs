@@ -523,7 +523,9 @@ impl LoadedModel {
         ModelInfo {
             path: self.inner.spec.path.clone(),
             // The file name, as the catalog shows it; `general.name` is often a training label.
-            name: file_stem(&self.inner.spec.path).trim_end_matches(".gguf").to_owned(),
+            name: file_stem(&self.inner.spec.path)
+                .trim_end_matches(".gguf")
+                .to_owned(),
             architecture: r.architecture.clone(),
             n_ctx: r.n_ctx,
             n_ctx_train: r.n_ctx_train,

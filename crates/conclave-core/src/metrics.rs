@@ -6,7 +6,10 @@ use std::path::Path;
 /// Physical cores, counted from /proc/cpuinfo's (physical id, core id) pairs; hyper-threads
 /// share a core's arithmetic units, so llama.cpp gains nothing from them.
 pub fn physical_cores() -> usize {
-    if let Some(n) = std::env::var("CONCLAVE_CORES").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("CONCLAVE_CORES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         return n.max(1);
     }
     let logical = std::thread::available_parallelism()

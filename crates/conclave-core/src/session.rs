@@ -174,7 +174,11 @@ impl Conclave {
     }
 
     pub fn cancel(&self, request_id: &str) {
-        let handle = self.cancels.lock().ok().and_then(|c| c.get(request_id).cloned());
+        let handle = self
+            .cancels
+            .lock()
+            .ok()
+            .and_then(|c| c.get(request_id).cloned());
         if let Some(h) = handle {
             h.cancel();
         }
@@ -191,12 +195,19 @@ impl Conclave {
         let info = model.info().await;
         let settings = req.settings.clone();
         let (conversation_id, user_message_id, mut context) = if req.no_save {
-            (String::new(), String::new(), self.unsaved_context(&req).await?)
+            (
+                String::new(),
+                String::new(),
+                self.unsaved_context(&req).await?,
+            )
         } else {
             self.commit_user_turn(&req, &info.path).await?
         };
         if !settings.system_prompt.trim().is_empty() {
-            context.insert(0, Message::new(Role::System, settings.system_prompt.clone()));
+            context.insert(
+                0,
+                Message::new(Role::System, settings.system_prompt.clone()),
+            );
         }
 
         let chat = ChatRequest {
@@ -215,8 +226,16 @@ impl Conclave {
             let header = crate::gguf::read_header(&info.path).ok();
             let meta = AnswerMeta {
                 model: crate::history::ModelInfo {
-                    file: info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                    sha256: self.hashes.lock().ok().and_then(|h| h.get(&info.path).cloned()),
+                    file: info
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    sha256: self
+                        .hashes
+                        .lock()
+                        .ok()
+                        .and_then(|h| h.get(&info.path).cloned()),
                     architecture: Some(info.architecture.clone()),
                     quantization: header.and_then(|h| h.file_type()),
                 },
@@ -226,9 +245,16 @@ impl Conclave {
                 seed: settings.sampling.seed,
                 compare: req.compare.clone(),
             };
-            Some(self.history.begin_answer(&conversation_id, &user_message_id, meta).await?)
+            Some(
+                self.history
+                    .begin_answer(&conversation_id, &user_message_id, meta)
+                    .await?,
+            )
         };
-        let assistant_message_id = writer.as_ref().map(|w| w.id().to_owned()).unwrap_or_default();
+        let assistant_message_id = writer
+            .as_ref()
+            .map(|w| w.id().to_owned())
+            .unwrap_or_default();
 
         let mut stream = match model.chat(chat).await {
             Ok(s) => s,
@@ -254,12 +280,18 @@ impl Conclave {
                     let r = match &ev {
                         ChatEvent::Reasoning { text } => w.push_reasoning(text).await,
                         ChatEvent::Token { text } => w.push_answer(text).await,
-                        ChatEvent::Done { stop_reason, usage, metrics } => {
+                        ChatEvent::Done {
+                            stop_reason,
+                            usage,
+                            metrics,
+                        } => {
                             let status = match stop_reason {
                                 StopReason::Cancelled => MessageStatus::Cancelled,
                                 _ => MessageStatus::Complete,
                             };
-                            w.finish(status, metrics, usage, *stop_reason).await.map(|_| ())
+                            w.finish(status, metrics, usage, *stop_reason)
+                                .await
+                                .map(|_| ())
                         }
                         ChatEvent::Error { message, .. } => w.fail(message).await,
                         ChatEvent::Started { .. } => Ok(()),
@@ -285,7 +317,12 @@ impl Conclave {
                 c.remove(&rid);
             }
         });
-        Ok(ChatHandle { request_id, conversation_id, user_message_id, assistant_message_id })
+        Ok(ChatHandle {
+            request_id,
+            conversation_id,
+            user_message_id,
+            assistant_message_id,
+        })
     }
 
     /// Commits the user's turn and returns (conversation, user message, context to answer).
@@ -298,9 +335,15 @@ impl Conclave {
         if let Some(user_id) = &req.answer_to {
             let user = h.message(user_id).await?;
             if user.role != Role::User {
-                return Err(CoreError::InvalidInput(format!("{user_id} is not a user message")));
+                return Err(CoreError::InvalidInput(format!(
+                    "{user_id} is not a user message"
+                )));
             }
-            if req.conversation_id.as_ref().is_some_and(|c| *c != user.conversation_id) {
+            if req
+                .conversation_id
+                .as_ref()
+                .is_some_and(|c| *c != user.conversation_id)
+            {
                 return Err(CoreError::InvalidInput(format!(
                     "message {user_id} is not in the given conversation"
                 )));
@@ -310,12 +353,15 @@ impl Conclave {
         }
         let conversation_id = match &req.conversation_id {
             Some(id) => {
-                h.update_settings(id, &req.settings.to_stored(model_path)).await?;
+                h.update_settings(id, &req.settings.to_stored(model_path))
+                    .await?;
                 id.clone()
             }
             None => {
                 let title = title_from(&req.content);
-                h.create_conversation(&title, req.settings.to_stored(model_path)).await?.id
+                h.create_conversation(&title, req.settings.to_stored(model_path))
+                    .await?
+                    .id
             }
         };
         let user = if let Some(answer_id) = &req.regenerate_of {
@@ -334,7 +380,8 @@ impl Conclave {
                 Some(p) => Some(p.clone()),
                 None => h.conversation(&conversation_id).await?.current_leaf_id,
             };
-            h.add_user_message(&conversation_id, parent.as_deref(), &req.content).await?
+            h.add_user_message(&conversation_id, parent.as_deref(), &req.content)
+                .await?
         };
         let path = h.path_to(&user.id).await?;
         Ok((conversation_id, user.id, answer_context(path)))
@@ -372,7 +419,11 @@ impl Conclave {
         let mut context = Vec::new();
         if let Some(parent) = &req.parent_id {
             for m in self.history.path_to(parent).await? {
-                context.push(Message { role: m.role, content: m.content, reasoning: m.reasoning });
+                context.push(Message {
+                    role: m.role,
+                    content: m.content,
+                    reasoning: m.reasoning,
+                });
             }
         }
         context.push(Message::new(Role::User, req.content.clone()));
@@ -385,14 +436,25 @@ fn answer_context(path: Vec<crate::history::StoredMessage>) -> Vec<Message> {
     path.into_iter()
         .filter(|m| m.role != Role::System)
         // Failed answers carry no useful text; interrupted and cancelled ones do.
-        .filter(|m| !(m.role == Role::Assistant && (m.status == MessageStatus::Error || m.content.is_empty())))
-        .map(|m| Message { role: m.role, content: m.content, reasoning: m.reasoning })
+        .filter(|m| {
+            !(m.role == Role::Assistant
+                && (m.status == MessageStatus::Error || m.content.is_empty()))
+        })
+        .map(|m| Message {
+            role: m.role,
+            content: m.content,
+            reasoning: m.reasoning,
+        })
         .collect()
 }
 
 /// A conversation's title: its first line, shortened at a word boundary.
 pub fn title_from(content: &str) -> String {
-    let first = content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    let first = content
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("New chat");
     if first.chars().count() <= 60 {
         return first.to_owned();
     }

@@ -108,11 +108,15 @@ impl Catalog {
         // Last, a unique case-insensitive part of the file name ("smollm2", "gemma-3"), as
         // people type model names at a prompt.
         let lower = q.to_lowercase();
-        let by_part: Vec<&ModelEntry> = if by_name.is_empty() && by_prefix.is_empty() && !lower.is_empty() {
-            self.models.iter().filter(|m| m.file_name.to_lowercase().contains(&lower)).collect()
-        } else {
-            Vec::new()
-        };
+        let by_part: Vec<&ModelEntry> =
+            if by_name.is_empty() && by_prefix.is_empty() && !lower.is_empty() {
+                self.models
+                    .iter()
+                    .filter(|m| m.file_name.to_lowercase().contains(&lower))
+                    .collect()
+            } else {
+                Vec::new()
+            };
         let found = if !by_name.is_empty() {
             by_name
         } else if !by_prefix.is_empty() {

@@ -190,10 +190,18 @@ pub fn estimate_fit(
             + head_v as f64 * req.type_v.bytes_per_element());
     let kv = ((n_layer * cells_full) as f64 * per_cell) as u64;
 
-    let activations = |tokens: u64| tokens.saturating_mul(4 * n_embd + 2 * n_ff).saturating_mul(4);
+    let activations = |tokens: u64| {
+        tokens
+            .saturating_mul(4 * n_embd + 2 * n_ff)
+            .saturating_mul(4)
+    };
     let compute = activations(PROMPT_CHUNK.min(n_ubatch)).saturating_add(n_vocab.saturating_mul(4));
     let logits = n_vocab.saturating_mul(n_ubatch).saturating_mul(4);
-    let attention = n_head.saturating_mul(cells_full).saturating_mul(n_ubatch).saturating_mul(4) / 4;
+    let attention = n_head
+        .saturating_mul(cells_full)
+        .saturating_mul(n_ubatch)
+        .saturating_mul(4)
+        / 4;
     let compute_reserved = logits.max(attention).saturating_add(activations(n_ubatch));
     let overhead = FIXED_OVERHEAD_BYTES.saturating_add(n_vocab.saturating_mul(PER_VOCAB_BYTES));
     let total = weights
