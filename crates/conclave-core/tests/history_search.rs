@@ -218,3 +218,37 @@ async fn streaming_text_is_searchable_as_it_is_saved() {
         1
     );
 }
+
+/// A word in more messages than are ranked still finds hits, drawn from the newest ones.
+#[tokio::test]
+async fn very_common_terms_rank_the_newest_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(dir.path().join("h.sqlite3")).await.unwrap();
+    let conv = h
+        .create_conversation("many", ConversationSettings::default())
+        .await
+        .unwrap();
+    let mut parent: Option<String> = None;
+    for i in 0..5_100 {
+        let m = h
+            .add_user_message(&conv.id, parent.as_deref(), &format!("apple number n{i}"))
+            .await
+            .unwrap();
+        parent = Some(m.id);
+    }
+    let hits = h.search(&SearchQuery::new("apple")).await.unwrap();
+    assert_eq!(hits.len(), 50, "the default limit");
+    // The oldest 100 are beyond the ranked window.
+    let oldest = h.search(&SearchQuery::new("n5")).await.unwrap();
+    assert_eq!(oldest.len(), 1, "a rare term is still found wherever it is");
+    let old_ids: Vec<String> = (0..100).map(|i| format!("n{i} ")).collect();
+    for hit in &hits {
+        let text = hit.snippet.replace([HIGHLIGHT_START, HIGHLIGHT_END], "");
+        assert!(
+            !old_ids
+                .iter()
+                .any(|o| format!("{text} ").contains(o.as_str())),
+            "{text}"
+        );
+    }
+}

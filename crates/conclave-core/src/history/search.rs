@@ -135,8 +135,12 @@ pub(crate) fn fts_expression(text: &str, include_reasoning: bool) -> Option<Stri
     Some(parts.join(" AND "))
 }
 
+/// How many of the newest matches are ranked when a term is very common.
+const RANKED_CANDIDATES: i64 = 5_000;
+
 impl History {
-    /// Messages matching `query`, best first.
+    /// Messages matching `query`, best first (for terms with more than 5,000 matches, the
+    /// best of the newest 5,000).
     pub async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
         let Some(expr) = fts_expression(&query.text, query.include_reasoning) else {
             return Ok(Vec::new());
@@ -152,7 +156,7 @@ impl History {
              FROM messages_fts \
              JOIN messages m ON m.seq = messages_fts.rowid \
              JOIN conversations c ON c.id = m.conversation_id \
-             WHERE messages_fts MATCH ?1 AND rank MATCH 'bm25(1.0, 0.5)' \
+             WHERE messages_fts MATCH ?1 AND messages_fts.rowid >= ?6 AND rank MATCH 'bm25(1.0, 0.5)' \
                AND (?2 IS NULL OR m.model_file = ?2) \
                AND (?3 IS NULL OR m.created_at >= ?3) \
                AND (?4 IS NULL OR m.created_at <= ?4) \
@@ -160,19 +164,32 @@ impl History {
         } else {
             "WITH hits AS ( \
                SELECT rowid AS seq, snippet(messages_fts, -1, char(1), char(2), '…', 16) AS snippet, rank AS score \
-               FROM messages_fts WHERE messages_fts MATCH ?1 AND rank MATCH 'bm25(1.0, 0.5)' \
+               FROM messages_fts WHERE messages_fts MATCH ?1 AND rowid >= ?6 AND rank MATCH 'bm25(1.0, 0.5)' \
                ORDER BY rank LIMIT ?5) \
              SELECT m.id, m.conversation_id, c.title, m.role, m.model_file, m.created_at, hits.snippet, hits.score \
              FROM hits JOIN messages m ON m.seq = hits.seq JOIN conversations c ON c.id = m.conversation_id \
              WHERE ?2 IS NULL AND ?3 IS NULL AND ?4 IS NULL \
              ORDER BY hits.score"
         };
+        // bm25 scores every match before sorting, so a word found in 100,000 messages cost
+        // ~90 ms. Rank only the newest RANKED_CANDIDATES matches: FTS5 walks its doclists in
+        // rowid order, so finding the boundary is cheap, and `rowid >= boundary` is a range
+        // it applies before scoring. Rarer terms (the usual search) are ranked in full.
+        let boundary: Option<i64> = sqlx::query_scalar(
+            "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 \
+             ORDER BY rowid DESC LIMIT 1 OFFSET ?2",
+        )
+        .bind(&expr)
+        .bind(RANKED_CANDIDATES - 1)
+        .fetch_optional(&self.pool)
+        .await?;
         let hits = sqlx::query_as::<_, SearchHit>(sql)
             .bind(expr)
             .bind(&query.model)
             .bind(query.from)
             .bind(query.to)
             .bind(i64::from(query.limit.max(1)))
+            .bind(boundary.unwrap_or(i64::MIN))
             .fetch_all(&self.pool)
             .await?;
         Ok(hits)
