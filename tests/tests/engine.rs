@@ -31,10 +31,20 @@ fn opts(n_ctx: u32) -> LoadOptions {
 
 #[tokio::test]
 async fn smollm2_streams_a_sensible_answer() {
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = progress.clone();
     let m = engine()
-        .load(model(SMOLLM2), opts(2048), |_| {})
+        .load(model(SMOLLM2), opts(2048), move |f| {
+            seen.lock().unwrap().push(f)
+        })
         .await
         .unwrap();
+    let fractions = progress.lock().unwrap().clone();
+    assert!(fractions.len() >= 3, "load progress: {fractions:?}");
+    assert!(
+        fractions.windows(2).all(|w| w[0] <= w[1]) && fractions.last() == Some(&1.0),
+        "{fractions:?}"
+    );
     let info = m.info().await;
     assert_eq!(info.architecture, "llama");
     assert_eq!(
