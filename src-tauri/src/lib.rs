@@ -76,13 +76,6 @@ pub fn started_at() -> std::time::Instant {
 
 pub fn run() {
     started_at();
-    // WebKitGTK's DMA-BUF renderer keeps large GPU-style buffers even under software
-    // rendering: off, the web process idles at 119 MB PSS instead of 205 MB (measured with
-    // bench/app-startup.sh), and it avoids the blank windows some drivers show. The user's
-    // own setting wins.
-    if std::env::var_os("WEBKIT_DISABLE_DMABUF_RENDERER").is_none() {
-        std::env::set_var("WEBKIT_DISABLE_DMABUF_RENDERER", "1");
-    }
     init_tracing();
     let shell = open_core();
     tracing::info!(data = %shell.library().root().display(), "Conclave started");

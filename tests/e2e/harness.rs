@@ -179,6 +179,14 @@ pub struct App {
     // Field order is drop order: the driver goes before the X server it draws on.
     driver: Owned,
     _xvfb: Option<Owned>,
+    watchdog: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.watchdog
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl App {
@@ -192,6 +200,7 @@ impl App {
             }
         };
         clear_shots(name);
+        let watchdog = watchdog(name, SESSION_LIMIT_SECS);
         let port = free_port()?;
         let native = free_port()?;
         let log = std::fs::File::create(data.join(format!("tauri-driver-{name}.log")))?;
@@ -245,6 +254,7 @@ impl App {
             name: name.to_owned(),
             driver,
             _xvfb: xvfb,
+            watchdog,
         };
         app.wait_js(
             "return document.querySelector('[data-testid=\"new-chat\"]') !== null",
@@ -257,16 +267,10 @@ impl App {
 
     /// Ends the session (which closes the app), then the driver and X server.
     pub async fn close(self) -> Res {
-        let App {
-            client,
-            driver,
-            _xvfb,
-            ..
-        } = self;
-        let r = client.close().await;
-        drop(driver);
-        drop(_xvfb);
-        r.map_err(Into::into)
+        let r = guard(self.client.clone().close()).await;
+        // Dropping `self` ends the driver, then the X server (field order).
+        drop(self);
+        r?.map_err(Into::into)
     }
 
     pub fn driver_pid(&self) -> u32 {
@@ -275,11 +279,11 @@ impl App {
 
     /// Runs `script` with a completion callback as its last argument.
     pub async fn js_async(&self, script: &str, args: Vec<Value>) -> Res<Value> {
-        Ok(self.client.execute_async(script, args).await?)
+        Ok(guard(self.client.execute_async(script, args)).await??)
     }
 
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Res<Value> {
-        Ok(self.client.execute(script, args).await?)
+        Ok(guard(self.client.execute(script, args)).await??)
     }
 
     /// Polls `script` until it returns something other than null/false/""/0.
@@ -297,9 +301,10 @@ impl App {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut last_err = None;
         loop {
-            match self.client.execute(script, args.clone()).await {
-                Ok(v) if truthy(&v) => return Ok(v),
-                Ok(_) => {}
+            match guard(self.client.execute(script, args.clone())).await {
+                Ok(Ok(v)) if truthy(&v) => return Ok(v),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => last_err = Some(e.to_string()),
                 Err(e) => last_err = Some(e.to_string()),
             }
             if Instant::now() >= deadline {
@@ -325,13 +330,13 @@ impl App {
     }
 
     pub async fn click(&self, testid: &str) -> Res {
-        let el = self.client.find(Locator::Css(&tid(testid))).await?;
+        let el = guard(self.client.find(Locator::Css(&tid(testid)))).await??;
         el.click().await?;
         Ok(())
     }
 
     pub async fn click_last(&self, testid: &str) -> Res {
-        let all = self.client.find_all(Locator::Css(&tid(testid))).await?;
+        let all = guard(self.client.find_all(Locator::Css(&tid(testid)))).await??;
         let el = all.last().ok_or_else(|| anyhow::anyhow!("no {testid}"))?;
         el.click().await?;
         Ok(())
@@ -420,7 +425,7 @@ impl App {
 
     /// Types a prompt and presses the send button.
     pub async fn send(&self, prompt: &str) -> Res {
-        let input = self.client.find(Locator::Css(&tid("prompt"))).await?;
+        let input = guard(self.client.find(Locator::Css(&tid("prompt")))).await??;
         input.clear().await?;
         input.send_keys(prompt).await?;
         self.wait_js(
@@ -478,7 +483,7 @@ impl App {
         std::fs::create_dir_all(&dir)?;
         // WebKitWebDriver can capture before the last change is painted.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let png = self.client.screenshot().await?;
+        let png = guard(self.client.screenshot()).await??;
         let n = SHOT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.join(format!("{}-{n:02}-{label}.png", self.name));
         std::fs::write(&path, png)?;
@@ -488,6 +493,36 @@ impl App {
 
 /// The app and every process below it (the worker, WebKit's web and network processes),
 /// as (pid, name), found from tauri-driver's pid through /proc.
+/// One WebDriver call, bounded: a wedged session (seen once in CI after a worker was killed)
+/// must fail the test with a reason, never hang the whole run.
+pub async fn guard<T>(call: impl std::future::Future<Output = T>) -> Res<T> {
+    tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .map_err(|_| anyhow::anyhow!("a WebDriver call got no answer in 20 s"))
+}
+
+/// Ends the test process if one app session lasts far past any scenario's length, so a hang
+/// can never eat CI's time budget. Disarmed when the session's `App` is dropped.
+fn watchdog(name: &str, secs: u64) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        for _ in 0..secs {
+            std::thread::sleep(Duration::from_secs(1));
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
+        eprintln!("e2e: '{name}' still running after {secs} s: giving up");
+        std::process::exit(101);
+    });
+    done
+}
+
+/// Sessions longer than this are hung (the longest scenario takes about 40 s here).
+const SESSION_LIMIT_SECS: u64 = 300;
+
 pub fn app_processes(driver_pid: u32) -> Res<Vec<(u32, String)>> {
     let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
     let mut names: std::collections::HashMap<u32, String> = Default::default();
