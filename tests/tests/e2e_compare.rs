@@ -59,17 +59,6 @@ async fn texts(app: &App, testid: &str) -> Res<Vec<String>> {
     Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
-/// Screenshots only with CONCLAVE_E2E_COMPARE_SHOTS=1: under Xvfb here, WebKitWebDriver's
-/// screenshot never returns once the Compare, Leaderboard or Models screen has been shown
-/// (and blocks every later command), while the same DOM checks pass.
-async fn shot(app: &App, label: &str) {
-    if std::env::var("CONCLAVE_E2E_COMPARE_SHOTS").is_ok_and(|v| v == "1") {
-        if let Err(e) = app.shot(label).await {
-            eprintln!("screenshot {label} failed: {e}");
-        }
-    }
-}
-
 #[tokio::test]
 async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
     let _serial = harness::serial().await;
@@ -109,7 +98,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
         )
         .await?;
     assert_eq!(blind, json!(true), "blind mode is on");
-    shot(&app, "setup").await;
+    app.shot("setup").await?;
 
     app.set_value("compare-prompt", "Name three colours of the rainbow.")
         .await?;
@@ -127,7 +116,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
             "both columns to stream",
         )
         .await?;
-    shot(&app, "streaming").await;
+    app.shot("streaming").await?;
     let names = texts(&app, "compare-name").await?;
     assert_eq!(names, ["Model A", "Model B"], "names hidden while blind");
     eprintln!("phases when both had text: {streaming}");
@@ -156,7 +145,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
         answers.iter().all(|a| !a.is_empty()),
         "answers: {answers:?}"
     );
-    shot(&app, "blind-done").await;
+    app.shot("blind-done").await?;
 
     // The vote reveals who was who.
     app.click("vote-a").await?;
@@ -178,7 +167,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
     );
     let winner = revealed[0].clone();
     assert!(app.text_of("vote-result").await?.contains("A is better"));
-    shot(&app, "revealed").await;
+    app.shot("revealed").await?;
 
     // The word diff of the two answers, from the core.
     app.click("diff-toggle").await?;
@@ -188,7 +177,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
         "the word diff",
     )
     .await?;
-    shot(&app, "diff").await;
+    app.shot("diff").await?;
 
     // The leaderboard counts the vote: column A's model won its one game.
     app.click("nav-leaderboard").await?;
@@ -210,7 +199,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
         "one win, no ties or losses: {rows:?}"
     );
     assert!(rows[1].contains("0 / 0 / 1"), "one loss: {rows:?}");
-    shot(&app, "leaderboard").await;
+    app.shot("leaderboard").await?;
 
     // The Models screen lists both, each with a fit estimate.
     app.click("nav-models").await?;
@@ -248,7 +237,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
         "the model details",
     )
     .await?;
-    shot(&app, "models").await;
+    app.shot("models").await?;
 
     app.close().await?;
     Ok(())

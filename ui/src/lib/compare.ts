@@ -204,7 +204,8 @@ export function liveFigures(c: ColumnRun, now: number): LiveFigures {
   const produced = st.reasoningDeltas + st.answerDeltas;
   const genSecs = c.firstTokenAt !== null ? (now - c.firstTokenAt) / 1000 : 0;
   return {
-    ttftMs: c.startedAt !== null && c.firstTokenAt !== null ? c.firstTokenAt - c.startedAt : null,
+    // Started and first token in one frame: no honest estimate until the core's figure.
+    ttftMs: c.startedAt !== null && c.firstTokenAt !== null && c.firstTokenAt > c.startedAt ? c.firstTokenAt - c.startedAt : null,
     tokensPerSecond: genSecs > 0.2 && produced > 1 ? (produced - 1) / genSecs : null,
     thinkingTokens: st.reasoningDeltas,
     answerTokens: st.answerDeltas,
