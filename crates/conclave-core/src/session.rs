@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{CancelHandle, ChatRequest, Engine, LoadOptions, LoadedModel, ModelInfo};
 use crate::error::CoreError;
-use crate::events::{ChatEvent, Message, Role, SamplingParams, StopReason, ThinkMode};
+use crate::events::{ChatEvent, Message, Role, SamplingParams, ThinkMode};
 use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, MessageStatus};
 use crate::models::Library;
 
@@ -277,25 +277,7 @@ impl Conclave {
             let mut save_error: Option<CoreError> = None;
             while let Some(ev) = stream.next_event().await {
                 if let Some(w) = writer.as_mut() {
-                    let r = match &ev {
-                        ChatEvent::Reasoning { text } => w.push_reasoning(text).await,
-                        ChatEvent::Token { text } => w.push_answer(text).await,
-                        ChatEvent::Done {
-                            stop_reason,
-                            usage,
-                            metrics,
-                        } => {
-                            let status = match stop_reason {
-                                StopReason::Cancelled => MessageStatus::Cancelled,
-                                _ => MessageStatus::Complete,
-                            };
-                            w.finish(status, metrics, usage, *stop_reason)
-                                .await
-                                .map(|_| ())
-                        }
-                        ChatEvent::Error { message, .. } => w.fail(message).await,
-                        ChatEvent::Started { .. } => Ok(()),
-                    };
+                    let r = w.apply(&ev).await;
                     if let Err(e) = r {
                         tracing::error!("saving the answer failed: {e}");
                         save_error.get_or_insert(e.into());

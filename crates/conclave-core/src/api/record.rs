@@ -92,25 +92,7 @@ impl Recorder {
             return;
         };
         let last = matches!(ev, ChatEvent::Done { .. } | ChatEvent::Error { .. });
-        let r = match ev {
-            ChatEvent::Reasoning { text } => w.push_reasoning(text).await,
-            ChatEvent::Token { text } => w.push_answer(text).await,
-            ChatEvent::Done {
-                stop_reason,
-                usage,
-                metrics,
-            } => {
-                let status = match stop_reason {
-                    StopReason::Cancelled => MessageStatus::Cancelled,
-                    _ => MessageStatus::Complete,
-                };
-                w.finish(status, metrics, usage, *stop_reason)
-                    .await
-                    .map(|_| ())
-            }
-            ChatEvent::Error { message, .. } => w.fail(message).await,
-            ChatEvent::Started { .. } => Ok(()),
-        };
+        let r = w.apply(ev).await;
         if let Err(e) = r {
             tracing::error!("saving the API answer failed: {e}");
             self.writer = None;

@@ -10,7 +10,7 @@ use sqlx::Arguments;
 use super::rows::push_metrics;
 use super::store::History;
 use super::{now_ms, HistoryError, MessageStatus, Result, StoredMessage};
-use crate::events::{Metrics, StopReason, Usage};
+use crate::events::{ChatEvent, Metrics, StopReason, Usage};
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -167,6 +167,30 @@ impl AnswerWriter {
         self.closed = true;
         self.dirty = false;
         self.history.message(&self.message.id).await
+    }
+
+    /// Records one streamed event: deltas are buffered and saved at most every 250 ms,
+    /// `Done` finishes the answer (cancelled or complete), `Error` fails it.
+    pub async fn apply(&mut self, event: &ChatEvent) -> Result<()> {
+        match event {
+            ChatEvent::Reasoning { text } => self.push_reasoning(text).await,
+            ChatEvent::Token { text } => self.push_answer(text).await,
+            ChatEvent::Done {
+                stop_reason,
+                usage,
+                metrics,
+            } => {
+                let status = match stop_reason {
+                    StopReason::Cancelled => MessageStatus::Cancelled,
+                    _ => MessageStatus::Complete,
+                };
+                self.finish(status, metrics, usage, *stop_reason)
+                    .await
+                    .map(|_| ())
+            }
+            ChatEvent::Error { message, .. } => self.fail(message).await,
+            ChatEvent::Started { .. } => Ok(()),
+        }
     }
 
     /// Ends the answer as failed, keeping the partial text.
