@@ -560,3 +560,29 @@ async fn a_killed_worker_fails_only_its_own_answer() {
     smol.unload().await;
     gemma.unload().await;
 }
+
+/// A cancel that arrives while a long prompt is being decoded stops between prompt chunks:
+/// the worker does not finish the prompt first.
+#[tokio::test]
+async fn cancel_during_a_long_prompt_stops_the_prompt() {
+    let m = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(300);
+    let stream = m.chat(ask(&long, greedy(8))).await.unwrap();
+    stream.cancel_handle().cancel();
+    let a = collect(stream).await;
+    assert_eq!(a.stop_reason, Some(StopReason::Cancelled), "{a:?}");
+    assert_eq!(a.usage.completion_tokens, 0);
+    // The same prompt again: only the chunks decoded before the cancel are cached.
+    let b = collect(m.chat(ask(&long, greedy(1))).await.unwrap()).await;
+    assert!(b.usage.prompt_tokens > 3000, "{}", b.usage.prompt_tokens);
+    assert!(
+        b.usage.cached_prompt_tokens < b.usage.prompt_tokens / 2,
+        "the cancelled prompt was decoded anyway: {} of {} cached",
+        b.usage.cached_prompt_tokens,
+        b.usage.prompt_tokens
+    );
+    m.unload().await;
+}
