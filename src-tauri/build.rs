@@ -28,6 +28,8 @@ const COMMANDS: &[&str] = &[
     "cancel_download",
     "remove_model",
     "rename_model",
+    "api_server_status",
+    "set_api_server",
 ];
 
 fn main() {

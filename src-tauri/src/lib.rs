@@ -1,6 +1,7 @@
 //! The Conclave desktop shell: a window, the IPC commands and nothing else. All behaviour
 //! lives in `conclave-core`, which knows nothing about Tauri.
 
+pub mod api_commands;
 pub mod commands;
 pub mod compare_commands;
 pub mod dto;
@@ -10,6 +11,9 @@ pub mod models_commands;
 use conclave_core::models::Library;
 use conclave_core::session::Conclave;
 
+use tauri::Manager;
+
+use crate::api_commands::ApiServerState;
 use crate::commands::Shell;
 use crate::error::ApiError;
 
@@ -44,6 +48,8 @@ macro_rules! conclave_handlers {
             $crate::models_commands::cancel_download,
             $crate::models_commands::remove_model,
             $crate::models_commands::rename_model,
+            $crate::api_commands::api_server_status,
+            $crate::api_commands::set_api_server,
         ]
     };
 }
@@ -79,11 +85,23 @@ pub fn run() {
     init_tracing();
     let shell = open_core();
     tracing::info!(data = %shell.library().root().display(), "Conclave started");
+    let api_server = ApiServerState::load(shell.library().root());
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .manage(shell)
         .manage(std::sync::Arc::new(compare_commands::CompareRuns::default()))
         .manage(std::sync::Arc::new(models_commands::Downloads::default()))
+        .manage(api_server)
+        .setup(|app| {
+            // The API server left switched on starts again with the app, in the background
+            // so a slow bind never holds up the window.
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                let core = handle.state::<Shell>().core().cloned();
+                handle.state::<ApiServerState>().resume(core).await;
+            });
+            Ok(())
+        })
         .invoke_handler(conclave_handlers!())
         .run(tauri::generate_context!());
     if let Err(e) = result {

@@ -4,6 +4,8 @@ import { Channel, invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 import type {
   ApiError,
+  ApiServerSettings,
+  ApiServerStatus,
   AppInfo,
   ChatEvent,
   ChatHandle,
@@ -212,6 +214,24 @@ export function removeModel(modelId: string): Promise<ModelInfo> {
 /** An empty name goes back to the file's own. */
 export function renameModel(modelId: string, name: string | null): Promise<void> {
   return call('rename_model', { modelId, name });
+}
+
+// ---------- local API server ----------
+
+export function apiServerStatus(): Promise<ApiServerStatus> {
+  return call('api_server_status');
+}
+
+/** Saves the choice and starts, restarts or stops the server to match; a failure to start
+ * comes back in `error` of the status, bad input as a rejection. */
+export function setApiServer(s: ApiServerSettings): Promise<ApiServerStatus> {
+  return call('set_api_server', {
+    enabled: s.enabled,
+    host: s.host,
+    port: s.port,
+    apiKey: s.api_key,
+    saveHistory: s.save_history,
+  });
 }
 
 export function onWorkerCrashed(cb: (e: WorkerCrashed) => void): Promise<UnlistenFn> {

@@ -180,6 +180,25 @@ export interface AppInfo {
   models_dirs: string[];
 }
 
+/** The local OpenAI-compatible API server's saved choices (app-settings.json). */
+export interface ApiServerSettings {
+  enabled: boolean;
+  host: string;
+  port: number;
+  /** null: no key (loopback only; the shell refuses other addresses without one). */
+  api_key: string | null;
+  save_history: boolean;
+}
+
+export interface ApiServerStatus {
+  running: boolean;
+  /** `http://HOST:PORT/v1` while running. */
+  base_url: string | null;
+  /** Why it is not running although switched on (port in use, key required…). */
+  error: ApiError | null;
+  settings: ApiServerSettings;
+}
+
 export interface WorkerCrashed {
   model_id: string;
   message: string;

@@ -5,6 +5,8 @@
 import { mockIPC } from '@tauri-apps/api/mocks';
 import type { Channel } from '@tauri-apps/api/core';
 import type {
+  ApiServerSettings,
+  ApiServerStatus,
   ColumnFigures,
   CompareOutput,
   CompareRequest,
@@ -363,6 +365,19 @@ export function installMockIpc(params: URLSearchParams): void {
     });
   }
 
+  // The local API server as the shell reports it; 8081 plays "port in use", and any
+  // address but loopback without a key is refused, as the core does.
+  let apiSettings: ApiServerSettings = { enabled: false, host: '127.0.0.1', port: 8080, api_key: null, save_history: false };
+  const apiStatus = (): ApiServerStatus => {
+    const s = apiSettings;
+    let error: ApiServerStatus['error'] = null;
+    if (s.enabled && s.port === 8081) error = { code: 'api_bind_failed', message: `cannot listen on ${s.host}:${s.port}: Address already in use (os error 98)` };
+    else if (s.enabled && !/^(127\.|localhost$|::1$)/.test(s.host) && !s.api_key)
+      error = { code: 'api_key_required', message: `Refusing to listen on ${s.host}:${s.port} without an API key: anyone on the network could use your models. Set an API key, or bind 127.0.0.1.` };
+    const running = s.enabled && !error;
+    return { running, base_url: running ? `http://${s.host}:${s.port}/v1` : null, error, settings: { ...s } };
+  };
+
   mockIPC(
     async (cmd, raw) => {
       const args = (raw ?? {}) as Record<string, unknown>;
@@ -494,6 +509,18 @@ export function installMockIpc(params: URLSearchParams): void {
           if (!m) return fail('model_not_found', 'unknown model');
           m.name = (args.name as string | null)?.trim() || (m.path.split('/').pop() ?? m.name);
           return null;
+        }
+        case 'api_server_status':
+          return apiStatus();
+        case 'set_api_server': {
+          const port = Number(args.port);
+          if (!Number.isInteger(port) || port < 1 || port > 65535) return fail('invalid_input', 'the port must be between 1 and 65535');
+          const host = String(args.host ?? '').trim();
+          if (!host) return fail('invalid_input', 'the bind address must not be empty');
+          const key = typeof args.apiKey === 'string' ? args.apiKey.trim() : '';
+          apiSettings = { enabled: Boolean(args.enabled), host, port, api_key: key || null, save_history: Boolean(args.saveHistory) };
+          await new Promise((r) => setTimeout(r, 150));
+          return apiStatus();
         }
         default:
           return fail('unknown_command', `mock: ${cmd} is not mocked`);
