@@ -586,3 +586,61 @@ async fn cancel_during_a_long_prompt_stops_the_prompt() {
     );
     m.unload().await;
 }
+
+/// Changing the thread count, mid-answer or between turns, swaps the worker's context but
+/// keeps its cache: the answer goes on exactly as it would have, and the next turn still
+/// reuses the prefix.
+#[tokio::test]
+async fn thread_changes_keep_the_answer_and_the_cache() {
+    let m = engine()
+        .load(
+            model(SMOLLM2),
+            LoadOptions {
+                n_ctx: 2048,
+                threads: Some(1),
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    let prompt = "Write a long story about a lighthouse keeper.";
+    let reference = collect(m.chat(ask(prompt, greedy(64))).await.unwrap()).await;
+    assert_eq!(reference.metrics.threads, 1);
+
+    let mut stream = m.chat(ask(prompt, greedy(64))).await.unwrap();
+    let mut text = String::new();
+    let mut tokens = 0;
+    let mut threads = 0;
+    while let Some(ev) = stream.next_event().await {
+        match ev {
+            ChatEvent::Token { text: t } => {
+                text.push_str(&t);
+                tokens += 1;
+                if tokens == 5 {
+                    m.set_threads(2).await.unwrap();
+                }
+            }
+            ChatEvent::Done { metrics, .. } => {
+                threads = metrics.threads;
+                break;
+            }
+            ChatEvent::Error { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    }
+    assert_eq!(threads, 2, "the answer finished on two threads");
+    assert_eq!(text, reference.text, "the switch changed the answer");
+
+    // Next turn asks for one thread again: a new context, and still the cached prefix.
+    let next = ChatRequest {
+        threads: Some(1),
+        ..ask(prompt, greedy(4))
+    };
+    let a = collect(m.chat(next).await.unwrap()).await;
+    assert!(
+        a.usage.cached_prompt_tokens + 1 >= a.usage.prompt_tokens,
+        "{:?}",
+        a.usage
+    );
+    m.unload().await;
+}

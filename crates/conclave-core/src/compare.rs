@@ -481,6 +481,8 @@ pub async fn start(
         user_message_id: user_message_id.clone(),
         run_id: run_id.clone(),
         threads: sched.threads_per_worker,
+        thread_budget: sched.threads_per_worker * (sched.concurrency.max(1) as u32),
+        generating: Mutex::new(HashMap::new()),
         out: tx,
         cancel: cancel.clone(),
         results: Mutex::new(HashMap::new()),
@@ -626,6 +628,10 @@ struct RunCtx {
     user_message_id: Option<String>,
     run_id: Option<String>,
     threads: u32,
+    /// Threads all concurrent lanes share; a lane that finishes leaves its part to the rest.
+    thread_budget: u32,
+    /// Lanes whose worker is generating now, by lane index.
+    generating: Mutex<HashMap<usize, LoadedModel>>,
     out: mpsc::UnboundedSender<CompareOutput>,
     cancel: Cancel,
     results: Mutex<HashMap<usize, ColumnResult>>,
@@ -745,6 +751,10 @@ async fn drive(ctx: Arc<RunCtx>, sched: Schedule) {
                 let next = queue.lock().ok().and_then(|mut q| q.pop_front());
                 let Some((index, lane)) = next else { break };
                 run_lane(&ctx, index, lane, start_together.take()).await;
+                let nothing_queued = queue.lock().map(|q| q.is_empty()).unwrap_or(false);
+                if nothing_queued {
+                    share_freed_threads(&ctx).await;
+                }
             }
         }));
     }
@@ -807,6 +817,9 @@ async fn run_lane(
         threads: info.threads,
         load_ms: info.load_ms,
     }));
+    if let Ok(mut g) = ctx.generating.lock() {
+        g.insert(index, model.clone());
+    }
     for &c in &lane.columns {
         if ctx.cancelled() {
             cancelled_before_start(ctx, c);
@@ -814,7 +827,30 @@ async fn run_lane(
         }
         run_column(ctx, &model, c).await;
     }
+    if let Ok(mut g) = ctx.generating.lock() {
+        g.remove(&index);
+    }
     model.unload().await;
+}
+
+/// When a lane finishes and none waits, the lanes still generating take its threads (mid
+/// answer: the worker swaps its context between two tokens and keeps the cache), so a fast
+/// column's end does not leave a core idle while a slow one runs on alone.
+async fn share_freed_threads(ctx: &RunCtx) {
+    let still: Vec<LoadedModel> = ctx
+        .generating
+        .lock()
+        .map(|g| g.values().cloned().collect())
+        .unwrap_or_default();
+    if still.is_empty() {
+        return;
+    }
+    let each = (ctx.thread_budget / still.len() as u32).max(1);
+    for model in still {
+        if let Err(e) = model.set_threads(each).await {
+            tracing::debug!("could not give a worker {each} threads: {e}");
+        }
+    }
 }
 
 fn cancelled_before_start(ctx: &RunCtx, column: usize) {

@@ -994,6 +994,19 @@ impl LoadedModel {
         res
     }
 
+    /// Changes the worker's thread count from its next token on, also in the middle of an
+    /// answer (the cache is kept). Used to hand the cores of a finished side-by-side column
+    /// to the columns still generating.
+    pub async fn set_threads(&self, threads: u32) -> Result<(), EngineError> {
+        let worker = self.inner.worker.lock().await.clone();
+        worker
+            .send(&WorkerRequest::SetThreads {
+                threads: threads.max(1),
+            })
+            .await
+            .map_err(|e| self.io_or_crash(&worker, e))
+    }
+
     /// Ends the worker process (the model is unloaded).
     pub async fn unload(&self) {
         let w = self.inner.worker.lock().await;

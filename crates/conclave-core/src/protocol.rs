@@ -31,6 +31,11 @@ pub enum WorkerRequest {
     },
     /// Raw llama.cpp speed, measured the way llama-bench does: no template, no sampling.
     Bench(BenchRequest),
+    /// Use this many threads from the next token on (also mid-answer): a side-by-side run
+    /// gives the cores of a finished column to the ones still generating.
+    SetThreads {
+        threads: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

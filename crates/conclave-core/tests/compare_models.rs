@@ -124,8 +124,11 @@ async fn two_models_answer_concurrently_as_siblings_of_one_user_message() {
             "{f:?}"
         );
         assert!(f.ttft_ms > 0.0 && f.ttft_ms <= f.seconds * 1000.0, "{f:?}");
-        assert!(f.energy_wh > 0.0 && f.threads == 1, "{f:?}");
+        // One thread each while both run; the column that finishes last may end on two,
+        // since the first one's core is handed over.
+        assert!(f.energy_wh > 0.0 && (1..=2).contains(&f.threads), "{f:?}");
     }
+    assert!(summary.columns.iter().any(|f| f.threads == 1), "{:?}", summary.columns);
     assert_eq!(summary.columns[0].completion_tokens, 96);
     assert!(summary.fastest.is_some() && summary.cheapest.is_some());
     assert!(summary.aggregate_tokens_per_second > 0.0);

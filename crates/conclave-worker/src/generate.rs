@@ -12,6 +12,7 @@ use conclave_core::protocol::{
     WorkerRequest,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -33,6 +34,8 @@ pub struct Queue {
     rx: mpsc::Receiver<Incoming>,
     pending: VecDeque<Incoming>,
     closed: bool,
+    /// A thread count asked for while an answer runs, applied before the next token.
+    threads: Option<u32>,
 }
 
 impl Queue {
@@ -41,6 +44,7 @@ impl Queue {
             rx,
             pending: VecDeque::new(),
             closed: false,
+            threads: None,
         }
     }
 
@@ -64,6 +68,9 @@ impl Queue {
                     self.pending.retain(|p| {
                         !matches!(p, Incoming::Request(WorkerRequest::Generate(g)) if g.id == c)
                     });
+                }
+                Ok(Incoming::Request(WorkerRequest::SetThreads { threads })) => {
+                    self.threads = Some(threads);
                 }
                 Ok(other) => self.pending.push_back(other),
                 Err(TryRecvError::Empty) => return false,
@@ -168,16 +175,40 @@ impl Generator {
         u32::try_from(self.tokenize(text, false).len()).unwrap_or(u32::MAX)
     }
 
-    fn set_threads(&mut self, threads: u32) -> anyhow::Result<()> {
+    /// llama-cpp-2 fixes threads when a context is created, so a new thread count means a
+    /// new context; the cached sequence is carried over as a state snapshot (a copy of its
+    /// keys and values, no re-decoding), so prefix reuse survives the change.
+    pub fn set_threads(&mut self, threads: u32) -> anyhow::Result<()> {
         let threads = threads.max(1);
-        if threads != self.threads {
-            // llama-cpp-2 fixes threads at context creation: a new context loses the cache,
-            // which is why the core keeps a model's thread count stable between turns.
-            self.ctx = context(self.backend, self.model, self.n_ctx, threads)?;
-            self.threads = threads;
-            self.cached.clear();
+        if threads == self.threads {
+            return Ok(());
+        }
+        let snapshot = if self.cached.is_empty() {
+            None
+        } else {
+            self.ctx.state_seq_get(0, LlamaStateSeqFlags::empty()).ok()
+        };
+        self.ctx = context(self.backend, self.model, self.n_ctx, threads)?;
+        self.threads = threads;
+        match snapshot.map(|s| self.ctx.state_seq_set(&s, 0)) {
+            Some(Ok(())) => {}
+            _ => self.cached.clear(),
         }
         Ok(())
+    }
+
+    /// After a context change the last token's logits are gone: decode it again.
+    fn refresh_logits(&mut self) -> anyhow::Result<i32> {
+        let Some(last) = self.cached.pop() else {
+            anyhow::bail!("no token to continue from");
+        };
+        let pos = u32::try_from(self.cached.len())?;
+        self.ctx.kv_cache_seq_rm(0, Some(pos), None)?;
+        let mut batch = LlamaBatch::new(1, 1);
+        batch.add(last, i32::try_from(pos)?, &[0], true)?;
+        self.ctx.decode(&mut batch)?;
+        self.cached.push(last);
+        Ok(0)
     }
 
     /// Decodes `tokens` at positions starting after the cache, in chunks, with logits for
@@ -344,6 +375,12 @@ impl Generator {
         let stop_reason = loop {
             if queue.should_stop(id) {
                 break StopReason::Cancelled;
+            }
+            if let Some(threads) = queue.threads.take() {
+                if threads != self.threads {
+                    self.set_threads(threads)?;
+                    logits_idx = self.refresh_logits()?;
+                }
             }
             let token = sampler.sample(&self.ctx, logits_idx);
             if vocab.is_eog(token) {

@@ -162,6 +162,11 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
                 out.send(&WorkerEvent::Tokenized { id, tokens });
             }
             Incoming::Request(WorkerRequest::Bench(req)) => engine.bench(req, out),
+            Incoming::Request(WorkerRequest::SetThreads { threads }) => {
+                if let Err(e) = engine.set_threads(threads) {
+                    out.error(None, "threads_failed", format!("{e:#}"));
+                }
+            }
             // A cancel for a request that is not running any more: nothing to stop.
             Incoming::Request(WorkerRequest::Cancel { .. }) => {}
         }
