@@ -128,7 +128,11 @@ async fn two_models_answer_concurrently_as_siblings_of_one_user_message() {
         // since the first one's core is handed over.
         assert!(f.energy_wh > 0.0 && (1..=2).contains(&f.threads), "{f:?}");
     }
-    assert!(summary.columns.iter().any(|f| f.threads == 1), "{:?}", summary.columns);
+    assert!(
+        summary.columns.iter().any(|f| f.threads == 1),
+        "{:?}",
+        summary.columns
+    );
     assert_eq!(summary.columns[0].completion_tokens, 96);
     assert!(summary.fastest.is_some() && summary.cheapest.is_some());
     assert!(summary.aggregate_tokens_per_second > 0.0);
