@@ -682,7 +682,7 @@ impl LoadedModel {
         let mut dropped_messages = 0u32;
         let mut route = worker.route(id);
 
-        let (started, prompt, starts_in_thinking) = loop {
+        let (started, starts_in_thinking) = loop {
             let rendered = template.render(&RenderInput {
                 messages: &messages,
                 add_generation_prompt: true,
@@ -704,7 +704,7 @@ impl LoadedModel {
             });
             let gen = GenerateRequest {
                 id,
-                prompt: prompt.clone(),
+                prompt,
                 add_bos,
                 params: req.params.clone(),
                 seed,
@@ -725,7 +725,6 @@ impl LoadedModel {
                 }) => {
                     break (
                         (prompt_tokens, cached_tokens, prompt_ms),
-                        prompt,
                         starts_in_thinking,
                     )
                 }
@@ -764,7 +763,6 @@ impl LoadedModel {
         };
         let pid = ready.pid;
         let meter = EnergyMeter::start(pid);
-        let _ = prompt;
 
         let (prompt_tokens, cached_tokens, prompt_ms) = started;
         let _ = tx.send(ChatEvent::Started {
