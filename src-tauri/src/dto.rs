@@ -158,7 +158,11 @@ impl From<StoredMessage> for MessageDto {
             reasoning: m.reasoning,
             status: m.status,
             error: m.error_message,
-            model_name: m.model.map(|x| x.file),
+            // Shown as the catalog and the picker show it: the file name without `.gguf`.
+            model_name: m.model.map(|x| match x.file.strip_suffix(".gguf") {
+                Some(stem) => stem.to_owned(),
+                None => x.file,
+            }),
             created_at: rfc3339(m.created_at),
             metrics: m.metrics,
             usage: m.usage,
