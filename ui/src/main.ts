@@ -2,6 +2,7 @@ import { mount } from 'svelte';
 import 'katex/dist/katex.min.css';
 import './app.css';
 import App from './App.svelte';
+import { applyTheme, savedTheme } from './lib/theme';
 
 async function start() {
   // Dev-only IPC mock: `npm run dev` + `?mock`, or a build made with VITE_MOCK_IPC=1.
@@ -14,8 +15,7 @@ async function start() {
     const { installMockIpc } = await import('./mock/mockIpc');
     installMockIpc(new URLSearchParams(location.search));
   }
-  const theme = localStorage.getItem('conclave.theme');
-  if (theme === 'light' || theme === 'dark') document.documentElement.dataset.theme = theme;
+  applyTheme(savedTheme());
   mount(App, { target: document.getElementById('app')! });
 }
 
