@@ -57,8 +57,8 @@ for _ in $(seq "$REPS"); do
 done
 agg=$(median "${aggs[@]}"); ta=$(median "${ca[@]}"); tb=$(median "${cb[@]}")
 
-python3 - "$agg" "$ta" "$tb" "${best_tok[$A]}" "${best_wall[$A]}" "${best_tps[$A]}" "${best_tok[$B]}" "${best_wall[$B]}" "${best_tps[$B]}" "$(basename "$A")" "$(basename "$B")" <<'PY'
-import sys
+python3 - "$agg" "$ta" "$tb" "${best_tok[$A]}" "${best_wall[$A]}" "${best_tps[$A]}" "${best_tok[$B]}" "${best_wall[$B]}" "${best_tps[$B]}" "$(basename "$A")" "$(basename "$B")" "$A" "$B" <<'PY'
+import os, sys
 agg, ta, tb, tok_a, wall_a, tps_a, tok_b, wall_b, tps_b = map(float, sys.argv[1:10])
 name_a, name_b = sys.argv[10:12]
 seq = (tok_a + tok_b) / ((wall_a + wall_b) / 1000)
@@ -67,4 +67,10 @@ print(f"concurrent compare:               {agg:6.1f} t/s aggregate")
 print(f"aggregate ratio: {agg / seq:.2f}x (goal >= 1.45)")
 print(f"column ratio {name_a}: {ta / tps_a:.2f} ({ta:.1f} vs solo {tps_a:.1f} t/s; goal >= 0.5)")
 print(f"column ratio {name_b}: {tb / tps_b:.2f} ({tb:.1f} vs solo {tps_b:.1f} t/s; goal >= 0.5)")
+# Every generated token reads (nearly) all the weights: file size x t/s is the memory
+# traffic each side asks of the machine, the usual ceiling for small models on few cores.
+size_a, size_b = (os.path.getsize(p) for p in sys.argv[12:14])
+gb = lambda b, t: b * t / 1e9
+print(f"weights read: solo {gb(size_a, tps_a):.1f} / {gb(size_b, tps_b):.1f} GB/s, "
+      f"concurrent {gb(size_a, ta) + gb(size_b, tb):.1f} GB/s together")
 PY

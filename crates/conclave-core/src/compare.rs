@@ -750,10 +750,14 @@ async fn drive(ctx: Arc<RunCtx>, sched: Schedule) {
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop_front());
                 let Some((index, lane)) = next else { break };
-                run_lane(&ctx, index, lane, start_together.take()).await;
+                let finished = run_lane(&ctx, index, lane, start_together.take()).await;
                 let nothing_queued = queue.lock().map(|q| q.is_empty()).unwrap_or(false);
                 if nothing_queued {
                     share_freed_threads(&ctx).await;
+                }
+                // After the hand-over: the others need not wait for this worker to exit.
+                if let Some(model) = finished {
+                    model.unload().await;
                 }
             }
         }));
@@ -772,7 +776,7 @@ async fn run_lane(
     index: usize,
     lane: Lane,
     start_together: Option<Arc<tokio::sync::Barrier>>,
-) {
+) -> Option<LoadedModel> {
     let loaded = if ctx.cancelled() {
         None
     } else {
@@ -797,7 +801,7 @@ async fn run_lane(
             for &c in &lane.columns {
                 cancelled_before_start(ctx, c);
             }
-            return;
+            return None;
         }
         Some(Ok(m)) => m,
         Some(Err(e)) => {
@@ -806,7 +810,7 @@ async fn run_lane(
             for &c in &lane.columns {
                 ctx.fail_column(c, code, &message).await;
             }
-            return;
+            return None;
         }
     };
     let info = model.info().await;
@@ -830,7 +834,7 @@ async fn run_lane(
     if let Ok(mut g) = ctx.generating.lock() {
         g.remove(&index);
     }
-    model.unload().await;
+    Some(model)
 }
 
 /// When a lane finishes and none waits, the lanes still generating take its threads (mid

@@ -145,3 +145,27 @@ async fn default_location_follows_the_data_dir() {
     assert_eq!(h.path(), dir.path().join("history.sqlite3"));
     assert!(dir.path().join("history.sqlite3").exists());
 }
+
+/// The app and a `conclave` command (or two scripts) starting together on a new data
+/// folder: both must open the history; neither may fail on the other's first migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_opens_all_succeed() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.sqlite3");
+        let opens = (0..4).map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { History::open(&path).await })
+        });
+        for (i, h) in futures::future::join_all(opens)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let h = h.unwrap();
+            assert!(h.is_ok(), "round {round}, open {i}: {:?}", h.err());
+        }
+        let h = History::open(&path).await.unwrap();
+        assert!(h.list_conversations(10, None).await.unwrap().is_empty());
+    }
+}

@@ -93,6 +93,12 @@ pub struct Generator {
     cached: Vec<LlamaToken>,
 }
 
+/// A context for another thread count, being built on a helper thread.
+struct Rethread {
+    threads: u32,
+    rx: mpsc::Receiver<anyhow::Result<LlamaContext<'static>>>,
+}
+
 fn context(
     backend: &'static LlamaBackend,
     model: &'static LlamaModel,
@@ -183,32 +189,74 @@ impl Generator {
         if threads == self.threads {
             return Ok(());
         }
-        let snapshot = if self.cached.is_empty() {
-            None
-        } else {
-            self.ctx.state_seq_get(0, LlamaStateSeqFlags::empty()).ok()
-        };
-        self.ctx = context(self.backend, self.model, self.n_ctx, threads)?;
-        self.threads = threads;
-        match snapshot.map(|s| self.ctx.state_seq_set(&s, 0)) {
-            Some(Ok(())) => {}
-            _ => self.cached.clear(),
+        let fresh = context(self.backend, self.model, self.n_ctx, threads)?;
+        if let Err(fresh) = self.adopt(fresh, threads) {
+            // The cache did not transfer: the next prompt is decoded in full.
+            self.ctx = fresh;
+            self.threads = threads;
+            self.cached.clear();
         }
         Ok(())
     }
 
-    /// After a context change the last token's logits are gone: decode it again.
-    fn refresh_logits(&mut self) -> anyhow::Result<i32> {
-        let Some(last) = self.cached.pop() else {
-            anyhow::bail!("no token to continue from");
+    /// Moves the cached sequence into `fresh` and makes it the context. Gives `fresh` back,
+    /// the old context (and its cache) kept, when the snapshot does not transfer.
+    fn adopt(
+        &mut self,
+        mut fresh: LlamaContext<'static>,
+        threads: u32,
+    ) -> Result<(), LlamaContext<'static>> {
+        if !self.cached.is_empty() {
+            let moved = self
+                .ctx
+                .state_seq_get(0, LlamaStateSeqFlags::empty())
+                .ok()
+                .map(|s| fresh.state_seq_set(&s, 0));
+            if !matches!(moved, Some(Ok(()))) {
+                return Err(fresh);
+            }
+        }
+        self.ctx = fresh;
+        self.threads = threads;
+        Ok(())
+    }
+
+    /// Builds a context for `threads` on a helper thread: clearing a few thousand tokens of
+    /// key/value cache takes tens of milliseconds, which a running answer should not wait
+    /// for (it would eat what the extra thread gains when a side-by-side column hands its
+    /// core over). Only one is in flight at a time, and the answer waits for it before the
+    /// next request, so contexts are still created one at a time.
+    fn build_context(&self, threads: u32) -> Rethread {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let (backend, model, n_ctx) = (self.backend, self.model, self.n_ctx);
+        std::thread::spawn(move || {
+            let _ = tx.send(context(backend, model, n_ctx, threads));
+        });
+        Rethread { threads, rx }
+    }
+
+    /// Swaps in a context built by [`Self::build_context`]; `wait` blocks until it is built.
+    /// Returns the rethread when it is still in flight.
+    fn take_rethread(&mut self, pending: Rethread, wait: bool) -> Option<Rethread> {
+        let built = if wait {
+            pending.rx.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            pending.rx.try_recv()
         };
-        let pos = u32::try_from(self.cached.len())?;
-        self.ctx.kv_cache_seq_rm(0, Some(pos), None)?;
-        let mut batch = LlamaBatch::new(1, 1);
-        batch.add(last, i32::try_from(pos)?, &[0], true)?;
-        self.ctx.decode(&mut batch)?;
-        self.cached.push(last);
-        Ok(0)
+        match built {
+            Ok(Ok(fresh)) => {
+                if self.adopt(fresh, pending.threads).is_err() {
+                    tracing::warn!("could not move the cache to {} threads", pending.threads);
+                }
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("no context for {} threads: {e:#}", pending.threads);
+                None
+            }
+            Err(TryRecvError::Empty) => Some(pending),
+            Err(TryRecvError::Disconnected) => None,
+        }
     }
 
     /// Decodes `tokens` at positions starting after the cache, in chunks, with logits for
@@ -371,15 +419,20 @@ impl Generator {
         let mut batch = LlamaBatch::new(64, 1);
         let mut n_gen: u32 = 0;
         let mut logits_idx = -1;
+        let mut rethread: Option<Rethread> = None;
         let t_gen = Instant::now();
         let stop_reason = loop {
             if queue.should_stop(id) {
                 break StopReason::Cancelled;
             }
-            if let Some(threads) = queue.threads.take() {
-                if threads != self.threads {
-                    self.set_threads(threads)?;
-                    logits_idx = self.refresh_logits()?;
+            if let Some(threads) = queue.threads.take().map(|t| t.max(1)) {
+                if rethread.as_ref().is_none_or(|r| r.threads != threads) {
+                    // A change of mind while one is being built waits for it: two contexts
+                    // must not be created at once.
+                    if let Some(old) = rethread.take() {
+                        self.take_rethread(old, true);
+                    }
+                    rethread = (threads != self.threads).then(|| self.build_context(threads));
                 }
             }
             let token = sampler.sample(&self.ctx, logits_idx);
@@ -419,6 +472,11 @@ impl Generator {
             for t in &forced {
                 sampler.accept(*t);
             }
+            // Between sampling and decoding the context holds nothing that the snapshot
+            // does not carry: the next logits come from the new one.
+            if let Some(r) = rethread.take() {
+                rethread = self.take_rethread(r, false);
+            }
             self.ctx.decode(&mut batch)?;
             self.cached.extend_from_slice(&to_decode);
             logits_idx = batch.n_tokens() - 1;
@@ -443,6 +501,11 @@ impl Generator {
             n_gen,
             &budget,
         );
+        // After the answer is out: the next request must not create a context while this
+        // one is still being built.
+        if let Some(r) = rethread {
+            self.take_rethread(r, true);
+        }
         Ok(())
     }
 

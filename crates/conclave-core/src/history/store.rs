@@ -61,11 +61,20 @@ impl History {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         let meta = std::fs::metadata(&path).ok();
-        let existing = meta.as_ref().is_some_and(|m| m.len() > 0);
         // Mode bits, not access(2): root may write anything, but a file the user marked
         // read-only must stay untouched.
         let read_only =
             options.read_only || meta.as_ref().is_some_and(|m| m.permissions().readonly());
+        // Two processes opening a new database at once (the app and a `conclave` command,
+        // two scripts) would both run the first migration and one would fail: whoever
+        // comes second waits here and then finds the schema in place.
+        let _opening = if read_only {
+            None
+        } else {
+            open_lock(&path).await
+        };
+        let meta = std::fs::metadata(&path).ok();
+        let existing = meta.as_ref().is_some_and(|m| m.len() > 0);
         if existing {
             check_header(&path)?;
             probe_ownership(&path).await?;
@@ -841,6 +850,36 @@ async fn latest_leaf_under(conn: &mut SqliteConnection, id: &str) -> Result<Stri
     .fetch_optional(&mut *conn)
     .await?;
     Ok(leaf.unwrap_or_else(|| id.to_string()))
+}
+
+/// An exclusive lock on `<database>.lock`, held while the database is opened and migrated.
+/// A lock file beside it rather than the database itself: SQLite's own locks must not be
+/// disturbed. The OS releases it if the process dies. Best effort: where no lock file can
+/// be made (a read-only folder), opening goes on as before and SQLite reports what fails.
+async fn open_lock(path: &Path) -> Option<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let name = PathBuf::from(name);
+    let locked = async {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&name)?;
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(std::io::Error::other)?
+    };
+    match locked.await {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::warn!("opening the history without {}: {e}", name.display());
+            None
+        }
+    }
 }
 
 fn with_path(err: HistoryError, path: &str) -> HistoryError {
