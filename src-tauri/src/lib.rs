@@ -7,6 +7,7 @@ pub mod compare_commands;
 pub mod dto;
 pub mod error;
 pub mod models_commands;
+mod rendering;
 
 use conclave_core::models::Library;
 use conclave_core::session::Conclave;
@@ -81,6 +82,7 @@ pub fn started_at() -> std::time::Instant {
 }
 
 pub fn run() {
+    rendering::paint_without_gl_when_there_is_no_gpu();
     started_at();
     init_tracing();
     let shell = open_core();

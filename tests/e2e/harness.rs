@@ -477,15 +477,32 @@ impl App {
         Ok(v.as_str().unwrap_or_default().to_owned())
     }
 
-    /// Saves a WebDriver screenshot as `<shots>/<test>-<nn>-<label>.png`.
+    /// Saves a screenshot of the app's window as `<shots>/<test>-<nn>-<label>.png`: taken
+    /// from the X server (ImageMagick's `import`), what is really on screen. WebKitWebDriver's
+    /// own screenshot never returns when WebKit paints without GL, which the app chooses on
+    /// machines without a GPU (src-tauri/src/rendering.rs); it is the fallback only.
     pub async fn shot(&self, label: &str) -> Res<PathBuf> {
         let dir = shots_dir();
         std::fs::create_dir_all(&dir)?;
-        // WebKitWebDriver can capture before the last change is painted.
+        // The last change may not be painted yet.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let png = guard(self.client.screenshot()).await??;
         let n = SHOT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.join(format!("{}-{n:02}-{label}.png", self.name));
+        let from_x = tokio::process::Command::new("import")
+            .args(["-window", "Conclave"])
+            .arg(&path)
+            .kill_on_drop(true)
+            .output();
+        match guard(from_x).await {
+            Ok(Ok(out)) if out.status.success() => return Ok(path),
+            Ok(Ok(out)) => eprintln!(
+                "import could not capture the window: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Ok(Err(e)) => eprintln!("no ImageMagick import ({e}); using WebDriver's screenshot"),
+            Err(e) => eprintln!("{e}"),
+        }
+        let png = guard(self.client.screenshot()).await??;
         std::fs::write(&path, png)?;
         Ok(path)
     }
