@@ -7,11 +7,13 @@ export CARGO_TARGET_DIR ?= /var/tmp/conclave-target
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
+REL := $(CARGO_TARGET_DIR)/release
 
-.PHONY: run test setup models models-all ui-build build check test-rust test-ui bench
+.PHONY: run test setup models models-all ui-build build build-release check test-rust test-ui bench bench-app
 
-run: setup models ui-build build
-	$(BIN)/conclave-app
+# What users run is optimised: a release build starts faster and idles in less memory.
+run: setup models ui-build build-release
+	$(REL)/conclave-app
 
 # The UI is built first: the shell embeds ui/dist at compile time, clippy included.
 test: setup models-all ui-build check build test-rust test-ui
@@ -34,6 +36,9 @@ ui-build:
 build:
 	$(CARGO) build -p conclave-worker -p conclave-cli -p conclave-app
 
+build-release:
+	$(CARGO) build --release -p conclave-worker -p conclave-cli -p conclave-app
+
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -47,3 +52,8 @@ test-ui:
 
 bench:
 	$(BIN)/conclave bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2
+
+# Cold start and idle memory of the release app against a blank Tauri window (the floor).
+bench-app: setup ui-build build-release
+	$(CARGO) build --release -p conclave-app --example blank_window
+	PROFILE=release scripts/with-xvfb bench/app-startup.sh

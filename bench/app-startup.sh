@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Cold start and idle memory of the real app under Xvfb, against the targets of the
 # desktop issue (start < 1 s to a usable window with the conversation list; idle < 150 MB
-# over all its processes, no model loaded). Prints each figure and its ratio to the
-# target. Run after `make build` (or `make run` once); needs Xvfb.
+# over all its processes, no model loaded), and against the floor: a Tauri window with the
+# same WebKitGTK showing an empty page (src-tauri/examples/blank_window.rs), measured in
+# the same run. Prints each figure, its ratio to the target and to the floor.
 #   bench/app-startup.sh [runs]   (default 5)
+#   PROFILE=release|debug   (default: release when built, else debug)
+# Build first: `make build-release` (or `make build` for debug), which builds the floor too.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs="${1:-5}"
-app="${CARGO_TARGET_DIR:-/var/tmp/conclave-target}/debug/conclave-app"
-[ -x "$app" ] || { echo "build the app first: make build" >&2; exit 1; }
+target="${CARGO_TARGET_DIR:-/var/tmp/conclave-target}"
+if [ -z "${PROFILE:-}" ]; then
+  PROFILE=debug
+  [ -x "$target/release/conclave-app" ] && PROFILE=release
+fi
+app="$target/$PROFILE/conclave-app"
+floor="$target/$PROFILE/examples/blank_window"
+[ -x "$app" ] || { echo "build the app first: make build-release (or make build)" >&2; exit 1; }
+[ -x "$floor" ] || { echo "build the floor first: cargo build --profile $PROFILE -p conclave-app --example blank_window" >&2; exit 1; }
 
 if [ -z "${DISPLAY:-}" ]; then
   Xvfb :97 -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
@@ -18,37 +28,57 @@ if [ -z "${DISPLAY:-}" ]; then
   sleep 1
 fi
 
-# Proportional set size (PSS) of a process and all its descendants, in kB: RSS would count
-# the WebKit libraries that the app and its web processes share once per process.
-tree_pss() {
-  local pids=("$1") all=() p
+# A process and all its descendants.
+tree() {
+  local pids=("$1") p
   while [ ${#pids[@]} -gt 0 ]; do
-    p=${pids[0]}; pids=("${pids[@]:1}"); all+=("$p")
+    p=${pids[0]}; pids=("${pids[@]:1}"); echo "$p"
     for c in $(pgrep -P "$p" || true); do pids+=("$c"); done
   done
-  for p in "${all[@]}"; do awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null; done | awk '{s+=$1} END {print s+0}'
+}
+# Proportional set size (PSS) of the tree, in kB: RSS would count the WebKit libraries
+# that the app and its web processes share once per process. RSS is printed beside it.
+tree_mem() { # pid field(Pss|Rss)
+  for p in $(tree "$1"); do awk -v f="^$2:" '$0 ~ f {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null; done |
+    awk '{s+=$1} END {print int(s/1024)}'
 }
 
-starts=(); mems=()
-for i in $(seq "$runs"); do
-  data=$(mktemp -d)
-  log="$data/stderr.log"
-  t0=$(date +%s%N)
-  CONCLAVE_DATA_DIR="$data" "$app" 2>"$log" &
-  pid=$!
-  until grep -q "conversation list served" "$log" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || { echo "the app exited:"; cat "$log"; exit 1; }
-    sleep 0.01
+# measure BINARY MARKER -> sets starts, pss, rss, detail (per process, last run)
+measure() {
+  starts=(); pss=(); rss=(); detail=""
+  for _ in $(seq "$runs"); do
+    local data log pid t0 t1
+    data=$(mktemp -d); log="$data/stderr.log"
+    t0=$(date +%s%N)
+    CONCLAVE_DATA_DIR="$data" "$1" 2>"$log" &
+    pid=$!
+    until grep -q "$2" "$log" 2>/dev/null; do
+      kill -0 "$pid" 2>/dev/null || { echo "$1 exited:"; cat "$log"; exit 1; }
+      sleep 0.01
+    done
+    t1=$(date +%s%N)
+    starts+=($(( (t1 - t0) / 1000000 )))
+    sleep 3 # idle
+    pss+=("$(tree_mem "$pid" Pss)"); rss+=("$(tree_mem "$pid" Rss)")
+    detail=$(for p in $(tree "$pid"); do
+      printf '%s %s MB; ' "$(cat /proc/$p/comm)" "$(awk '/^Pss:/{print int($2/1024)}' /proc/$p/smaps_rollup)"
+    done)
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$data"
   done
-  t1=$(date +%s%N)
-  starts+=($(( (t1 - t0) / 1000000 )))
-  sleep 3 # idle
-  mems+=($(( $(tree_pss "$pid") / 1024 )))
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  rm -rf "$data"
-done
-
+}
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-s=$(median "${starts[@]}"); m=$(median "${mems[@]}")
-echo "cold start to conversation list: median ${s} ms over $runs runs (${starts[*]}); target 1000 ms; ratio $(awk "BEGIN{printf \"%.2f\", $s/1000}")"
-echo "idle memory (PSS), all processes: median ${m} MB (${mems[*]}); target 150 MB; ratio $(awk "BEGIN{printf \"%.2f\", $m/150}")"
+ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
+
+measure "$floor" "blank page loaded"
+f_start=$(median "${starts[@]}"); f_pss=$(median "${pss[@]}"); f_rss=$(median "${rss[@]}"); f_detail=$detail
+measure "$app" "conversation list served"
+s=$(median "${starts[@]}"); m=$(median "${pss[@]}"); r=$(median "${rss[@]}")
+
+echo "profile: $PROFILE; painting: WEBKIT_DISABLE_COMPOSITING_MODE=${WEBKIT_DISABLE_COMPOSITING_MODE:-(app decides)}"
+echo "cold start to conversation list: median ${s} ms over $runs runs (${starts[*]}); target 1000 ms; ratio $(ratio "$s" 1000)"
+echo "idle memory (PSS), all processes: median ${m} MB (${pss[*]}); target 150 MB; ratio $(ratio "$m" 150)"
+echo "  by process: $detail"
+echo "  RSS summed over processes: ${r} MB"
+echo "floor (blank Tauri window): start ${f_start} ms; PSS ${f_pss} MB (RSS ${f_rss} MB); by process: $f_detail"
+echo "app over floor: PSS $(ratio "$m" "$f_pss")x, +$((m - f_pss)) MB"

@@ -7,7 +7,7 @@ pub mod compare_commands;
 pub mod dto;
 pub mod error;
 pub mod models_commands;
-mod rendering;
+pub mod rendering;
 
 use conclave_core::models::Library;
 use conclave_core::session::Conclave;
