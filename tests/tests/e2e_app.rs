@@ -450,6 +450,77 @@ async fn xss_in_a_stored_answer_renders_inert() -> Res {
     app.close().await
 }
 
+/// Code and formulas in an answer: KaTeX and highlight.js are loaded on first use (not at
+/// start-up), under the app's strict CSP; the answer must end up highlighted and typeset.
+#[tokio::test]
+async fn code_and_math_render_once_their_renderers_load() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let answer = "The area is $\\pi r^2$, and in code:\n\n\
+        ```python\ndef area(r):\n    return math.pi * r ** 2\n```\n\n\
+        $$\\int_0^1 x^2 \\, dx = \\frac{1}{3}$$\n\nDone.";
+    {
+        let history = History::open(data.path().join("history.sqlite3")).await?;
+        let conv = history
+            .create_conversation("Circle area", ConversationSettings::default())
+            .await?;
+        let user = history
+            .add_user_message(&conv.id, None, "Area of a circle?")
+            .await?;
+        history
+            .add_message(&conv.id, Some(&user.id), Role::Assistant, answer)
+            .await?;
+        history.close().await;
+    }
+    let app = App::start(&setup, data.path(), "render").await?;
+    app.wait_js(
+        "return [...document.querySelectorAll('[data-testid=\"conversation-item\"]')].some(e => e.textContent.includes('Circle area'))",
+        20,
+        "the seeded conversation",
+    )
+    .await?;
+    app.click("conversation-item").await?;
+    app.wait_js(
+        "const t = document.querySelector('[data-testid=\"message-assistant\"] .md'); \
+         return !!t && t.querySelectorAll('.katex').length === 2 && !!t.querySelector('.hljs-keyword')",
+        20,
+        "the formulas typeset and the code highlighted",
+    )
+    .await?;
+    let report = app
+        .js(
+            "const t = document.querySelector('[data-testid=\"message-assistant\"] .md'); \
+             return { keyword: t.querySelector('.hljs-keyword').textContent, \
+                      tex: [...t.querySelectorAll('.katex annotation')].map(a => a.textContent), \
+                      display: t.querySelectorAll('.katex-display').length, \
+                      source: t.querySelectorAll('code.math-source').length, \
+                      font: getComputedStyle(t.querySelector('.katex')).fontFamily };",
+            vec![],
+        )
+        .await?;
+    assert_eq!(report["keyword"], json!("def"), "{report}");
+    assert_eq!(
+        report["tex"],
+        json!(["\\pi r^2", "\\int_0^1 x^2 \\, dx = \\frac{1}{3}"]),
+        "{report}"
+    );
+    assert_eq!(report["display"], json!(1), "{report}");
+    assert_eq!(report["source"], json!(0), "{report}");
+    // KaTeX's stylesheet came with it (its fonts are what make formulas readable).
+    assert!(
+        report["font"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("KaTeX"),
+        "{report}"
+    );
+    app.shot("code-and-math").await?;
+    app.close().await
+}
+
 /// Every command the UI cannot reach without a native dialog or a model run, called over
 /// the real IPC bridge with the argument names api.ts uses, so a renamed parameter or a
 /// missing permission shows up here and not in a user's hands.

@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
-import { renderMarkdown } from './markdown';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadHighlighter, loadKatex, renderMarkdown } from './markdown';
 import { sanitize } from './sanitize';
+
+// What users see once an answer has needed them; markdown.lazy.test.ts covers before.
+beforeAll(() => Promise.all([loadKatex(), loadHighlighter()]));
 
 /** Parses the HTML and reports anything that could run script or navigate. */
 function dangers(html: string): string[] {

@@ -1,41 +1,51 @@
 // Markdown → sanitised HTML, with highlighted code blocks (copy button) and KaTeX math.
 import { Marked, type Tokens, type TokenizerAndRendererExtension } from 'marked';
-import katex from 'katex';
-import hljs from 'highlight.js/lib/core';
-import bash from 'highlight.js/lib/languages/bash';
-import c from 'highlight.js/lib/languages/c';
-import cpp from 'highlight.js/lib/languages/cpp';
-import csharp from 'highlight.js/lib/languages/csharp';
-import css from 'highlight.js/lib/languages/css';
-import diff from 'highlight.js/lib/languages/diff';
-import go from 'highlight.js/lib/languages/go';
-import java from 'highlight.js/lib/languages/java';
-import javascript from 'highlight.js/lib/languages/javascript';
-import json from 'highlight.js/lib/languages/json';
-import kotlin from 'highlight.js/lib/languages/kotlin';
-import lua from 'highlight.js/lib/languages/lua';
-import markdown from 'highlight.js/lib/languages/markdown';
-import php from 'highlight.js/lib/languages/php';
-import python from 'highlight.js/lib/languages/python';
-import ruby from 'highlight.js/lib/languages/ruby';
-import rust from 'highlight.js/lib/languages/rust';
-import shell from 'highlight.js/lib/languages/shell';
-import sql from 'highlight.js/lib/languages/sql';
-import swift from 'highlight.js/lib/languages/swift';
-import typescript from 'highlight.js/lib/languages/typescript';
-import xml from 'highlight.js/lib/languages/xml';
-import yaml from 'highlight.js/lib/languages/yaml';
-import ini from 'highlight.js/lib/languages/ini';
 import { sanitize } from './sanitize';
 
-const langs = {
-  bash, c, cpp, csharp, css, diff, go, java, javascript, json, kotlin, lua, markdown, php,
-  python, ruby, rust, shell, sql, swift, typescript, xml, yaml, ini,
-};
-for (const [name, def] of Object.entries(langs)) hljs.registerLanguage(name, def);
-hljs.registerAliases(['sh', 'zsh', 'console'], { languageName: 'bash' });
-hljs.registerAliases(['html', 'svg'], { languageName: 'xml' });
-hljs.registerAliases(['toml'], { languageName: 'ini' });
+type Katex = typeof import('katex').default;
+type Highlighter = typeof import('highlight.js').default;
+
+// KaTeX and highlight.js are loaded the first time an answer needs them, not at start-up.
+// Until then a formula shows as its source and code as plain text; once loaded, every
+// Markdown view renders again (see onRenderersLoaded).
+let katex: Katex | null = null;
+let hljs: Highlighter | null = null;
+let katexLoad: Promise<void> | null = null;
+let hljsLoad: Promise<void> | null = null;
+const listeners = new Set<() => void>();
+
+/** Calls `fn` each time a renderer has loaded; returns the unsubscribe function. */
+export function onRenderersLoaded(fn: () => void): () => void {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+function rendererLoaded() {
+  cache.clear();
+  for (const fn of listeners) fn();
+}
+
+export function loadKatex(): Promise<void> {
+  katexLoad ??= import('./katex').then(
+    (m) => {
+      katex = m.default;
+      rendererLoaded();
+    },
+    (e) => console.error('KaTeX could not load; formulas stay as source', e),
+  );
+  return katexLoad;
+}
+
+export function loadHighlighter(): Promise<void> {
+  hljsLoad ??= import('./highlighter').then(
+    (m) => {
+      hljs = m.default;
+      rendererLoaded();
+    },
+    (e) => console.error('highlight.js could not load; code stays plain', e),
+  );
+  return hljsLoad;
+}
 
 export function escapeHtml(s: string): string {
   return s
@@ -58,9 +68,14 @@ function cached(key: string, make: () => string): string {
 }
 
 function renderMath(tex: string, display: boolean): string {
+  const k = katex;
+  if (!k) {
+    void loadKatex();
+    return `<code class="math-source">${escapeHtml(tex)}</code>`;
+  }
   return cached(`${display ? 'D' : 'I'}${tex}`, () => {
     try {
-      return katex.renderToString(tex, {
+      return k.renderToString(tex, {
         displayMode: display,
         throwOnError: false,
         output: 'htmlAndMathml',
@@ -75,11 +90,16 @@ function renderMath(tex: string, display: boolean): string {
 }
 
 function highlight(code: string, lang: string): string {
-  const language = hljs.getLanguage(lang) ? lang : '';
+  const h = hljs;
+  if (!h) {
+    if (lang) void loadHighlighter();
+    return escapeHtml(code);
+  }
+  const language = h.getLanguage(lang) ? lang : '';
   if (!language) return escapeHtml(code);
   return cached(`H${language}\u0000${code}`, () => {
     try {
-      return hljs.highlight(code, { language, ignoreIllegals: true }).value;
+      return h.highlight(code, { language, ignoreIllegals: true }).value;
     } catch {
       return escapeHtml(code);
     }
