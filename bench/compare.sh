@@ -37,11 +37,12 @@ solo() {
   echo "$(median "${toks[@]}") $(median "${walls[@]}") $(median "${tps[@]}")"
 }
 
-declare -A best_tps best_wall best_tok
+declare -A best_tps best_wall best_tok one_tps
 for m in "$A" "$B"; do
   best_tps[$m]=0
   for t in $(seq 1 "$CORES"); do
     read -r tok wall tps < <(solo "$m" "$t")
+    [ "$t" = 1 ] && one_tps[$m]=$tps
     printf 'solo  %-40s threads %d: %5.1f t/s  (%s tokens, %.0f ms)\n' "$(basename "$m")" "$t" "$tps" "$tok" "$wall"
     if python3 -c "import sys; sys.exit(0 if $tps > ${best_tps[$m]} else 1)"; then
       best_tps[$m]=$tps; best_wall[$m]=$wall; best_tok[$m]=$tok
@@ -57,7 +58,7 @@ for _ in $(seq "$REPS"); do
 done
 agg=$(median "${aggs[@]}"); ta=$(median "${ca[@]}"); tb=$(median "${cb[@]}")
 
-python3 - "$agg" "$ta" "$tb" "${best_tok[$A]}" "${best_wall[$A]}" "${best_tps[$A]}" "${best_tok[$B]}" "${best_wall[$B]}" "${best_tps[$B]}" "$(basename "$A")" "$(basename "$B")" "$A" "$B" <<'PY'
+python3 - "$agg" "$ta" "$tb" "${best_tok[$A]}" "${best_wall[$A]}" "${best_tps[$A]}" "${best_tok[$B]}" "${best_wall[$B]}" "${best_tps[$B]}" "$(basename "$A")" "$(basename "$B")" "$A" "$B" "${one_tps[$A]}" "${one_tps[$B]}" <<'PY'
 import os, sys
 agg, ta, tb, tok_a, wall_a, tps_a, tok_b, wall_b, tps_b = map(float, sys.argv[1:10])
 name_a, name_b = sys.argv[10:12]
@@ -70,6 +71,14 @@ print(f"column ratio {name_b}: {tb / tps_b:.2f} ({tb:.1f} vs solo {tps_b:.1f} t/
 # Every generated token reads (nearly) all the weights: file size x t/s is the memory
 # traffic each side asks of the machine, the usual ceiling for small models on few cores.
 size_a, size_b = (os.path.getsize(p) for p in sys.argv[12:14])
+# The ceiling if sharing cost nothing: both columns at their one-thread solo speed until
+# the first ends, then the other at its best speed (prompts and loads left out).
+one_a, one_b = map(float, sys.argv[14:16])
+first = min(tok_a / one_a, tok_b / one_b)
+rest = tok_b - first * one_b if tok_a / one_a <= tok_b / one_b else tok_a - first * one_a
+rest_tps = tps_b if tok_a / one_a <= tok_b / one_b else tps_a
+ideal = (tok_a / tps_a + tok_b / tps_b) / (first + rest / rest_tps)
+print(f"ceiling with no contention between the columns: {ideal:.2f}x")
 gb = lambda b, t: b * t / 1e9
 print(f"weights read: solo {gb(size_a, tps_a):.1f} / {gb(size_b, tps_b):.1f} GB/s, "
       f"concurrent {gb(size_a, ta) + gb(size_b, tb):.1f} GB/s together")
