@@ -99,6 +99,14 @@ struct Rethread {
     rx: mpsc::Receiver<anyhow::Result<LlamaContext<'static>>>,
 }
 
+impl Drop for Rethread {
+    /// Dropped unused (an answer that failed mid-way): wait for the helper, so the next
+    /// request never creates a context while it still does.
+    fn drop(&mut self) {
+        let _ = self.rx.recv();
+    }
+}
+
 fn context(
     backend: &'static LlamaBackend,
     model: &'static LlamaModel,
