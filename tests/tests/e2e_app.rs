@@ -20,6 +20,33 @@ use conclave_core::history::{ConversationSettings, History};
 use harness::{data_dir, App, Res};
 use serde_json::json;
 
+/// Seeds the history with one conversation, a question and a stored answer: what a model
+/// cannot be made to say reliably, the history can.
+async fn seed_answer(data: &std::path::Path, title: &str, question: &str, answer: &str) -> Res {
+    let history = History::open(data.join("history.sqlite3")).await?;
+    let conv = history
+        .create_conversation(title, ConversationSettings::default())
+        .await?;
+    let user = history.add_user_message(&conv.id, None, question).await?;
+    history
+        .add_message(&conv.id, Some(&user.id), Role::Assistant, answer)
+        .await?;
+    history.close().await;
+    Ok(())
+}
+
+/// Opens the seeded conversation from the sidebar once it is listed.
+async fn open_seeded(app: &App, title: &str) -> Res {
+    app.wait_js_args(
+        "return [...document.querySelectorAll('[data-testid=\"conversation-item\"]')].some(e => e.textContent.includes(arguments[0]))",
+        vec![json!(title)],
+        20,
+        "the seeded conversation",
+    )
+    .await?;
+    app.click("conversation-item").await
+}
+
 /// Small answers keep each run to a few seconds on two cores.
 async fn base_settings(app: &App, max_tokens: u32) -> Res {
     app.open_settings().await?;
@@ -355,7 +382,6 @@ async fn xss_in_a_stored_answer_renders_inert() -> Res {
     };
     let data = data_dir()?;
 
-    // A model cannot be made to say this reliably; the history can.
     let payload = "Here is the harmless part.\n\n\
         <img src=x onerror=\"window.__xss='img';document.title='pwned-img'\">\n\n\
         [click me](javascript:window.__xss='md-link')\n\n\
@@ -365,28 +391,9 @@ async fn xss_in_a_stored_answer_renders_inert() -> Res {
         <iframe src=\"javascript:parent.__xss='iframe'\"></iframe>\n\n\
         <div style=\"background:url(javascript:window.__xss='css')\" onmouseover=\"window.__xss='hover'\">hover me</div>\n\n\
         End of answer.";
-    {
-        let history = History::open(data.path().join("history.sqlite3")).await?;
-        let conv = history
-            .create_conversation("XSS probe", ConversationSettings::default())
-            .await?;
-        let user = history
-            .add_user_message(&conv.id, None, "Show me some HTML")
-            .await?;
-        history
-            .add_message(&conv.id, Some(&user.id), Role::Assistant, payload)
-            .await?;
-        history.close().await;
-    }
-
+    seed_answer(data.path(), "XSS probe", "Show me some HTML", payload).await?;
     let app = App::start(&setup, data.path(), "xss").await?;
-    app.wait_js(
-        "return [...document.querySelectorAll('[data-testid=\"conversation-item\"]')].some(e => e.textContent.includes('XSS probe'))",
-        20,
-        "the seeded conversation",
-    )
-    .await?;
-    app.click("conversation-item").await?;
+    open_seeded(&app, "XSS probe").await?;
     app.wait_js(
         "const t = document.querySelector('[data-testid=\"message-assistant\"] .md[data-testid=\"answer\"]'); \
          return t && t.innerText.includes('End of answer')",
@@ -462,27 +469,9 @@ async fn code_and_math_render_once_their_renderers_load() -> Res {
     let answer = "The area is $\\pi r^2$, and in code:\n\n\
         ```python\ndef area(r):\n    return math.pi * r ** 2\n```\n\n\
         $$\\int_0^1 x^2 \\, dx = \\frac{1}{3}$$\n\nDone.";
-    {
-        let history = History::open(data.path().join("history.sqlite3")).await?;
-        let conv = history
-            .create_conversation("Circle area", ConversationSettings::default())
-            .await?;
-        let user = history
-            .add_user_message(&conv.id, None, "Area of a circle?")
-            .await?;
-        history
-            .add_message(&conv.id, Some(&user.id), Role::Assistant, answer)
-            .await?;
-        history.close().await;
-    }
+    seed_answer(data.path(), "Circle area", "Area of a circle?", answer).await?;
     let app = App::start(&setup, data.path(), "render").await?;
-    app.wait_js(
-        "return [...document.querySelectorAll('[data-testid=\"conversation-item\"]')].some(e => e.textContent.includes('Circle area'))",
-        20,
-        "the seeded conversation",
-    )
-    .await?;
-    app.click("conversation-item").await?;
+    open_seeded(&app, "Circle area").await?;
     app.wait_js(
         "const t = document.querySelector('[data-testid=\"message-assistant\"] .md'); \
          return !!t && t.querySelectorAll('.katex').length === 2 && !!t.querySelector('.hljs-keyword')",

@@ -10,8 +10,6 @@ type Highlighter = typeof import('highlight.js').default;
 // Markdown view renders again (see onRenderersLoaded).
 let katex: Katex | null = null;
 let hljs: Highlighter | null = null;
-let katexLoad: Promise<void> | null = null;
-let hljsLoad: Promise<void> | null = null;
 const listeners = new Set<() => void>();
 
 /** Calls `fn` each time a renderer has loaded; returns the unsubscribe function. */
@@ -25,27 +23,30 @@ function rendererLoaded() {
   for (const fn of listeners) fn();
 }
 
-export function loadKatex(): Promise<void> {
-  katexLoad ??= import('./katex').then(
-    (m) => {
-      katex = m.default;
-      rendererLoaded();
-    },
-    (e) => console.error('KaTeX could not load; formulas stay as source', e),
-  );
-  return katexLoad;
+/** A loader that imports once, hands the module to `use`, and re-renders the views. */
+function loader<M>(load: () => Promise<M>, use: (m: M) => void, failed: string): () => Promise<void> {
+  let pending: Promise<void> | null = null;
+  return () =>
+    (pending ??= load().then(
+      (m) => {
+        use(m);
+        rendererLoaded();
+      },
+      (e) => console.error(failed, e),
+    ));
 }
 
-export function loadHighlighter(): Promise<void> {
-  hljsLoad ??= import('./highlighter').then(
-    (m) => {
-      hljs = m.default;
-      rendererLoaded();
-    },
-    (e) => console.error('highlight.js could not load; code stays plain', e),
-  );
-  return hljsLoad;
-}
+export const loadKatex = loader(
+  () => import('./katex'),
+  (m) => (katex = m.default),
+  'KaTeX could not load; formulas stay as source',
+);
+
+export const loadHighlighter = loader(
+  () => import('./highlighter'),
+  (m) => (hljs = m.default),
+  'highlight.js could not load; code stays plain',
+);
 
 export function escapeHtml(s: string): string {
   return s
