@@ -434,6 +434,9 @@ async fn errors_are_openai_shaped_and_safe() {
             );
         }
     }
+    // The server closes a connection whose body it refused, and a pooled client may not
+    // have seen that yet when it picks a connection for the next request: start afresh.
+    let c = client();
     let chunks = futures::stream::iter(
         big.chunks(64 * 1024)
             .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
@@ -454,7 +457,8 @@ async fn errors_are_openai_shaped_and_safe() {
         Some("request_too_large"),
     );
 
-    // Unknown routes, /health without a key, the models list with one.
+    let c = client(); // again, after the chunked refusal
+                      // Unknown routes, /health without a key, the models list with one.
     let r = c
         .get(s.url("/v1/nothing"))
         .bearer_auth("sekrit")
