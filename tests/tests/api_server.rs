@@ -434,9 +434,6 @@ async fn errors_are_openai_shaped_and_safe() {
             );
         }
     }
-    // The server closes a connection whose body it refused, and a pooled client may not
-    // have seen that yet when it picks a connection for the next request: start afresh.
-    let c = client();
     let chunks = futures::stream::iter(
         big.chunks(64 * 1024)
             .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
@@ -450,6 +447,11 @@ async fn errors_are_openai_shaped_and_safe() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // The connection is done (its body was not read): the same pooled client goes on below.
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     assert_error(
         413,
         &r.json().await.unwrap(),
@@ -457,8 +459,7 @@ async fn errors_are_openai_shaped_and_safe() {
         Some("request_too_large"),
     );
 
-    let c = client(); // again, after the chunked refusal
-                      // Unknown routes, /health without a key, the models list with one.
+    // Unknown routes, /health without a key, the models list with one.
     let r = c
         .get(s.url("/v1/nothing"))
         .bearer_auth("sekrit")

@@ -149,9 +149,19 @@ pub(crate) async fn shape_limit_errors(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return ApiError::too_large(state.config.max_body_bytes).into_response();
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return res;
     }
+    let mut res = if is_json {
+        res
+    } else {
+        ApiError::too_large(state.config.max_body_bytes).into_response()
+    };
+    // The refused body is not read to its end, so this connection cannot carry another
+    // request. Saying so keeps a pooling client (reqwest, httpx) from sending its next
+    // request into a socket the server is about to close.
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     res
 }
 
