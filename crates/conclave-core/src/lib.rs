@@ -13,7 +13,8 @@ pub mod leaderboard;
 pub mod metrics;
 pub mod models;
 pub mod paths;
-pub mod protocol;
+/// The worker protocol lives in its own crate, shared with `conclave-worker`.
+pub use conclave_protocol as protocol;
 pub mod reasoning;
 pub mod session;
 pub mod template;

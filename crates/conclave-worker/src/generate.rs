@@ -6,11 +6,11 @@ use std::num::NonZeroU32;
 use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
 
-use conclave_core::events::{SamplingParams, StopReason};
-use conclave_core::protocol::{
+use conclave_protocol::{
     BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget, WorkerEvent,
     WorkerRequest,
 };
+use conclave_protocol::{SamplingParams, StopReason};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;

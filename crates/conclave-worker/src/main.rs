@@ -3,7 +3,7 @@
 //! One worker holds one model. llama.cpp reports many failures by aborting the process
 //! (`GGML_ASSERT`), and a hostile GGUF or an out-of-memory can take down whatever loaded it;
 //! keeping it in a child process means such a failure kills this worker and never the app.
-//! The core reads our stdout line by line (see `conclave_core::protocol`); everything
+//! The core reads our stdout line by line (see `conclave_protocol`); everything
 //! llama.cpp logs goes to stderr, which the core keeps the tail of for crash reports.
 
 mod generate;
@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use conclave_core::protocol::{self, WorkerEvent, WorkerRequest};
+use conclave_protocol::{self as protocol, WorkerEvent, WorkerRequest};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;

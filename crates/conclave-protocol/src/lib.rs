@@ -7,9 +7,15 @@
 //! prompt into a stream of complete UTF-8 text pieces, and applies the thinking budget as a
 //! plain "if N tokens pass without `close`, inject `close`" rule.
 
+//!
+//! This crate is all the two sides share, so the worker builds without the core (no
+//! database, HTTP or template engine in the process that holds the model).
+
+mod params;
+
 use serde::{Deserialize, Serialize};
 
-use crate::events::{SamplingParams, StopReason};
+pub use params::{SamplingParams, StopReason};
 
 /// Command-line flags the core passes when it starts a worker.
 pub const ARG_MODEL: &str = "--model";
