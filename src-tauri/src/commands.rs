@@ -6,6 +6,7 @@ use std::sync::Arc;
 use conclave_core::engine::LoadOptions;
 use conclave_core::history::{ExportFormat, ExportScope, SearchQuery};
 use conclave_core::models::{ImportMode, Library, ModelEntry, ModelsError};
+use conclave_core::protocol::WorkerErrorCode;
 use conclave_core::session::{ChatHandle, Conclave, SendRequest};
 use conclave_core::ChatEvent;
 use tauri::ipc::Channel;
@@ -143,7 +144,7 @@ pub async fn start_chat(
     let handle = core
         .send(&model, send, move |event| {
             if let ChatEvent::Error { code, message } = &event {
-                if code == "worker_crashed" {
+                if code == WorkerErrorCode::WorkerCrashed.as_str() {
                     let crashed = WorkerCrashedEvent {
                         model_id: model_id.clone(),
                         message: message.clone(),

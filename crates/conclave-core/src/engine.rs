@@ -26,7 +26,7 @@ use crate::events::{
 use crate::metrics::{self, EnergyMeter};
 use crate::protocol::{
     self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget,
-    WorkerEvent, WorkerRequest,
+    WorkerErrorCode, WorkerEvent, WorkerRequest,
 };
 use crate::reasoning::{self, ReasoningFormat, Segment, Splitter, TemplateValue, ThinkingOff};
 use crate::template::{ChatTemplate, RenderInput};
@@ -58,7 +58,10 @@ pub enum EngineError {
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
     #[error("{code}: {message}")]
-    Worker { code: String, message: String },
+    Worker {
+        code: WorkerErrorCode,
+        message: String,
+    },
     #[error("could not talk to the worker: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -75,11 +78,13 @@ impl crate::error::ErrorCode for EngineError {
         match self {
             EngineError::WorkerNotFound(_) => "worker_not_found",
             EngineError::InvalidModel(_) => "invalid_model",
-            EngineError::LoadFailed { .. } => "load_failed",
-            EngineError::WorkerCrashed { .. } => "worker_crashed",
-            EngineError::ContextOverflow { .. } => "context_overflow",
+            // The same names as the worker's codes for the same failures: clients match
+            // one spelling whether the engine or the worker noticed.
+            EngineError::LoadFailed { .. } => WorkerErrorCode::LoadFailed.as_str(),
+            EngineError::WorkerCrashed { .. } => WorkerErrorCode::WorkerCrashed.as_str(),
+            EngineError::ContextOverflow { .. } => WorkerErrorCode::ContextOverflow.as_str(),
             EngineError::Template(e) => crate::error::ErrorCode::code(e),
-            EngineError::Worker { .. } => "worker_error",
+            EngineError::Worker { code, .. } => code.as_str(),
             EngineError::Io(_) => "io",
         }
     }
@@ -278,7 +283,8 @@ impl Worker {
         let routes: Routes = Arc::default();
         let dead: Arc<Mutex<Option<Crash>>> = Arc::default();
         let child = Arc::new(tokio::sync::Mutex::new(child));
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<ReadyInfo, (String, String)>>();
+        let (ready_tx, ready_rx) =
+            oneshot::channel::<Result<ReadyInfo, (WorkerErrorCode, String)>>();
         {
             let routes = routes.clone();
             let dead = dead.clone();
@@ -347,7 +353,7 @@ impl Worker {
                 }
                 if let Some(tx) = ready_tx.take() {
                     let _ = tx.send(Err((
-                        "load_failed".into(),
+                        WorkerErrorCode::LoadFailed,
                         format!("the worker exited while loading ({})", crash.cause),
                     )));
                 }
@@ -358,7 +364,7 @@ impl Worker {
                 for (id, s) in pending {
                     let _ = s.send(WorkerEvent::Error {
                         id: Some(id),
-                        code: "worker_crashed".into(),
+                        code: WorkerErrorCode::WorkerCrashed,
                         message: crash.cause.clone(),
                         prompt_tokens: None,
                     });
@@ -421,7 +427,7 @@ impl Worker {
             if let Some(tx) = self.routes.lock().ok().and_then(|mut r| r.remove(&id)) {
                 let _ = tx.send(WorkerEvent::Error {
                     id: Some(id),
-                    code: "worker_crashed".into(),
+                    code: WorkerErrorCode::WorkerCrashed,
                     message: crash.cause,
                     prompt_tokens: None,
                 });
@@ -733,7 +739,7 @@ impl LoadedModel {
                     message,
                     prompt_tokens,
                     ..
-                }) if code == "context_overflow" => {
+                }) if code == WorkerErrorCode::ContextOverflow => {
                     if !drop_oldest_exchange(&mut messages, &mut dropped_messages) {
                         worker.unroute(id);
                         return Err(EngineError::ContextOverflow {
@@ -929,8 +935,8 @@ impl LoadedModel {
         }
     }
 
-    fn worker_error(&self, worker: &Worker, code: String, message: String) -> EngineError {
-        if code == "worker_crashed" {
+    fn worker_error(&self, worker: &Worker, code: WorkerErrorCode, message: String) -> EngineError {
+        if code == WorkerErrorCode::WorkerCrashed {
             // The reader saw the process die; give the crash a moment to be recorded.
             return self.crashed(worker);
         }

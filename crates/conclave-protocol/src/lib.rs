@@ -115,12 +115,81 @@ pub enum WorkerEvent {
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
-        code: String,
+        code: WorkerErrorCode,
         message: String,
         /// For `context_overflow`: the prompt's length in tokens.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prompt_tokens: Option<u32>,
     },
+}
+
+/// Why a request failed, named the same on both sides. The core passes these codes on to
+/// the UI and API clients (`ChatEvent::Error`), which match on them: the wire spelling of
+/// a variant never changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerErrorCode {
+    /// The model could not be loaded; the worker exits after saying so.
+    LoadFailed,
+    /// A request line the worker could not read.
+    BadRequest,
+    /// The prompt tokenized to nothing.
+    EmptyPrompt,
+    /// The prompt does not fit the context (`prompt_tokens` says how long it is).
+    ContextOverflow,
+    GenerationFailed,
+    BenchFailed,
+    ThreadsFailed,
+    /// Never sent by a worker: the core fails the requests of a worker that died with it.
+    WorkerCrashed,
+    /// Never sent by a worker: the core fails the pending requests with it when the worker
+    /// writes a line that is not part of this protocol.
+    BadOutput,
+    /// A message could not be serialised (not expected with these types).
+    Internal,
+}
+
+impl WorkerErrorCode {
+    pub const ALL: [WorkerErrorCode; 10] = [
+        Self::LoadFailed,
+        Self::BadRequest,
+        Self::EmptyPrompt,
+        Self::ContextOverflow,
+        Self::GenerationFailed,
+        Self::BenchFailed,
+        Self::ThreadsFailed,
+        Self::WorkerCrashed,
+        Self::BadOutput,
+        Self::Internal,
+    ];
+
+    /// The wire spelling, for callers that hand codes on as strings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LoadFailed => "load_failed",
+            Self::BadRequest => "bad_request",
+            Self::EmptyPrompt => "empty_prompt",
+            Self::ContextOverflow => "context_overflow",
+            Self::GenerationFailed => "generation_failed",
+            Self::BenchFailed => "bench_failed",
+            Self::ThreadsFailed => "threads_failed",
+            Self::WorkerCrashed => "worker_crashed",
+            Self::BadOutput => "bad_output",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The code a string names, if any (for codes that arrive as strings, such as a
+    /// streamed `ChatEvent::Error`).
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+impl std::fmt::Display for WorkerErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,8 +245,42 @@ pub struct BenchResult {
 /// Serialises one message as a line. Serialising these plain types cannot fail.
 pub fn to_line<T: Serialize>(value: &T) -> String {
     let mut s = serde_json::to_string(value).unwrap_or_else(|e| {
-        format!("{{\"type\":\"error\",\"code\":\"internal\",\"message\":\"serialise: {e}\"}}")
+        // Quoted by serde_json too, so the reason cannot break the line's JSON.
+        let message = serde_json::to_string(&format!("serialise: {e}"))
+            .unwrap_or_else(|_| "\"serialise\"".to_owned());
+        format!("{{\"type\":\"error\",\"code\":\"internal\",\"message\":{message}}}")
     });
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_spelled_on_the_wire_as_as_str_says() {
+        for code in WorkerErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(WorkerErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(WorkerErrorCode::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn the_serialisation_fallback_is_itself_a_readable_event() {
+        let fallback = "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"serialise: x\"}";
+        let event: Result<WorkerEvent, _> = serde_json::from_str(fallback);
+        assert!(
+            matches!(
+                event,
+                Ok(WorkerEvent::Error {
+                    code: WorkerErrorCode::Internal,
+                    ..
+                })
+            ),
+            "{event:?}"
+        );
+    }
 }

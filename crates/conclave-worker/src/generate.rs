@@ -7,8 +7,8 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
 
 use conclave_protocol::{
-    BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget, WorkerEvent,
-    WorkerRequest,
+    BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget, WorkerErrorCode,
+    WorkerEvent, WorkerRequest,
 };
 use conclave_protocol::{SamplingParams, StopReason};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -338,7 +338,11 @@ impl Generator {
             // The cache may hold half a batch; start clean next time.
             self.ctx.clear_kv_cache();
             self.cached.clear();
-            out.error(Some(id), "generation_failed", format!("{e:#}"));
+            out.error(
+                Some(id),
+                WorkerErrorCode::GenerationFailed,
+                format!("{e:#}"),
+            );
         }
     }
 
@@ -355,7 +359,7 @@ impl Generator {
         if prompt.is_empty() {
             out.error(
                 Some(id),
-                "empty_prompt",
+                WorkerErrorCode::EmptyPrompt,
                 "the rendered prompt has no tokens",
             );
             return Ok(());
@@ -368,7 +372,7 @@ impl Generator {
         if n_prompt + reserve >= self.n_ctx as usize {
             out.send(&WorkerEvent::Error {
                 id: Some(id),
-                code: "context_overflow".into(),
+                code: WorkerErrorCode::ContextOverflow,
                 message: format!(
                     "the prompt has {n_prompt} tokens and the context holds {}",
                     self.n_ctx
@@ -549,7 +553,7 @@ impl Generator {
     pub fn bench(&mut self, req: BenchRequest, out: &mut Out) {
         match self.bench_inner(&req) {
             Ok(result) => out.send(&WorkerEvent::BenchResult(result)),
-            Err(e) => out.error(Some(req.id), "bench_failed", format!("{e:#}")),
+            Err(e) => out.error(Some(req.id), WorkerErrorCode::BenchFailed, format!("{e:#}")),
         }
         self.ctx.clear_kv_cache();
         self.cached.clear();

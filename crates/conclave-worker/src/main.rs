@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use conclave_protocol::{self as protocol, WorkerEvent, WorkerRequest};
+use conclave_protocol::{self as protocol, WorkerErrorCode, WorkerEvent, WorkerRequest};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
@@ -58,10 +58,10 @@ impl Out {
         let _ = lock.flush();
     }
 
-    pub fn error(&mut self, id: Option<u64>, code: &str, message: impl Into<String>) {
+    pub fn error(&mut self, id: Option<u64>, code: WorkerErrorCode, message: impl Into<String>) {
         self.send(&WorkerEvent::Error {
             id,
-            code: code.to_owned(),
+            code,
             message: message.into(),
             prompt_tokens: None,
         });
@@ -110,7 +110,7 @@ fn main() {
         .init();
     let mut out = Out(std::io::stdout());
     if let Err(e) = run(&mut out) {
-        out.error(None, "load_failed", format!("{e:#}"));
+        out.error(None, WorkerErrorCode::LoadFailed, format!("{e:#}"));
         std::process::exit(2);
     }
 }
@@ -153,7 +153,7 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
     let mut queue = generate::Queue::new(rx);
     while let Some(incoming) = queue.next_blocking() {
         match incoming {
-            Incoming::BadLine(msg) => out.error(None, "bad_request", msg),
+            Incoming::BadLine(msg) => out.error(None, WorkerErrorCode::BadRequest, msg),
             Incoming::Request(WorkerRequest::Generate(req)) => {
                 engine.generate(req, &mut queue, out)
             }
@@ -164,7 +164,7 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
             Incoming::Request(WorkerRequest::Bench(req)) => engine.bench(req, out),
             Incoming::Request(WorkerRequest::SetThreads { threads }) => {
                 if let Err(e) = engine.set_threads(threads) {
-                    out.error(None, "threads_failed", format!("{e:#}"));
+                    out.error(None, WorkerErrorCode::ThreadsFailed, format!("{e:#}"));
                 }
             }
             // A cancel for a request that is not running any more: nothing to stop.

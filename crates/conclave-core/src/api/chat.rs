@@ -76,12 +76,7 @@ pub(crate) async fn completions(
             return Err(ApiError::from_event(&code, &message))
         }
         Some(other) => vec![other],
-        None => {
-            return Err(ApiError::from_event(
-                "generation_failed",
-                "the answer ended before it started",
-            ))
-        }
+        None => return Err(ApiError::stream_ended("the answer ended before it started")),
     };
     let recorder = if state.config.save_history {
         Recorder::start(&state.app, &info, &req.messages, &req.params).await
@@ -154,12 +149,7 @@ async fn whole_answer(
             Some(ev) => ev,
             None => match stream.next_event().await {
                 Some(ev) => ev,
-                None => {
-                    return Err(ApiError::from_event(
-                        "generation_failed",
-                        "the answer stream ended early",
-                    ))
-                }
+                None => return Err(ApiError::stream_ended("the answer stream ended early")),
             },
         };
         if let Some(r) = recorder.as_mut() {
@@ -302,10 +292,9 @@ impl Sse {
             };
             let Some(ev) = ev else {
                 self.phase = Phase::End;
-                return Some(self.error_bytes(&ApiError::from_event(
-                    "generation_failed",
-                    "the answer stream ended early",
-                )));
+                return Some(
+                    self.error_bytes(&ApiError::stream_ended("the answer stream ended early")),
+                );
             };
             if let Some(r) = self.recorder.as_mut() {
                 r.event(&ev).await;

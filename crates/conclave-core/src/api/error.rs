@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use crate::engine::EngineError;
 use crate::error::CoreError;
 use crate::models::ModelsError;
+use crate::protocol::WorkerErrorCode;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -148,23 +149,14 @@ impl ApiError {
     /// hold worker output.
     pub fn from_event(code: &str, message: &str) -> Self {
         tracing::warn!(code, message, "generation failed");
+        if let Some(code) = WorkerErrorCode::parse(code) {
+            return Self::from_worker_code(code);
+        }
         match code {
-            "context_overflow" => Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "context_length_exceeded",
-                "The messages do not fit the model's context window, even with the oldest turns dropped.",
-            )
-            .with_param("messages"),
-            "worker_crashed" => Self::internal(
-                "worker_crashed",
-                "The model's worker process crashed during this request; the next request starts a fresh one.",
-            ),
             "worker_not_found" => Self::internal(
                 "worker_not_found",
                 "The inference worker program is not installed next to the server.",
             ),
-            "load_failed" => Self::internal("load_failed", "The model could not be loaded."),
             // Templates raise on conversations they do not accept (roles that do not
             // alternate, a system message where none may go): the client's to fix.
             "template_render" => Self::new(
@@ -174,15 +166,51 @@ impl ApiError {
                 "The model's chat template does not accept these messages (for example, user and assistant turns may have to alternate).",
             )
             .with_param("messages"),
-            c if c.starts_with("template") || c == "unknown_template" => Self::internal(
+            "template_compile" | "unknown_template" => Self::internal(
                 "template_error",
                 "The model's chat template could not be applied to these messages.",
             ),
-            _ => Self::internal(
-                "generation_failed",
-                "The model failed to generate an answer.",
-            ),
+            _ => Self::generation_failed(),
         }
+    }
+
+    fn from_worker_code(code: WorkerErrorCode) -> Self {
+        match code {
+            WorkerErrorCode::ContextOverflow => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "context_length_exceeded",
+                "The messages do not fit the model's context window, even with the oldest turns dropped.",
+            )
+            .with_param("messages"),
+            WorkerErrorCode::WorkerCrashed => Self::internal(
+                code.as_str(),
+                "The model's worker process crashed during this request; the next request starts a fresh one.",
+            ),
+            WorkerErrorCode::LoadFailed => {
+                Self::internal(code.as_str(), "The model could not be loaded.")
+            }
+            WorkerErrorCode::BadRequest
+            | WorkerErrorCode::EmptyPrompt
+            | WorkerErrorCode::GenerationFailed
+            | WorkerErrorCode::BenchFailed
+            | WorkerErrorCode::ThreadsFailed
+            | WorkerErrorCode::BadOutput
+            | WorkerErrorCode::Internal => Self::generation_failed(),
+        }
+    }
+
+    /// The answer's stream ended with neither `Done` nor `Error`.
+    pub fn stream_ended(detail: &str) -> Self {
+        tracing::warn!(detail, "generation failed");
+        Self::generation_failed()
+    }
+
+    fn generation_failed() -> Self {
+        Self::internal(
+            WorkerErrorCode::GenerationFailed.as_str(),
+            "The model failed to generate an answer.",
+        )
     }
 
     pub fn from_core(e: &CoreError, model: &str) -> Self {
