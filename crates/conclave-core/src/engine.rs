@@ -6,33 +6,34 @@
 //! file, a `kill -9`) fails only its own requests with `worker_crashed`; the next request to
 //! that model starts a fresh worker.
 
-use std::collections::{HashMap, VecDeque};
+mod measure;
+mod prompt;
+mod worker;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::Stream;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
-use crate::events::{
-    ChatEvent, Message, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage,
-};
+use crate::events::{ChatEvent, Message, Metrics, SamplingParams, StopReason, ThinkMode, Usage};
 use crate::metrics::{self, EnergyMeter};
 use crate::protocol::{
-    self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget,
-    WorkerErrorCode, WorkerEvent, WorkerRequest,
+    self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, WorkerErrorCode, WorkerEvent,
+    WorkerRequest,
 };
-use crate::reasoning::{self, ReasoningFormat, Segment, Splitter, TemplateValue, ThinkingOff};
-use crate::template::{ChatTemplate, RenderInput};
+use crate::reasoning::{ReasoningFormat, Splitter};
+use crate::template::ChatTemplate;
 
-/// Lines of the worker's stderr kept for crash reports.
-const STDERR_TAIL: usize = 40;
+use measure::{AnswerFacts, Timeline};
+use prompt::PromptPlan;
+use worker::{tail_hint, Worker, WorkerSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -64,13 +65,6 @@ pub enum EngineError {
     },
     #[error("could not talk to the worker: {0}")]
     Io(#[from] std::io::Error),
-}
-
-fn tail_hint(tail: &str) -> String {
-    match tail.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(last) => format!("; last log line: {}", last.trim()),
-        None => String::new(),
-    }
 }
 
 impl crate::error::ErrorCode for EngineError {
@@ -204,294 +198,6 @@ impl Engine {
     }
 }
 
-struct WorkerSpec {
-    bin: Arc<PathBuf>,
-    path: PathBuf,
-    n_ctx: u32,
-    threads: u32,
-}
-
-type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<WorkerEvent>>>>;
-
-/// One running worker process. Clones share the process; the model's slot holds the
-/// current one, so callers never keep the slot locked while an answer streams.
-#[derive(Clone)]
-struct Worker {
-    stdin: Arc<tokio::sync::Mutex<ChildStdin>>,
-    routes: Routes,
-    ready: ReadyInfo,
-    /// Set when the process has exited; holds why.
-    dead: Arc<Mutex<Option<Crash>>>,
-    child: Arc<tokio::sync::Mutex<Child>>,
-}
-
-#[derive(Clone, Debug)]
-struct Crash {
-    cause: String,
-    signal: Option<i32>,
-    last_stderr: String,
-}
-
-impl Worker {
-    async fn spawn(
-        spec: &WorkerSpec,
-        mut progress: Box<dyn FnMut(f32) + Send>,
-    ) -> Result<Self, EngineError> {
-        let mut child = Command::new(spec.bin.as_path())
-            .arg(protocol::ARG_MODEL)
-            .arg(&spec.path)
-            .arg(protocol::ARG_N_CTX)
-            .arg(spec.n_ctx.to_string())
-            .arg(protocol::ARG_THREADS)
-            .arg(spec.threads.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    EngineError::WorkerNotFound(spec.bin.display().to_string())
-                }
-                _ => EngineError::Io(e),
-            })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(EngineError::Io(std::io::Error::other(
-                "worker pipes missing",
-            )));
-        };
-
-        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
-        {
-            let tail = tail.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!(target: "conclave_worker", "{line}");
-                    if let Ok(mut t) = tail.lock() {
-                        if t.len() == STDERR_TAIL {
-                            t.pop_front();
-                        }
-                        t.push_back(line);
-                    }
-                }
-            });
-        }
-
-        let routes: Routes = Arc::default();
-        let dead: Arc<Mutex<Option<Crash>>> = Arc::default();
-        let child = Arc::new(tokio::sync::Mutex::new(child));
-        let (ready_tx, ready_rx) =
-            oneshot::channel::<Result<ReadyInfo, (WorkerErrorCode, String)>>();
-        {
-            let routes = routes.clone();
-            let dead = dead.clone();
-            let child = child.clone();
-            let tail = tail.clone();
-            let model = spec.path.display().to_string();
-            tokio::spawn(async move {
-                let mut ready_tx = Some(ready_tx);
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let event = match serde_json::from_str::<WorkerEvent>(&line) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            tracing::warn!("unreadable line from worker: {e}: {line}");
-                            continue;
-                        }
-                    };
-                    match event {
-                        WorkerEvent::LoadProgress { fraction } => progress(fraction),
-                        WorkerEvent::Ready(info) => {
-                            if let Some(tx) = ready_tx.take() {
-                                let _ = tx.send(Ok(info));
-                            }
-                        }
-                        WorkerEvent::Error {
-                            id: None,
-                            code,
-                            message,
-                            ..
-                        } => {
-                            if let Some(tx) = ready_tx.take() {
-                                let _ = tx.send(Err((code, message)));
-                            } else {
-                                tracing::warn!("worker error: {code}: {message}");
-                            }
-                        }
-                        other => {
-                            let id = event_id(&other);
-                            let sender = routes
-                                .lock()
-                                .ok()
-                                .and_then(|r| id.and_then(|id| r.get(&id).cloned()));
-                            if let Some(s) = sender {
-                                let _ = s.send(other);
-                            }
-                        }
-                    }
-                }
-                // stdout closed: the process is exiting or gone. Find out how it ended.
-                let status = child.lock().await.wait().await;
-                // Give the stderr reader a moment to collect the last lines (an abort message).
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let last_stderr = tail
-                    .lock()
-                    .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
-                    .unwrap_or_default();
-                let (cause, signal) = describe_exit(status);
-                tracing::warn!(model, cause, "worker exited");
-                let crash = Crash {
-                    cause,
-                    signal,
-                    last_stderr,
-                };
-                if let Ok(mut d) = dead.lock() {
-                    *d = Some(crash.clone());
-                }
-                if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(Err((
-                        WorkerErrorCode::LoadFailed,
-                        format!("the worker exited while loading ({})", crash.cause),
-                    )));
-                }
-                let pending: Vec<_> = routes
-                    .lock()
-                    .map(|mut r| r.drain().collect())
-                    .unwrap_or_default();
-                for (id, s) in pending {
-                    let _ = s.send(WorkerEvent::Error {
-                        id: Some(id),
-                        code: WorkerErrorCode::WorkerCrashed,
-                        message: crash.cause.clone(),
-                        prompt_tokens: None,
-                    });
-                }
-            });
-        }
-
-        let ready = match ready_rx.await {
-            Ok(Ok(info)) => info,
-            Ok(Err((_, message))) => {
-                let last_stderr = tail
-                    .lock()
-                    .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
-                    .unwrap_or_default();
-                let reason = match last_error_line(&last_stderr) {
-                    Some(line) => format!("{message}; llama.cpp said: {line}"),
-                    None => message,
-                };
-                return Err(EngineError::LoadFailed {
-                    path: spec.path.display().to_string(),
-                    reason,
-                    last_stderr,
-                });
-            }
-            Err(_) => {
-                return Err(EngineError::LoadFailed {
-                    path: spec.path.display().to_string(),
-                    reason: "the worker stopped before reporting".into(),
-                    last_stderr: String::new(),
-                })
-            }
-        };
-        Ok(Self {
-            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
-            routes,
-            ready,
-            dead,
-            child,
-        })
-    }
-
-    fn crash(&self) -> Option<Crash> {
-        self.dead.lock().ok().and_then(|d| d.clone())
-    }
-
-    async fn send(&self, req: &WorkerRequest) -> Result<(), std::io::Error> {
-        let line = protocol::to_line(req);
-        let mut stdin = self.stdin.lock().await;
-        stdin.write_all(line.as_bytes()).await?;
-        stdin.flush().await
-    }
-
-    fn route(&self, id: u64) -> mpsc::UnboundedReceiver<WorkerEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        if let Ok(mut r) = self.routes.lock() {
-            r.insert(id, tx);
-        }
-        // The process may have died between the caller's check and now: fail at once.
-        if let Some(crash) = self.crash() {
-            if let Some(tx) = self.routes.lock().ok().and_then(|mut r| r.remove(&id)) {
-                let _ = tx.send(WorkerEvent::Error {
-                    id: Some(id),
-                    code: WorkerErrorCode::WorkerCrashed,
-                    message: crash.cause,
-                    prompt_tokens: None,
-                });
-            }
-        }
-        rx
-    }
-
-    fn unroute(&self, id: u64) {
-        if let Ok(mut r) = self.routes.lock() {
-            r.remove(&id);
-        }
-    }
-}
-
-fn event_id(e: &WorkerEvent) -> Option<u64> {
-    match e {
-        WorkerEvent::Started { id, .. }
-        | WorkerEvent::Delta { id, .. }
-        | WorkerEvent::Tokenized { id, .. } => Some(*id),
-        WorkerEvent::Done(d) => Some(d.id),
-        WorkerEvent::BenchResult(b) => Some(b.id),
-        WorkerEvent::Error { id, .. } => *id,
-        WorkerEvent::LoadProgress { .. } | WorkerEvent::Ready(_) => None,
-    }
-}
-
-fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> (String, Option<i32>) {
-    use std::os::unix::process::ExitStatusExt;
-    match status {
-        Ok(s) => match s.signal() {
-            Some(sig) => (
-                format!("killed by signal {sig} ({})", signal_name(sig)),
-                Some(sig),
-            ),
-            None => (
-                format!("exited with status {}", s.code().unwrap_or(-1)),
-                None,
-            ),
-        },
-        Err(e) => (format!("could not wait for it: {e}"), None),
-    }
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => "SIGKILL, often the out-of-memory killer",
-        libc::SIGABRT => "SIGABRT, an assertion in llama.cpp",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS, the model file changed or vanished while mapped",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGILL => "SIGILL, a CPU instruction this machine lacks",
-        _ => "signal",
-    }
-}
-
-fn last_error_line(stderr: &str) -> Option<&str> {
-    stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("ERROR") || l.contains("error") || l.contains("failed"))
-        .map(str::trim)
-}
-
 /// A request to answer the last message of a conversation.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -545,7 +251,7 @@ impl LoadedModel {
                 .map(|t| t.name.clone())
                 .unwrap_or_default(),
             reasoning_format: template
-                .map(|t| format_for(&t).name().to_owned())
+                .map(|t| prompt::format_for(&t).name().to_owned())
                 .unwrap_or_else(|_| ReasoningFormat::None.name().to_owned()),
             pid: r.pid,
         }
@@ -602,368 +308,88 @@ impl LoadedModel {
         Ok(ChatStream { id, rx, cancel })
     }
 
+    /// One answer: prepare the prompt, start generating (dropping old turns until it fits),
+    /// stream the split output, then report what it cost.
     async fn run_chat(
         &self,
         id: u64,
-        mut req: ChatRequest,
+        req: ChatRequest,
         t_request: Instant,
         tx: &mpsc::UnboundedSender<ChatEvent>,
         cancel: &CancelHandle,
     ) -> Result<(), EngineError> {
         let worker = self.live_worker().await?;
-        let ready = worker.ready.clone();
+        let ready = &worker.ready;
         let template = ChatTemplate::resolve(
             ready.chat_template.as_deref(),
             &ready.architecture,
             req.template.as_deref(),
         )?;
-        let mut format = format_for(&template);
-        // "Thinking on" for a model with no thinking format of its own: open a generic
-        // <think> block in the prompt (budget forcing, as in the s1 paper).
-        let mut prefill = String::new();
-        if req.think == ThinkMode::On && format == ReasoningFormat::None {
-            format = ReasoningFormat::DeepseekR1;
-            prefill.push_str("<think>\n");
-        }
-        let mut enable_thinking = None;
-        let mut extra_vars: Vec<(String, minijinja::Value)> = Vec::new();
-        match (req.think, format.thinking_off()) {
-            (ThinkMode::Off, ThinkingOff::TemplateVar { name, value }) => {
-                let v = match value {
-                    TemplateValue::Bool(b) => minijinja::Value::from(b),
-                    TemplateValue::Int(i) => minijinja::Value::from(i),
-                };
-                if name == "enable_thinking" {
-                    enable_thinking = Some(false);
-                } else {
-                    extra_vars.push((name.to_owned(), v));
-                }
-            }
-            (
-                ThinkMode::On,
-                ThinkingOff::TemplateVar {
-                    name,
-                    value: TemplateValue::Bool(_),
-                },
-            ) => {
-                if name == "enable_thinking" {
-                    enable_thinking = Some(true);
-                } else {
-                    extra_vars.push((name.to_owned(), minijinja::Value::from(true)));
-                }
-            }
-            (ThinkMode::Off, ThinkingOff::SlashCommand(cmd)) => {
-                if let Some(last) = req.messages.iter_mut().rev().find(|m| m.role == Role::User) {
-                    last.content.push(' ');
-                    last.content.push_str(cmd);
-                }
-            }
-            (ThinkMode::Off, ThinkingOff::PrefillClosedBlock(block)) => prefill.push_str(block),
-            _ => {}
-        }
-
-        // Earlier turns' thinking is not sent back unless the conversation keeps it.
-        let mut dropped_thoughts = String::new();
-        for m in req
-            .messages
-            .iter_mut()
-            .filter(|m| m.role == Role::Assistant)
-        {
-            if let Some(r) = m.reasoning.take() {
-                if req.keep_thoughts {
-                    m.reasoning = Some(r.clone());
-                    if !template.source.contains("reasoning_content") {
-                        if let Some(mk) = format.markers() {
-                            m.content = format!("{}{}{}{}", mk.open, r, mk.close, m.content);
-                        }
-                    }
-                } else {
-                    dropped_thoughts.push_str(&r);
-                }
-            }
-        }
-        let threads = req.threads.unwrap_or(self.inner.spec.threads);
-        let seed = req.params.seed.unwrap_or_else(rand::random);
-        let mut messages = req.messages.clone();
-        let mut dropped_messages = 0u32;
+        let plan = prompt::plan(template, req.messages.clone(), req.think, req.keep_thoughts);
         let mut route = worker.route(id);
-
-        let (started, starts_in_thinking) = loop {
-            let rendered = template.render(&RenderInput {
-                messages: &messages,
-                add_generation_prompt: true,
-                bos_token: &ready.bos_token,
-                eos_token: &ready.eos_token,
-                enable_thinking,
-                extra: &extra_vars,
-            })?;
-            let prompt = format!("{rendered}{prefill}");
-            let starts_in_thinking = reasoning::prompt_ends_in_thinking(format, &prompt);
-            let add_bos = ready.add_bos
-                && !(ready.bos_token.is_empty() || prompt.starts_with(&ready.bos_token));
-            let budget = format.markers().map(|mk| ThinkBudget {
-                max_tokens: req.think_budget.unwrap_or(u32::MAX),
-                starts_in_thinking,
-                open: mk.open.trim().to_owned(),
-                close: detection_marker(mk.close),
-                inject: format!("{}{}", mk.budget_lead_in, mk.close),
-            });
-            let gen = GenerateRequest {
-                id,
-                prompt,
-                add_bos,
-                params: req.params.clone(),
-                seed,
-                threads,
-                budget,
-                grammar: req.grammar.clone(),
-            };
-            worker
-                .send(&WorkerRequest::Generate(gen))
-                .await
-                .map_err(|e| self.io_or_crash(&worker, e))?;
-            match route.recv().await {
-                Some(WorkerEvent::Started {
-                    prompt_tokens,
-                    cached_tokens,
-                    prompt_ms,
-                    ..
-                }) => {
-                    break (
-                        (prompt_tokens, cached_tokens, prompt_ms),
-                        starts_in_thinking,
-                    )
-                }
-                Some(WorkerEvent::Error {
-                    code,
-                    message,
-                    prompt_tokens,
-                    ..
-                }) if code == WorkerErrorCode::ContextOverflow => {
-                    if !drop_oldest_exchange(&mut messages, &mut dropped_messages) {
-                        worker.unroute(id);
-                        return Err(EngineError::ContextOverflow {
-                            detail: format!("{message}; even the last message alone is too long (prompt {} tokens). Raise the context length or shorten the message.", prompt_tokens.unwrap_or(0)),
-                        });
-                    }
-                }
-                Some(WorkerEvent::Error { code, message, .. }) => {
-                    worker.unroute(id);
-                    return Err(self.worker_error(&worker, code, message));
-                }
-                Some(WorkerEvent::Done(d)) if d.stop_reason == StopReason::Cancelled => {
-                    worker.unroute(id);
-                    let _ = tx.send(ChatEvent::Done {
-                        stop_reason: StopReason::Cancelled,
-                        usage: Usage::default(),
-                        metrics: Metrics::default(),
-                    });
-                    return Ok(());
-                }
-                Some(other) => tracing::warn!("unexpected worker event before start: {other:?}"),
-                None => {
-                    worker.unroute(id);
-                    return Err(self.crashed(&worker));
-                }
-            }
+        let answer = Answer {
+            worker: &worker,
+            id,
+            threads: req.threads.unwrap_or(self.inner.spec.threads),
+            tx,
+            cancel,
+            t_request,
         };
-        let pid = ready.pid;
-        let meter = EnergyMeter::start(pid);
-
-        let (prompt_tokens, cached_tokens, prompt_ms) = started;
-        let _ = tx.send(ChatEvent::Started {
-            request_id: id.to_string(),
-            model: file_stem(&self.inner.spec.path),
-            seed,
-            reasoning_format: format.name().to_owned(),
-            prompt_tokens,
-            cached_prompt_tokens: cached_tokens,
-        });
-
-        // A template without markers may still belong to a model that thinks: let the
-        // splitter look for an opening marker at the start of the output.
-        let split_format = if format == ReasoningFormat::None {
-            ReasoningFormat::Auto
-        } else {
-            format
-        };
-        let mut splitter = Splitter::new(split_format, starts_in_thinking);
-        let mut first_output: Option<Duration> = None;
-        let mut answer_started: Option<Duration> = None;
-        let mut thinking_energy = None;
-        let mut saw_reasoning = false;
-        let mut receiver_gone = false;
-        let done: DoneInfo = loop {
-            let Some(event) = route.recv().await else {
-                return Err(self.crashed(&worker));
-            };
-            match event {
-                WorkerEvent::Delta { text, .. } => {
-                    if text.is_empty() {
-                        continue;
-                    }
-                    for seg in splitter.push(&text) {
-                        let ev = match seg {
-                            Segment::Reasoning(t) if !t.is_empty() => {
-                                saw_reasoning = true;
-                                ChatEvent::Reasoning { text: t }
-                            }
-                            Segment::Answer(t) if !t.is_empty() => {
-                                if answer_started.is_none() {
-                                    answer_started = Some(t_request.elapsed());
-                                    if saw_reasoning {
-                                        thinking_energy = Some(meter.read().0);
-                                    }
-                                }
-                                ChatEvent::Token { text: t }
-                            }
-                            _ => continue,
-                        };
-                        first_output.get_or_insert_with(|| t_request.elapsed());
-                        if tx.send(ev).is_err() && !receiver_gone {
-                            // Nobody listens any more: stop the worker within a token.
-                            receiver_gone = true;
-                            cancel.cancel();
-                        }
-                    }
-                }
-                WorkerEvent::Done(d) => break d,
-                WorkerEvent::Error { code, message, .. } => {
-                    worker.unroute(id);
-                    return Err(self.worker_error(&worker, code, message));
-                }
-                _ => {}
-            }
+        let result = match answer.start(&mut route, &req, &plan).await {
+            Ok(Some(started)) => (answer.stream(&mut route, &plan, &started).await)
+                .map(|finished| Some((started, finished))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
         };
         worker.unroute(id);
-        let fin = splitter.finish();
-        for seg in fin.segments {
-            let ev = match seg {
-                Segment::Reasoning(t) if !t.is_empty() => ChatEvent::Reasoning { text: t },
-                Segment::Answer(t) if !t.is_empty() => {
-                    answer_started.get_or_insert_with(|| t_request.elapsed());
-                    ChatEvent::Token { text: t }
-                }
-                _ => continue,
-            };
-            first_output.get_or_insert_with(|| t_request.elapsed());
-            let _ = tx.send(ev);
-        }
+        let Some((started, finished)) = result? else {
+            return Ok(());
+        };
 
-        let wall = t_request.elapsed();
-        let (energy_wh, cpu_seconds) = meter.read();
-        let sample = metrics::sample_process(pid);
-        let reasoning_tokens = done.thinking_tokens.min(done.completion_tokens);
-        let thinking_ms = if saw_reasoning || reasoning_tokens > 0 {
-            answer_started.unwrap_or(wall).as_secs_f64() * 1000.0
-        } else {
-            0.0
-        };
-        let energy_thinking = if thinking_ms > 0.0 {
-            thinking_energy.unwrap_or(energy_wh)
-        } else {
-            0.0
-        };
-        let thoughts_dropped_tokens = if dropped_thoughts.is_empty() {
+        let thoughts_dropped_tokens = if plan.dropped_thoughts.is_empty() {
             0
         } else {
-            self.count_tokens(&dropped_thoughts).await.unwrap_or(0)
+            self.count_tokens(&plan.dropped_thoughts).await.unwrap_or(0)
         };
-        let usage = Usage {
-            prompt_tokens: done.prompt_tokens,
-            cached_prompt_tokens: done.cached_tokens,
-            completion_tokens: done.completion_tokens,
-            reasoning_tokens,
-            answer_tokens: done.completion_tokens - reasoning_tokens,
-        };
-        let evaluated = done.prompt_tokens.saturating_sub(done.cached_tokens);
-        let metrics = Metrics {
-            ttft_ms: first_output.unwrap_or(wall).as_secs_f64() * 1000.0,
-            prompt_eval_ms: prompt_ms,
-            prompt_tps: rate(evaluated, prompt_ms),
-            gen_ms: done.gen_ms,
-            gen_tps: rate(done.completion_tokens, done.gen_ms),
-            wall_ms: wall.as_secs_f64() * 1000.0,
-            thinking_ms,
-            answer_ms: (wall.as_secs_f64() * 1000.0 - thinking_ms).max(0.0),
-            threads: done.threads,
-            peak_rss_bytes: sample.peak_rss_bytes,
-            cpu_seconds,
-            energy_wh,
-            energy_thinking_wh: energy_thinking,
-            energy_answer_wh: (energy_wh - energy_thinking).max(0.0),
-            energy_method: meter.method().as_str().to_owned(),
-            dropped_messages,
-            seed,
-            template: template.name.clone(),
-            reasoning_format: fin.format.name().to_owned(),
-            thinking: req.think,
-            budget_cut_at: done.budget_cut_at,
-            reasoning_cut_off: fin.cut_off,
-            thoughts_dropped_tokens,
-        };
+        let (usage, metrics) = measure::assemble(
+            &finished.timeline,
+            AnswerFacts {
+                done: &finished.done,
+                prompt_ms: started.prompt_ms,
+                wall: t_request.elapsed(),
+                energy_wh: finished.energy_wh,
+                cpu_seconds: finished.cpu_seconds,
+                energy_method: finished.energy_method,
+                peak_rss_bytes: metrics::sample_process(worker.ready.pid).peak_rss_bytes,
+                dropped_messages: started.dropped_messages,
+                seed: started.seed,
+                template: plan.template.name.clone(),
+                reasoning_format: finished.format,
+                reasoning_cut_off: finished.cut_off,
+                thinking: req.think,
+                thoughts_dropped_tokens,
+            },
+        );
         let _ = tx.send(ChatEvent::Done {
-            stop_reason: done.stop_reason,
+            stop_reason: finished.done.stop_reason,
             usage,
             metrics,
         });
         Ok(())
     }
 
-    fn io_or_crash(&self, worker: &Worker, e: std::io::Error) -> EngineError {
-        match worker.crash() {
-            Some(c) => self.crashed_from(Some(c)),
-            None => EngineError::Io(e),
-        }
-    }
-
-    fn crashed(&self, worker: &Worker) -> EngineError {
-        self.crashed_from(worker.crash())
-    }
-
-    fn crashed_from(&self, crash: Option<Crash>) -> EngineError {
-        let c = crash.unwrap_or(Crash {
-            cause: "its output ended".into(),
-            signal: None,
-            last_stderr: String::new(),
-        });
-        EngineError::WorkerCrashed {
-            model: file_stem(&self.inner.spec.path),
-            cause: c.cause,
-            signal: c.signal,
-            last_stderr: c.last_stderr,
-        }
-    }
-
-    fn worker_error(&self, worker: &Worker, code: WorkerErrorCode, message: String) -> EngineError {
-        if code == WorkerErrorCode::WorkerCrashed {
-            // The reader saw the process die; give the crash a moment to be recorded.
-            return self.crashed(worker);
-        }
-        EngineError::Worker { code, message }
-    }
-
     /// Tokens a text takes in this model's prompt.
     pub async fn count_tokens(&self, text: &str) -> Result<u32, EngineError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let worker = self.live_worker().await?;
-        let mut route = worker.route(id);
-        worker
-            .send(&WorkerRequest::Tokenize {
-                id,
-                text: text.to_owned(),
-            })
-            .await
-            .map_err(|e| self.io_or_crash(&worker, e))?;
-        let res = match route.recv().await {
-            Some(WorkerEvent::Tokenized { tokens, .. }) => Ok(tokens),
-            Some(WorkerEvent::Error { code, message, .. }) => {
-                Err(EngineError::Worker { code, message })
-            }
-            _ => Err(self.crashed(&worker)),
+        let req = WorkerRequest::Tokenize {
+            id,
+            text: text.to_owned(),
         };
-        worker.unroute(id);
-        res
+        match worker.ask(id, &req).await? {
+            WorkerEvent::Tokenized { tokens, .. } => Ok(tokens),
+            _ => Err(worker.crashed()),
+        }
     }
 
     /// Raw llama.cpp speed inside the worker (no template, no sampling, no streaming).
@@ -976,26 +402,17 @@ impl LoadedModel {
     ) -> Result<BenchResult, EngineError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let worker = self.live_worker().await?;
-        let mut route = worker.route(id);
-        worker
-            .send(&WorkerRequest::Bench(BenchRequest {
-                id,
-                prompt_tokens,
-                gen_tokens,
-                reps,
-                threads,
-            }))
-            .await
-            .map_err(|e| self.io_or_crash(&worker, e))?;
-        let res = match route.recv().await {
-            Some(WorkerEvent::BenchResult(r)) => Ok(r),
-            Some(WorkerEvent::Error { code, message, .. }) => {
-                Err(EngineError::Worker { code, message })
-            }
-            _ => Err(self.crashed(&worker)),
-        };
-        worker.unroute(id);
-        res
+        let req = WorkerRequest::Bench(BenchRequest {
+            id,
+            prompt_tokens,
+            gen_tokens,
+            reps,
+            threads,
+        });
+        match worker.ask(id, &req).await? {
+            WorkerEvent::BenchResult(r) => Ok(r),
+            _ => Err(worker.crashed()),
+        }
     }
 
     /// Changes the worker's thread count from its next token on, also in the middle of an
@@ -1004,11 +421,10 @@ impl LoadedModel {
     pub async fn set_threads(&self, threads: u32) -> Result<(), EngineError> {
         let worker = self.inner.worker.lock().await.clone();
         worker
-            .send(&WorkerRequest::SetThreads {
+            .request(&WorkerRequest::SetThreads {
                 threads: threads.max(1),
             })
             .await
-            .map_err(|e| self.io_or_crash(&worker, e))
     }
 
     /// Ends the worker process (the model is unloaded).
@@ -1019,66 +435,180 @@ impl LoadedModel {
     }
 }
 
-/// The part of a closing marker that the model itself writes first: whitespace trimmed, and
-/// without the next turn's header that the engine adds when it forces the answer.
-fn detection_marker(close: &str) -> String {
-    let close = close.trim();
-    let cut = ["<|start|>", "<|START_RESPONSE|>"]
-        .iter()
-        .filter_map(|h| close.find(h))
-        .filter(|&i| i > 0)
-        .min();
-    close[..cut.unwrap_or(close.len())].to_owned()
+/// How generation began.
+struct Started {
+    prompt_ms: f64,
+    starts_in_thinking: bool,
+    dropped_messages: u32,
+    seed: u32,
 }
 
-fn rate(tokens: u32, ms: f64) -> f64 {
-    if ms > 0.0 {
-        f64::from(tokens) * 1000.0 / ms
-    } else {
-        0.0
+/// How the output ended.
+struct Finished {
+    done: DoneInfo,
+    timeline: Timeline,
+    format: ReasoningFormat,
+    cut_off: bool,
+    energy_wh: f64,
+    cpu_seconds: f64,
+    energy_method: &'static str,
+}
+
+/// One answer in flight on one worker.
+struct Answer<'a> {
+    worker: &'a Worker,
+    id: u64,
+    threads: u32,
+    tx: &'a mpsc::UnboundedSender<ChatEvent>,
+    cancel: &'a CancelHandle,
+    t_request: Instant,
+}
+
+impl Answer<'_> {
+    /// Sends the prompt, dropping the oldest turns while the worker says it does not fit.
+    /// `None`: cancelled before generation began (the `Done` is already sent).
+    async fn start(
+        &self,
+        route: &mut mpsc::UnboundedReceiver<WorkerEvent>,
+        req: &ChatRequest,
+        plan: &PromptPlan,
+    ) -> Result<Option<Started>, EngineError> {
+        let ready = &self.worker.ready;
+        let seed = req.params.seed.unwrap_or_else(rand::random);
+        let mut messages = plan.messages.clone();
+        let mut dropped_messages = 0u32;
+        loop {
+            let rendered = plan.render(&messages, ready)?;
+            let starts_in_thinking = rendered.starts_in_thinking;
+            let gen = GenerateRequest {
+                id: self.id,
+                prompt: rendered.prompt,
+                add_bos: rendered.add_bos,
+                params: req.params.clone(),
+                seed,
+                threads: self.threads,
+                budget: plan.budget(req.think_budget, starts_in_thinking),
+                grammar: req.grammar.clone(),
+            };
+            self.worker.request(&WorkerRequest::Generate(gen)).await?;
+            match route.recv().await {
+                Some(WorkerEvent::Started {
+                    prompt_tokens,
+                    cached_tokens,
+                    prompt_ms,
+                    ..
+                }) => {
+                    let _ = self.tx.send(ChatEvent::Started {
+                        request_id: self.id.to_string(),
+                        model: self.worker.model().to_owned(),
+                        seed,
+                        reasoning_format: plan.format.name().to_owned(),
+                        prompt_tokens,
+                        cached_prompt_tokens: cached_tokens,
+                    });
+                    return Ok(Some(Started {
+                        prompt_ms,
+                        starts_in_thinking,
+                        dropped_messages,
+                        seed,
+                    }));
+                }
+                Some(WorkerEvent::Error {
+                    code: WorkerErrorCode::ContextOverflow,
+                    message,
+                    prompt_tokens,
+                    ..
+                }) => {
+                    if !prompt::drop_oldest_exchange(&mut messages, &mut dropped_messages) {
+                        return Err(EngineError::ContextOverflow {
+                            detail: format!("{message}; even the last message alone is too long (prompt {} tokens). Raise the context length or shorten the message.", prompt_tokens.unwrap_or(0)),
+                        });
+                    }
+                }
+                Some(WorkerEvent::Error { code, message, .. }) => {
+                    return Err(self.worker.error(code, message))
+                }
+                Some(WorkerEvent::Done(d)) if d.stop_reason == StopReason::Cancelled => {
+                    let _ = self.tx.send(ChatEvent::Done {
+                        stop_reason: StopReason::Cancelled,
+                        usage: Usage::default(),
+                        metrics: Metrics::default(),
+                    });
+                    return Ok(None);
+                }
+                Some(other) => tracing::warn!("unexpected worker event before start: {other:?}"),
+                None => return Err(self.worker.crashed()),
+            }
+        }
     }
+
+    /// Streams the output, split into thinking and answer, until the worker's `Done`.
+    async fn stream(
+        &self,
+        route: &mut mpsc::UnboundedReceiver<WorkerEvent>,
+        plan: &PromptPlan,
+        started: &Started,
+    ) -> Result<Finished, EngineError> {
+        let meter = EnergyMeter::start(self.worker.ready.pid);
+        // A template without markers may still belong to a model that thinks: let the
+        // splitter look for an opening marker at the start of the output.
+        let split_format = match plan.format {
+            ReasoningFormat::None => ReasoningFormat::Auto,
+            f => f,
+        };
+        let mut splitter = Splitter::new(split_format, started.starts_in_thinking);
+        let mut timeline = Timeline::new(self.t_request);
+        let mut receiver_gone = false;
+        let done = loop {
+            match route.recv().await {
+                Some(WorkerEvent::Delta { text, .. }) => {
+                    for segment in splitter.push(&text) {
+                        let Some(event) = timeline.event(segment, &meter) else {
+                            continue;
+                        };
+                        if self.tx.send(event).is_err() && !receiver_gone {
+                            // Nobody listens any more: stop the worker within a token.
+                            receiver_gone = true;
+                            self.cancel.cancel();
+                        }
+                    }
+                }
+                Some(WorkerEvent::Done(d)) => break d,
+                Some(WorkerEvent::Error { code, message, .. }) => {
+                    return Err(self.worker.error(code, message))
+                }
+                Some(_) => {}
+                None => return Err(self.worker.crashed()),
+            }
+        };
+        let fin = splitter.finish();
+        for segment in fin.segments {
+            if let Some(event) = timeline.event(segment, &meter) {
+                let _ = self.tx.send(event);
+            }
+        }
+        let (energy_wh, cpu_seconds) = meter.read();
+        Ok(Finished {
+            done,
+            timeline,
+            format: fin.format,
+            cut_off: fin.cut_off,
+            energy_wh,
+            cpu_seconds,
+            energy_method: meter.method().as_str(),
+        })
+    }
+}
+
+/// The name a model is reported under while it runs.
+fn model_name(p: &Path) -> String {
+    file_stem(p)
 }
 
 fn file_stem(p: &Path) -> String {
     p.file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// The reasoning format a template implies: detected from the model's own template, or
-/// known for the built-ins.
-fn format_for(t: &ChatTemplate) -> ReasoningFormat {
-    match t.name.as_str() {
-        "deepseek-r1" => ReasoningFormat::DeepseekR1,
-        _ => reasoning::detect_from_template(&t.source),
-    }
-}
-
-/// The context rule: keep every system message and the last user message; drop the oldest
-/// other turn together with the assistant replies that follow it. Returns false when
-/// nothing more can be dropped.
-fn drop_oldest_exchange(messages: &mut Vec<Message>, dropped: &mut u32) -> bool {
-    let last_user = messages.iter().rposition(|m| m.role == Role::User);
-    let Some(first) = messages.iter().position(|m| m.role != Role::System) else {
-        return false;
-    };
-    if Some(first) == last_user || last_user.is_none() && first + 1 >= messages.len() {
-        return false;
-    }
-    messages.remove(first);
-    *dropped += 1;
-    // The replies to the dropped message go with it.
-    while let Some(i) = messages.iter().position(|m| m.role != Role::System) {
-        if messages[i].role == Role::Assistant
-            && Some(i) != messages.iter().rposition(|m| m.role == Role::User)
-        {
-            messages.remove(i);
-            *dropped += 1;
-        } else {
-            break;
-        }
-    }
-    true
 }
 
 /// Stops one answer. Cheap to clone; safe to use after the answer ended.
@@ -1149,40 +679,5 @@ impl Drop for ChatStream {
         if tokio::runtime::Handle::try_current().is_ok() {
             self.cancel.cancel();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(role: Role, c: &str) -> Message {
-        Message::new(role, c)
-    }
-
-    #[test]
-    fn context_rule_keeps_system_and_last_user() {
-        let mut msgs = vec![
-            m(Role::System, "sys"),
-            m(Role::User, "u1"),
-            m(Role::Assistant, "a1"),
-            m(Role::User, "u2"),
-            m(Role::Assistant, "a2"),
-            m(Role::User, "u3"),
-        ];
-        let mut dropped = 0;
-        assert!(drop_oldest_exchange(&mut msgs, &mut dropped));
-        assert_eq!(
-            msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
-            ["sys", "u2", "a2", "u3"]
-        );
-        assert_eq!(dropped, 2);
-        assert!(drop_oldest_exchange(&mut msgs, &mut dropped));
-        assert_eq!(
-            msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
-            ["sys", "u3"]
-        );
-        assert!(!drop_oldest_exchange(&mut msgs, &mut dropped));
-        assert_eq!(dropped, 4);
     }
 }

@@ -1,0 +1,391 @@
+//! Prompt preparation, as pure functions: how a thinking mode maps onto the template, which
+//! earlier thoughts go back to the model, the template render with its prefill, and which
+//! turns are dropped when the conversation does not fit. No worker is needed to test them.
+
+use crate::events::{Message, Role, ThinkMode};
+use crate::protocol::{ReadyInfo, ThinkBudget};
+use crate::reasoning::{self, ReasoningFormat, TemplateValue, ThinkingOff};
+use crate::template::{ChatTemplate, RenderInput, TemplateError};
+
+/// What stays the same for every render of one request, however many turns are dropped.
+pub(super) struct PromptPlan {
+    pub template: ChatTemplate,
+    /// The reasoning format the answer is read with.
+    pub format: ReasoningFormat,
+    /// Written after the rendered template (an opened or an empty closed thinking block).
+    pub prefill: String,
+    pub enable_thinking: Option<bool>,
+    /// Other template switches (`thinking`, `thinking_budget`…).
+    pub extra_vars: Vec<(String, minijinja::Value)>,
+    /// The conversation as the model will see it.
+    pub messages: Vec<Message>,
+    /// Earlier turns' thinking that is not sent back (its tokens are reported as saved).
+    pub dropped_thoughts: String,
+}
+
+/// A rendered prompt, ready for the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Rendered {
+    pub prompt: String,
+    pub add_bos: bool,
+    /// The prompt ends inside an opened thinking block, so the output starts in thought.
+    pub starts_in_thinking: bool,
+}
+
+/// The reasoning format a template implies: detected from the model's own template, or
+/// known for the built-ins.
+pub(super) fn format_for(t: &ChatTemplate) -> ReasoningFormat {
+    match t.name.as_str() {
+        "deepseek-r1" => ReasoningFormat::DeepseekR1,
+        _ => reasoning::detect_from_template(&t.source),
+    }
+}
+
+/// Prepares one request's conversation for `template`.
+pub(super) fn plan(
+    template: ChatTemplate,
+    mut messages: Vec<Message>,
+    think: ThinkMode,
+    keep_thoughts: bool,
+) -> PromptPlan {
+    let mut format = format_for(&template);
+    // "Thinking on" for a model with no thinking format of its own: open a generic
+    // <think> block in the prompt (budget forcing, as in the s1 paper).
+    let mut prefill = String::new();
+    if think == ThinkMode::On && format == ReasoningFormat::None {
+        format = ReasoningFormat::DeepseekR1;
+        prefill.push_str("<think>\n");
+    }
+    let mut enable_thinking = None;
+    let mut extra_vars: Vec<(String, minijinja::Value)> = Vec::new();
+    match (think, format.thinking_off()) {
+        (ThinkMode::Off, ThinkingOff::TemplateVar { name, value }) => {
+            let v = match value {
+                TemplateValue::Bool(b) => minijinja::Value::from(b),
+                TemplateValue::Int(i) => minijinja::Value::from(i),
+            };
+            if name == "enable_thinking" {
+                enable_thinking = Some(false);
+            } else {
+                extra_vars.push((name.to_owned(), v));
+            }
+        }
+        (
+            ThinkMode::On,
+            ThinkingOff::TemplateVar {
+                name,
+                value: TemplateValue::Bool(_),
+            },
+        ) => {
+            if name == "enable_thinking" {
+                enable_thinking = Some(true);
+            } else {
+                extra_vars.push((name.to_owned(), minijinja::Value::from(true)));
+            }
+        }
+        (ThinkMode::Off, ThinkingOff::SlashCommand(cmd)) => {
+            if let Some(last) = messages.iter_mut().rev().find(|m| m.role == Role::User) {
+                last.content.push(' ');
+                last.content.push_str(cmd);
+            }
+        }
+        (ThinkMode::Off, ThinkingOff::PrefillClosedBlock(block)) => prefill.push_str(block),
+        _ => {}
+    }
+    let dropped_thoughts = earlier_thoughts(&mut messages, keep_thoughts, &template, format);
+    PromptPlan {
+        template,
+        format,
+        prefill,
+        enable_thinking,
+        extra_vars,
+        messages,
+        dropped_thoughts,
+    }
+}
+
+/// Earlier turns' thinking is not sent back unless the conversation keeps it; when it does
+/// and the template has no place for it (`reasoning_content`), it goes back inside the
+/// format's markers. Returns the thinking left out.
+fn earlier_thoughts(
+    messages: &mut [Message],
+    keep: bool,
+    template: &ChatTemplate,
+    format: ReasoningFormat,
+) -> String {
+    let mut dropped = String::new();
+    for m in messages.iter_mut().filter(|m| m.role == Role::Assistant) {
+        let Some(r) = m.reasoning.take() else {
+            continue;
+        };
+        if !keep {
+            dropped.push_str(&r);
+            continue;
+        }
+        if !template.source.contains("reasoning_content") {
+            if let Some(mk) = format.markers() {
+                m.content = format!("{}{}{}{}", mk.open, r, mk.close, m.content);
+            }
+        }
+        m.reasoning = Some(r);
+    }
+    dropped
+}
+
+impl PromptPlan {
+    /// Renders `messages` (the plan's, or what is left of them after dropping turns).
+    pub fn render(
+        &self,
+        messages: &[Message],
+        ready: &ReadyInfo,
+    ) -> Result<Rendered, TemplateError> {
+        let rendered = self.template.render(&RenderInput {
+            messages,
+            add_generation_prompt: true,
+            bos_token: &ready.bos_token,
+            eos_token: &ready.eos_token,
+            enable_thinking: self.enable_thinking,
+            extra: &self.extra_vars,
+        })?;
+        let prompt = format!("{rendered}{}", self.prefill);
+        let starts_in_thinking = reasoning::prompt_ends_in_thinking(self.format, &prompt);
+        // Only when the model wants one and the template did not write it already.
+        let add_bos =
+            ready.add_bos && !(ready.bos_token.is_empty() || prompt.starts_with(&ready.bos_token));
+        Ok(Rendered {
+            prompt,
+            add_bos,
+            starts_in_thinking,
+        })
+    }
+
+    /// The worker's budget rule for this format; without a user budget it still counts the
+    /// thinking tokens (for the metrics) and never forces.
+    pub fn budget(&self, max_tokens: Option<u32>, starts_in_thinking: bool) -> Option<ThinkBudget> {
+        self.format.markers().map(|mk| ThinkBudget {
+            max_tokens: max_tokens.unwrap_or(u32::MAX),
+            starts_in_thinking,
+            open: mk.open.trim().to_owned(),
+            close: detection_marker(mk.close),
+            inject: format!("{}{}", mk.budget_lead_in, mk.close),
+        })
+    }
+}
+
+/// The part of a closing marker that the model itself writes first: whitespace trimmed, and
+/// without the next turn's header that the engine adds when it forces the answer.
+fn detection_marker(close: &str) -> String {
+    let close = close.trim();
+    let cut = ["<|start|>", "<|START_RESPONSE|>"]
+        .iter()
+        .filter_map(|h| close.find(h))
+        .filter(|&i| i > 0)
+        .min();
+    close[..cut.unwrap_or(close.len())].to_owned()
+}
+
+/// The context rule: keep every system message and the last user message; drop the oldest
+/// other turn together with the assistant replies that follow it. Returns false when
+/// nothing more can be dropped.
+pub(super) fn drop_oldest_exchange(messages: &mut Vec<Message>, dropped: &mut u32) -> bool {
+    let last_user = messages.iter().rposition(|m| m.role == Role::User);
+    let Some(first) = messages.iter().position(|m| m.role != Role::System) else {
+        return false;
+    };
+    if Some(first) == last_user || last_user.is_none() && first + 1 >= messages.len() {
+        return false;
+    }
+    messages.remove(first);
+    *dropped += 1;
+    // The replies to the dropped message go with it.
+    while let Some(i) = messages.iter().position(|m| m.role != Role::System) {
+        if messages[i].role == Role::Assistant
+            && Some(i) != messages.iter().rposition(|m| m.role == Role::User)
+        {
+            messages.remove(i);
+            *dropped += 1;
+        } else {
+            break;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn m(role: Role, c: &str) -> Message {
+        Message::new(role, c)
+    }
+
+    fn answered(content: &str, thought: &str) -> Message {
+        Message {
+            reasoning: Some(thought.into()),
+            ..m(Role::Assistant, content)
+        }
+    }
+
+    fn ready(bos: &str, add_bos: bool) -> ReadyInfo {
+        ReadyInfo {
+            pid: 1,
+            load_ms: 0.0,
+            n_ctx: 2048,
+            n_ctx_train: 2048,
+            n_vocab: 100,
+            n_params: 1,
+            size_bytes: 1,
+            threads: 1,
+            architecture: "llama".into(),
+            name: None,
+            chat_template: None,
+            bos_token: bos.into(),
+            eos_token: "</s>".into(),
+            add_bos,
+        }
+    }
+
+    fn custom(source: &str) -> ChatTemplate {
+        ChatTemplate::resolve(None, "llama", Some(source)).unwrap()
+    }
+
+    /// A template whose format is detected as Qwen3 (it reads `enable_thinking`).
+    const QWEN3_LIKE: &str = "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{%- if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{%- endif %}{%- endif %}";
+
+    #[test]
+    fn thinking_on_for_a_model_without_a_format_opens_a_think_block() {
+        let chatml = ChatTemplate::builtin("chatml").unwrap();
+        let p = plan(chatml, vec![m(Role::User, "hi")], ThinkMode::On, false);
+        assert_eq!(p.format, ReasoningFormat::DeepseekR1);
+        let r = p.render(&p.messages, &ready("", false)).unwrap();
+        assert!(r.prompt.ends_with("<think>\n"), "{:?}", r.prompt);
+        assert!(r.starts_in_thinking);
+        let budget = p.budget(Some(8), r.starts_in_thinking).unwrap();
+        assert_eq!(
+            (
+                budget.max_tokens,
+                budget.open.as_str(),
+                budget.close.as_str()
+            ),
+            (8, "<think>", "</think>")
+        );
+    }
+
+    #[test]
+    fn thinking_auto_leaves_a_plain_template_alone() {
+        let chatml = ChatTemplate::builtin("chatml").unwrap();
+        let p = plan(chatml, vec![m(Role::User, "hi")], ThinkMode::Auto, false);
+        assert_eq!(p.format, ReasoningFormat::None);
+        assert!(p.prefill.is_empty() && p.enable_thinking.is_none());
+        let r = p.render(&p.messages, &ready("", false)).unwrap();
+        assert!(!r.starts_in_thinking);
+        assert!(p.budget(None, false).is_none());
+    }
+
+    #[test]
+    fn thinking_off_uses_the_formats_own_switch() {
+        let t = custom(QWEN3_LIKE);
+        assert_eq!(format_for(&t), ReasoningFormat::Qwen3);
+        let p = plan(t.clone(), vec![m(Role::User, "hi")], ThinkMode::Off, false);
+        assert_eq!(p.enable_thinking, Some(false));
+        let r = p.render(&p.messages, &ready("", false)).unwrap();
+        assert!(r.prompt.ends_with("<think>\n\n</think>"), "{:?}", r.prompt);
+        assert!(!r.starts_in_thinking);
+        let on = plan(t, vec![m(Role::User, "hi")], ThinkMode::On, false);
+        assert_eq!(on.enable_thinking, Some(true));
+
+        let r1 = plan(
+            ChatTemplate::builtin("deepseek-r1").unwrap(),
+            vec![m(Role::User, "hi")],
+            ThinkMode::Off,
+            false,
+        );
+        assert_eq!(r1.prefill, "<think>\n\n</think>\n\n");
+        let r = r1.render(&r1.messages, &ready("<s>", true)).unwrap();
+        assert!(!r.starts_in_thinking, "{:?}", r.prompt);
+    }
+
+    #[test]
+    fn earlier_thoughts_are_dropped_unless_kept() {
+        let chatml = ChatTemplate::builtin("chatml").unwrap();
+        let convo = vec![
+            m(Role::User, "q1"),
+            answered("a1", "mulling"),
+            m(Role::User, "q2"),
+        ];
+        let dropped = plan(chatml.clone(), convo.clone(), ThinkMode::On, false);
+        assert_eq!(dropped.dropped_thoughts, "mulling");
+        assert_eq!(dropped.messages[1].content, "a1");
+        assert!(dropped.messages[1].reasoning.is_none());
+
+        // Kept, with a template that has no field for it: back inside the markers.
+        let kept = plan(chatml, convo.clone(), ThinkMode::On, true);
+        assert!(kept.dropped_thoughts.is_empty());
+        assert_eq!(kept.messages[1].content, "<think>\nmulling\n</think>\n\na1");
+
+        // Kept, with a template that renders `reasoning_content` itself: left as a field.
+        let own =
+            custom("{%- for m in messages %}{{ m.reasoning_content }}{{ m.content }}{%- endfor %}");
+        let kept = plan(own, convo, ThinkMode::Auto, true);
+        assert_eq!(kept.messages[1].content, "a1");
+        assert_eq!(kept.messages[1].reasoning.as_deref(), Some("mulling"));
+    }
+
+    #[test]
+    fn bos_is_added_only_when_the_template_did_not_write_it() {
+        let chatml = ChatTemplate::builtin("chatml").unwrap();
+        let p = plan(chatml, vec![m(Role::User, "hi")], ThinkMode::Auto, false);
+        assert!(p.render(&p.messages, &ready("<s>", true)).unwrap().add_bos);
+        assert!(!p.render(&p.messages, &ready("<s>", false)).unwrap().add_bos);
+        assert!(!p.render(&p.messages, &ready("", true)).unwrap().add_bos);
+        let r1 = plan(
+            ChatTemplate::builtin("deepseek-r1").unwrap(),
+            vec![m(Role::User, "hi")],
+            ThinkMode::Auto,
+            false,
+        );
+        let r = r1.render(&r1.messages, &ready("<s>", true)).unwrap();
+        assert!(r.prompt.starts_with("<s>") && !r.add_bos);
+    }
+
+    #[test]
+    fn detection_marker_stops_before_the_next_turns_header() {
+        assert_eq!(detection_marker("\n</think>\n\n"), "</think>");
+        assert_eq!(
+            detection_marker("<|end|><|start|>assistant<|channel|>final<|message|>"),
+            "<|end|>"
+        );
+        assert_eq!(
+            detection_marker("<|END_THINKING|><|START_RESPONSE|>"),
+            "<|END_THINKING|>"
+        );
+    }
+
+    #[test]
+    fn context_rule_keeps_system_and_last_user() {
+        let mut msgs = vec![
+            m(Role::System, "sys"),
+            m(Role::User, "u1"),
+            m(Role::Assistant, "a1"),
+            m(Role::User, "u2"),
+            m(Role::Assistant, "a2"),
+            m(Role::User, "u3"),
+        ];
+        let mut dropped = 0;
+        assert!(drop_oldest_exchange(&mut msgs, &mut dropped));
+        assert_eq!(
+            msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+            ["sys", "u2", "a2", "u3"]
+        );
+        assert_eq!(dropped, 2);
+        assert!(drop_oldest_exchange(&mut msgs, &mut dropped));
+        assert_eq!(
+            msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+            ["sys", "u3"]
+        );
+        assert!(!drop_oldest_exchange(&mut msgs, &mut dropped));
+        assert_eq!(dropped, 4);
+    }
+}

@@ -1,0 +1,375 @@
+//! One `conclave-worker` process and its supervision: starting it and waiting for its model,
+//! routing its events to the request they answer, and telling how it died.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, oneshot};
+
+use super::EngineError;
+use crate::protocol::{self, ReadyInfo, WorkerErrorCode, WorkerEvent, WorkerRequest};
+
+/// Lines of the worker's stderr kept for crash reports.
+const STDERR_TAIL: usize = 40;
+
+/// How to start a worker; kept so a crashed one can be started again the same way.
+pub(super) struct WorkerSpec {
+    pub bin: Arc<PathBuf>,
+    pub path: PathBuf,
+    pub n_ctx: u32,
+    pub threads: u32,
+}
+
+type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<WorkerEvent>>>>;
+
+/// One running worker process. Clones share the process; the model's slot holds the
+/// current one, so callers never keep the slot locked while an answer streams.
+#[derive(Clone)]
+pub(super) struct Worker {
+    pub stdin: Arc<tokio::sync::Mutex<ChildStdin>>,
+    routes: Routes,
+    pub ready: ReadyInfo,
+    /// The model's name, for crash reports.
+    model: String,
+    /// Set when the process has exited; holds why.
+    dead: Arc<Mutex<Option<Crash>>>,
+    pub child: Arc<tokio::sync::Mutex<Child>>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Crash {
+    pub cause: String,
+    signal: Option<i32>,
+    last_stderr: String,
+}
+
+impl Worker {
+    pub async fn spawn(
+        spec: &WorkerSpec,
+        mut progress: Box<dyn FnMut(f32) + Send>,
+    ) -> Result<Self, EngineError> {
+        let mut child = Command::new(spec.bin.as_path())
+            .arg(protocol::ARG_MODEL)
+            .arg(&spec.path)
+            .arg(protocol::ARG_N_CTX)
+            .arg(spec.n_ctx.to_string())
+            .arg(protocol::ARG_THREADS)
+            .arg(spec.threads.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    EngineError::WorkerNotFound(spec.bin.display().to_string())
+                }
+                _ => EngineError::Io(e),
+            })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(EngineError::Io(std::io::Error::other(
+                "worker pipes missing",
+            )));
+        };
+
+        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        {
+            let tail = tail.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(target: "conclave_worker", "{line}");
+                    if let Ok(mut t) = tail.lock() {
+                        if t.len() == STDERR_TAIL {
+                            t.pop_front();
+                        }
+                        t.push_back(line);
+                    }
+                }
+            });
+        }
+
+        let routes: Routes = Arc::default();
+        let dead: Arc<Mutex<Option<Crash>>> = Arc::default();
+        let child = Arc::new(tokio::sync::Mutex::new(child));
+        let (ready_tx, ready_rx) =
+            oneshot::channel::<Result<ReadyInfo, (WorkerErrorCode, String)>>();
+        {
+            let routes = routes.clone();
+            let dead = dead.clone();
+            let child = child.clone();
+            let tail = tail.clone();
+            let model = spec.path.display().to_string();
+            tokio::spawn(async move {
+                let mut ready_tx = Some(ready_tx);
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let event = match serde_json::from_str::<WorkerEvent>(&line) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::warn!("unreadable line from worker: {e}: {line}");
+                            continue;
+                        }
+                    };
+                    match event {
+                        WorkerEvent::LoadProgress { fraction } => progress(fraction),
+                        WorkerEvent::Ready(info) => {
+                            if let Some(tx) = ready_tx.take() {
+                                let _ = tx.send(Ok(info));
+                            }
+                        }
+                        WorkerEvent::Error {
+                            id: None,
+                            code,
+                            message,
+                            ..
+                        } => {
+                            if let Some(tx) = ready_tx.take() {
+                                let _ = tx.send(Err((code, message)));
+                            } else {
+                                tracing::warn!("worker error: {code}: {message}");
+                            }
+                        }
+                        other => {
+                            let id = event_id(&other);
+                            let sender = routes
+                                .lock()
+                                .ok()
+                                .and_then(|r| id.and_then(|id| r.get(&id).cloned()));
+                            if let Some(s) = sender {
+                                let _ = s.send(other);
+                            }
+                        }
+                    }
+                }
+                // stdout closed: the process is exiting or gone. Find out how it ended.
+                let status = child.lock().await.wait().await;
+                // Give the stderr reader a moment to collect the last lines (an abort message).
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let last_stderr = tail_text(&tail);
+                let (cause, signal) = describe_exit(status);
+                tracing::warn!(model, cause, "worker exited");
+                let crash = Crash {
+                    cause,
+                    signal,
+                    last_stderr,
+                };
+                if let Ok(mut d) = dead.lock() {
+                    *d = Some(crash.clone());
+                }
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(Err((
+                        WorkerErrorCode::LoadFailed,
+                        format!("the worker exited while loading ({})", crash.cause),
+                    )));
+                }
+                let pending: Vec<_> = routes
+                    .lock()
+                    .map(|mut r| r.drain().collect())
+                    .unwrap_or_default();
+                for (id, s) in pending {
+                    let _ = s.send(WorkerEvent::Error {
+                        id: Some(id),
+                        code: WorkerErrorCode::WorkerCrashed,
+                        message: crash.cause.clone(),
+                        prompt_tokens: None,
+                    });
+                }
+            });
+        }
+
+        let ready = match ready_rx.await {
+            Ok(Ok(info)) => info,
+            Ok(Err((_, message))) => {
+                let last_stderr = tail_text(&tail);
+                let reason = match last_error_line(&last_stderr) {
+                    Some(line) => format!("{message}; llama.cpp said: {line}"),
+                    None => message,
+                };
+                return Err(EngineError::LoadFailed {
+                    path: spec.path.display().to_string(),
+                    reason,
+                    last_stderr,
+                });
+            }
+            Err(_) => {
+                return Err(EngineError::LoadFailed {
+                    path: spec.path.display().to_string(),
+                    reason: "the worker stopped before reporting".into(),
+                    last_stderr: String::new(),
+                })
+            }
+        };
+        Ok(Self {
+            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
+            routes,
+            ready,
+            model: super::model_name(&spec.path),
+            dead,
+            child,
+        })
+    }
+
+    /// The model's name, as answers and crash reports give it.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub fn crash(&self) -> Option<Crash> {
+        self.dead.lock().ok().and_then(|d| d.clone())
+    }
+
+    pub async fn send(&self, req: &WorkerRequest) -> Result<(), std::io::Error> {
+        let line = protocol::to_line(req);
+        let mut stdin = self.stdin.lock().await;
+        stdin.write_all(line.as_bytes()).await?;
+        stdin.flush().await
+    }
+
+    /// Where the events of request `id` go until [`Worker::unroute`].
+    pub fn route(&self, id: u64) -> mpsc::UnboundedReceiver<WorkerEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut r) = self.routes.lock() {
+            r.insert(id, tx);
+        }
+        // The process may have died between the caller's check and now: fail at once.
+        if let Some(crash) = self.crash() {
+            if let Some(tx) = self.routes.lock().ok().and_then(|mut r| r.remove(&id)) {
+                let _ = tx.send(WorkerEvent::Error {
+                    id: Some(id),
+                    code: WorkerErrorCode::WorkerCrashed,
+                    message: crash.cause,
+                    prompt_tokens: None,
+                });
+            }
+        }
+        rx
+    }
+
+    pub fn unroute(&self, id: u64) {
+        if let Ok(mut r) = self.routes.lock() {
+            r.remove(&id);
+        }
+    }
+
+    /// Sends a request; a write that fails because the process died reports the crash.
+    pub async fn request(&self, req: &WorkerRequest) -> Result<(), EngineError> {
+        self.send(req).await.map_err(|e| match self.crash() {
+            Some(c) => self.crashed_from(Some(c)),
+            None => EngineError::Io(e),
+        })
+    }
+
+    /// The error for a request whose route ended without an answer.
+    pub fn crashed(&self) -> EngineError {
+        self.crashed_from(self.crash())
+    }
+
+    fn crashed_from(&self, crash: Option<Crash>) -> EngineError {
+        let c = crash.unwrap_or(Crash {
+            cause: "its output ended".into(),
+            signal: None,
+            last_stderr: String::new(),
+        });
+        EngineError::WorkerCrashed {
+            model: self.model.clone(),
+            cause: c.cause,
+            signal: c.signal,
+            last_stderr: c.last_stderr,
+        }
+    }
+
+    /// The error for a request the worker refused or failed.
+    pub fn error(&self, code: WorkerErrorCode, message: String) -> EngineError {
+        if code == WorkerErrorCode::WorkerCrashed {
+            // The reader saw the process die; give the crash a moment to be recorded.
+            return self.crashed();
+        }
+        EngineError::Worker { code, message }
+    }
+
+    /// One request that expects a single answer event.
+    pub async fn ask(&self, id: u64, req: &WorkerRequest) -> Result<WorkerEvent, EngineError> {
+        let mut route = self.route(id);
+        let res = match self.request(req).await {
+            Ok(()) => match route.recv().await {
+                Some(WorkerEvent::Error { code, message, .. }) => Err(self.error(code, message)),
+                Some(event) => Ok(event),
+                None => Err(self.crashed()),
+            },
+            Err(e) => Err(e),
+        };
+        self.unroute(id);
+        res
+    }
+}
+
+fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
+    tail.lock()
+        .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+fn event_id(e: &WorkerEvent) -> Option<u64> {
+    match e {
+        WorkerEvent::Started { id, .. }
+        | WorkerEvent::Delta { id, .. }
+        | WorkerEvent::Tokenized { id, .. } => Some(*id),
+        WorkerEvent::Done(d) => Some(d.id),
+        WorkerEvent::BenchResult(b) => Some(b.id),
+        WorkerEvent::Error { id, .. } => *id,
+        WorkerEvent::LoadProgress { .. } | WorkerEvent::Ready(_) => None,
+    }
+}
+
+fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> (String, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match s.signal() {
+            Some(sig) => (
+                format!("killed by signal {sig} ({})", signal_name(sig)),
+                Some(sig),
+            ),
+            None => (
+                format!("exited with status {}", s.code().unwrap_or(-1)),
+                None,
+            ),
+        },
+        Err(e) => (format!("could not wait for it: {e}"), None),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL, often the out-of-memory killer",
+        libc::SIGABRT => "SIGABRT, an assertion in llama.cpp",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS, the model file changed or vanished while mapped",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGILL => "SIGILL, a CPU instruction this machine lacks",
+        _ => "signal",
+    }
+}
+
+fn last_error_line(stderr: &str) -> Option<&str> {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("ERROR") || l.contains("error") || l.contains("failed"))
+        .map(str::trim)
+}
+
+/// The last non-empty line of a stderr tail, for error messages.
+pub(super) fn tail_hint(tail: &str) -> String {
+    match tail.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(last) => format!("; last log line: {}", last.trim()),
+        None => String::new(),
+    }
+}
