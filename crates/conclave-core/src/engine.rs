@@ -39,6 +39,8 @@ use worker::{tail_hint, Worker, WorkerSpec};
 pub enum EngineError {
     #[error("the worker program (conclave-worker) was not found next to {0}; build it with `cargo build -p conclave-worker` or set CONCLAVE_WORKER")]
     WorkerNotFound(String),
+    #[error("the worker program at {bin} speaks protocol {worker}, this app {app}: rebuild it (`cargo build -p conclave-worker`)")]
+    ProtocolMismatch { bin: String, worker: u32, app: u32 },
     #[error("{0}")]
     InvalidModel(#[from] crate::gguf::GgufError),
     #[error("could not load {path}: {reason}")]
@@ -71,6 +73,7 @@ impl crate::error::ErrorCode for EngineError {
     fn code(&self) -> &'static str {
         match self {
             EngineError::WorkerNotFound(_) => "worker_not_found",
+            EngineError::ProtocolMismatch { .. } => "worker_mismatch",
             EngineError::InvalidModel(_) => "invalid_model",
             // The same names as the worker's codes for the same failures: clients match
             // one spelling whether the engine or the worker noticed.

@@ -17,6 +17,12 @@ use serde::{Deserialize, Serialize};
 
 pub use params::{SamplingParams, StopReason};
 
+/// The version of this protocol, carried in [`ReadyInfo::protocol`]. The core refuses a
+/// worker that reports another one, so a stale `conclave-worker` left next to a newer app
+/// fails its load with a clear message instead of misreading (or hanging on) its output.
+/// Raise it with any change that an older or newer peer would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
 /// Command-line flags the core passes when it starts a worker.
 pub const ARG_MODEL: &str = "--model";
 pub const ARG_N_CTX: &str = "--n-ctx";
@@ -194,6 +200,9 @@ impl std::fmt::Display for WorkerErrorCode {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadyInfo {
+    /// [`PROTOCOL_VERSION`] of the worker; 0 for workers built before it existed.
+    #[serde(default)]
+    pub protocol: u32,
     pub pid: u32,
     pub load_ms: f64,
     pub n_ctx: u32,

@@ -155,6 +155,7 @@ impl Generator {
         };
         let meta = |k: &str| self.model.meta_val_str(k).ok().filter(|s| !s.is_empty());
         ReadyInfo {
+            protocol: conclave_protocol::PROTOCOL_VERSION,
             pid: std::process::id(),
             load_ms: load_time.as_secs_f64() * 1000.0,
             n_ctx: self.n_ctx,

@@ -157,6 +157,10 @@ impl ApiError {
                 "worker_not_found",
                 "The inference worker program is not installed next to the server.",
             ),
+            "worker_mismatch" => Self::internal(
+                "worker_mismatch",
+                "The inference worker program does not match the server's version.",
+            ),
             // Templates raise on conversations they do not accept (roles that do not
             // alternate, a system message where none may go): the client's to fix.
             "template_render" => Self::new(

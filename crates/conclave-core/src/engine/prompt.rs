@@ -230,6 +230,7 @@ mod tests {
 
     fn ready(bos: &str, add_bos: bool) -> ReadyInfo {
         ReadyInfo {
+            protocol: crate::protocol::PROTOCOL_VERSION,
             pid: 1,
             load_ms: 0.0,
             n_ctx: 2048,

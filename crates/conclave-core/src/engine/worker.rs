@@ -8,14 +8,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 
 use super::EngineError;
 use crate::protocol::{self, ReadyInfo, WorkerErrorCode, WorkerEvent, WorkerRequest};
 
 /// Lines of the worker's stderr kept for crash reports.
 const STDERR_TAIL: usize = 40;
+
+/// How long a loading worker may report nothing (no progress, no `Ready`) before the load
+/// is given up. llama.cpp reports progress every few percent of the weights, so even a big
+/// model on a slow disk speaks more often than this; a silent worker is stuck, or is not a
+/// conclave-worker at all.
+const LOAD_STALL: Duration = Duration::from_secs(60);
+
+/// Overrides [`LOAD_STALL`], in seconds (tests use a short one).
+pub const STALL_ENV: &str = "CONCLAVE_WORKER_LOAD_STALL_SECS";
 
 /// How to start a worker; kept so a crashed one can be started again the same way.
 pub(super) struct WorkerSpec {
@@ -99,116 +108,79 @@ impl Worker {
         let routes: Routes = Arc::default();
         let dead: Arc<Mutex<Option<Crash>>> = Arc::default();
         let child = Arc::new(tokio::sync::Mutex::new(child));
-        let (ready_tx, ready_rx) =
-            oneshot::channel::<Result<ReadyInfo, (WorkerErrorCode, String)>>();
-        {
-            let routes = routes.clone();
-            let dead = dead.clone();
-            let child = child.clone();
-            let tail = tail.clone();
-            let model = spec.path.display().to_string();
-            tokio::spawn(async move {
-                let mut ready_tx = Some(ready_tx);
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let event = match serde_json::from_str::<WorkerEvent>(&line) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            tracing::warn!("unreadable line from worker: {e}: {line}");
-                            continue;
-                        }
+        let stdin = Arc::new(tokio::sync::Mutex::new(stdin));
+        let (load_tx, mut load_rx) = mpsc::unbounded_channel();
+        tokio::spawn(
+            Reader {
+                routes: routes.clone(),
+                dead: dead.clone(),
+                child: child.clone(),
+                stdin: stdin.clone(),
+                tail: tail.clone(),
+                model: spec.path.display().to_string(),
+                loading: Some(load_tx),
+            }
+            .run(stdout),
+        );
+
+        let stall = load_stall();
+        let failed = |reason: String| EngineError::LoadFailed {
+            path: spec.path.display().to_string(),
+            reason,
+            last_stderr: tail_text(&tail),
+        };
+        let outcome = loop {
+            match tokio::time::timeout(stall, load_rx.recv()).await {
+                Ok(Some(Loading::Progress(fraction))) => progress(fraction),
+                Ok(Some(Loading::Ready(info))) if info.protocol == protocol::PROTOCOL_VERSION => {
+                    break Ok(info)
+                }
+                Ok(Some(Loading::Ready(info))) => break Err(mismatch(spec, info.protocol)),
+                Ok(Some(Loading::Failed { message })) => {
+                    let last_stderr = tail_text(&tail);
+                    let reason = match last_error_line(&last_stderr) {
+                        Some(line) => format!("{message}; llama.cpp said: {line}"),
+                        None => message,
                     };
-                    match event {
-                        WorkerEvent::LoadProgress { fraction } => progress(fraction),
-                        WorkerEvent::Ready(info) => {
-                            if let Some(tx) = ready_tx.take() {
-                                let _ = tx.send(Ok(info));
-                            }
-                        }
-                        WorkerEvent::Error {
-                            id: None,
-                            code,
-                            message,
-                            ..
-                        } => {
-                            if let Some(tx) = ready_tx.take() {
-                                let _ = tx.send(Err((code, message)));
-                            } else {
-                                tracing::warn!("worker error: {code}: {message}");
-                            }
-                        }
-                        other => {
-                            let id = event_id(&other);
-                            let sender = routes
-                                .lock()
-                                .ok()
-                                .and_then(|r| id.and_then(|id| r.get(&id).cloned()));
-                            if let Some(s) = sender {
-                                let _ = s.send(other);
-                            }
-                        }
-                    }
-                }
-                // stdout closed: the process is exiting or gone. Find out how it ended.
-                let status = child.lock().await.wait().await;
-                // Give the stderr reader a moment to collect the last lines (an abort message).
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let last_stderr = tail_text(&tail);
-                let (cause, signal) = describe_exit(status);
-                tracing::warn!(model, cause, "worker exited");
-                let crash = Crash {
-                    cause,
-                    signal,
-                    last_stderr,
-                };
-                if let Ok(mut d) = dead.lock() {
-                    *d = Some(crash.clone());
-                }
-                if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(Err((
-                        WorkerErrorCode::LoadFailed,
-                        format!("the worker exited while loading ({})", crash.cause),
-                    )));
-                }
-                let pending: Vec<_> = routes
-                    .lock()
-                    .map(|mut r| r.drain().collect())
-                    .unwrap_or_default();
-                for (id, s) in pending {
-                    let _ = s.send(WorkerEvent::Error {
-                        id: Some(id),
-                        code: WorkerErrorCode::WorkerCrashed,
-                        message: crash.cause.clone(),
-                        prompt_tokens: None,
+                    break Err(EngineError::LoadFailed {
+                        path: spec.path.display().to_string(),
+                        reason,
+                        last_stderr,
                     });
                 }
-            });
-        }
-
-        let ready = match ready_rx.await {
-            Ok(Ok(info)) => info,
-            Ok(Err((_, message))) => {
-                let last_stderr = tail_text(&tail);
-                let reason = match last_error_line(&last_stderr) {
-                    Some(line) => format!("{message}; llama.cpp said: {line}"),
-                    None => message,
-                };
-                return Err(EngineError::LoadFailed {
-                    path: spec.path.display().to_string(),
-                    reason,
-                    last_stderr,
-                });
+                Ok(Some(Loading::Unreadable { line })) => {
+                    break Err(match ready_version(&line) {
+                        Some(version) => mismatch(spec, version),
+                        None => failed(format!(
+                            "the worker program at {} wrote a line this app cannot read: {}; \
+                             it is probably an older or foreign build: rebuild it with \
+                             `cargo build -p conclave-worker`",
+                            spec.bin.display(),
+                            line_start(&line)
+                        )),
+                    })
+                }
+                Ok(None) => break Err(failed("the worker stopped before reporting".into())),
+                Err(_) => {
+                    break Err(failed(format!(
+                        "the worker reported no progress for {} s and was stopped \
+                         ({STALL_ENV} sets this limit)",
+                        stall.as_secs_f64()
+                    )))
+                }
             }
-            Err(_) => {
-                return Err(EngineError::LoadFailed {
-                    path: spec.path.display().to_string(),
-                    reason: "the worker stopped before reporting".into(),
-                    last_stderr: String::new(),
-                })
+        };
+        let ready = match outcome {
+            Ok(ready) => ready,
+            Err(e) => {
+                // It may still be running (stalled, or talking another protocol): the reader
+                // holds the process, so dropping ours would not end it.
+                let _ = child.lock().await.start_kill();
+                return Err(e);
             }
         };
         Ok(Self {
-            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
+            stdin,
             routes,
             ready,
             model: super::model_name(&spec.path),
@@ -308,6 +280,195 @@ impl Worker {
         };
         self.unroute(id);
         res
+    }
+}
+
+/// What a loading worker reports, passed from the reader to [`Worker::spawn`].
+enum Loading {
+    Progress(f32),
+    Ready(ReadyInfo),
+    Failed {
+        message: String,
+    },
+    /// A line that is not an event of this protocol.
+    Unreadable {
+        line: String,
+    },
+}
+
+/// Reads a worker's stdout: load reports go to the loader, events to the request they
+/// answer; once the output ends, records how the process ended and fails what was pending.
+struct Reader {
+    routes: Routes,
+    dead: Arc<Mutex<Option<Crash>>>,
+    child: Arc<tokio::sync::Mutex<Child>>,
+    stdin: Arc<tokio::sync::Mutex<ChildStdin>>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    model: String,
+    /// Until the worker is ready (or its load failed).
+    loading: Option<mpsc::UnboundedSender<Loading>>,
+}
+
+impl Reader {
+    async fn run(mut self, stdout: ChildStdout) {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<WorkerEvent>(&line) {
+                Ok(event) => self.event(event),
+                Err(e) => self.unreadable(line, e).await,
+            }
+        }
+        self.ended().await;
+    }
+
+    fn load_report(&mut self, report: Loading) {
+        let last = !matches!(report, Loading::Progress(_));
+        if let Some(tx) = &self.loading {
+            let _ = tx.send(report);
+        }
+        if last {
+            self.loading = None;
+        }
+    }
+
+    fn event(&mut self, event: WorkerEvent) {
+        match event {
+            WorkerEvent::LoadProgress { fraction } => self.load_report(Loading::Progress(fraction)),
+            WorkerEvent::Ready(info) => self.load_report(Loading::Ready(info)),
+            WorkerEvent::Error {
+                id: None,
+                code,
+                message,
+                ..
+            } => {
+                if self.loading.is_some() {
+                    self.load_report(Loading::Failed { message });
+                } else {
+                    tracing::warn!("worker error: {code}: {message}");
+                }
+            }
+            other => {
+                let sender = event_id(&other)
+                    .and_then(|id| self.routes.lock().ok().and_then(|r| r.get(&id).cloned()));
+                if let Some(s) = sender {
+                    let _ = s.send(other);
+                }
+            }
+        }
+    }
+
+    /// A line that is not part of the protocol: before `Ready` it fails the load (what a
+    /// stale or foreign binary produces); after, it fails the requests in flight, whose
+    /// output can no longer be trusted, and stops them in the worker.
+    async fn unreadable(&mut self, line: String, error: serde_json::Error) {
+        tracing::warn!(
+            model = self.model,
+            "unreadable line from worker: {error}: {}",
+            line_start(&line)
+        );
+        if self.loading.is_some() {
+            self.load_report(Loading::Unreadable { line });
+            return;
+        }
+        let pending: Vec<_> = self
+            .routes
+            .lock()
+            .map(|mut r| r.drain().collect())
+            .unwrap_or_default();
+        let message = format!(
+            "the worker wrote a line this app cannot read ({error}): {}",
+            line_start(&line)
+        );
+        for (id, route) in pending {
+            let _ = route.send(WorkerEvent::Error {
+                id: Some(id),
+                code: WorkerErrorCode::BadOutput,
+                message: message.clone(),
+                prompt_tokens: None,
+            });
+            let cancel = protocol::to_line(&WorkerRequest::Cancel { id });
+            let mut stdin = self.stdin.lock().await;
+            let _ = stdin.write_all(cancel.as_bytes()).await;
+            let _ = stdin.flush().await;
+        }
+    }
+
+    /// stdout closed: the process is exiting or gone. Find out how it ended.
+    async fn ended(mut self) {
+        let status = self.child.lock().await.wait().await;
+        // Give the stderr reader a moment to collect the last lines (an abort message).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let last_stderr = tail_text(&self.tail);
+        let (cause, signal) = describe_exit(status);
+        tracing::warn!(model = self.model, cause, "worker exited");
+        let crash = Crash {
+            cause,
+            signal,
+            last_stderr,
+        };
+        if let Ok(mut d) = self.dead.lock() {
+            *d = Some(crash.clone());
+        }
+        self.load_report(Loading::Failed {
+            message: format!("the worker exited while loading ({})", crash.cause),
+        });
+        let pending: Vec<_> = self
+            .routes
+            .lock()
+            .map(|mut r| r.drain().collect())
+            .unwrap_or_default();
+        for (id, s) in pending {
+            let _ = s.send(WorkerEvent::Error {
+                id: Some(id),
+                code: WorkerErrorCode::WorkerCrashed,
+                message: crash.cause.clone(),
+                prompt_tokens: None,
+            });
+        }
+    }
+}
+
+/// How long a loading worker may stay silent: [`LOAD_STALL`], or [`STALL_ENV`] seconds.
+fn load_stall() -> Duration {
+    std::env::var(STALL_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(LOAD_STALL, Duration::from_secs_f64)
+}
+
+fn mismatch(spec: &WorkerSpec, worker: u32) -> EngineError {
+    EngineError::ProtocolMismatch {
+        bin: spec.bin.display().to_string(),
+        worker,
+        app: protocol::PROTOCOL_VERSION,
+    }
+}
+
+/// The protocol version of a `Ready` line that does not parse as this version's `Ready`
+/// (its fields changed): the version is then the useful thing to report.
+fn ready_version(line: &str) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("type")?.as_str()? != "ready" {
+        return None;
+    }
+    let version = v
+        .get("protocol")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    Some(u32::try_from(version).unwrap_or(u32::MAX))
+}
+
+/// The start of a line, for messages: enough to recognise it, never a whole prompt.
+fn line_start(line: &str) -> String {
+    const SHOWN: usize = 80;
+    let line = line.trim();
+    match line.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("`{}…`", &line[..cut]),
+        None => format!("`{line}`"),
     }
 }
 
