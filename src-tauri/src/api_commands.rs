@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use conclave_core::api::{ApiConfig, ApiServeError, ApiServer};
+use conclave_core::paths::write_json_atomic;
 use conclave_core::session::Conclave;
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -119,27 +120,17 @@ impl ApiServerState {
     }
 
     fn save(&self, settings: &ApiServerSettings) -> ApiResult<()> {
-        let body = serde_json::to_vec_pretty(&AppSettings {
+        let all = AppSettings {
             api_server: settings.clone(),
-        })
-        .map_err(|e| ApiError::new("settings_write_failed", e.to_string()))?;
-        write_atomic(&self.file, &body).map_err(|e| {
+        };
+        // A crash mid-write leaves the old settings, never half a file.
+        write_json_atomic(&self.file, &all).map_err(|e| {
             ApiError::new(
                 "settings_write_failed",
                 format!("could not save {}: {e}", self.file.display()),
             )
         })
     }
-}
-
-/// Temp file, then rename: a crash mid-write leaves the old settings, never half a file.
-fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, body)?;
-    std::fs::rename(&tmp, path)
 }
 
 fn status(inner: &Inner) -> ApiServerStatusDto {

@@ -2,13 +2,15 @@
 //! The core keeps Unix milliseconds and rich catalog entries; the UI wants RFC 3339 strings
 //! and a flat model row. Only renaming and reshaping happens here.
 
+use std::path::Path;
+
 use chrono::{DateTime, SecondsFormat};
 use conclave_core::engine::ModelInfo as LoadedInfo;
 use conclave_core::events::{Metrics, Role, Usage};
 use conclave_core::history::{
     ConversationSummary, ConversationTree, MessageStatus, SearchHit, StoredMessage,
 };
-use conclave_core::models::ModelEntry;
+use conclave_core::models::{display_name, ModelEntry};
 use conclave_core::session::ChatSettings;
 use serde::{Deserialize, Serialize};
 
@@ -158,11 +160,9 @@ impl From<StoredMessage> for MessageDto {
             reasoning: m.reasoning,
             status: m.status,
             error: m.error_message,
-            // Shown as the catalog and the picker show it: the file name without `.gguf`.
-            model_name: m.model.map(|x| match x.file.strip_suffix(".gguf") {
-                Some(stem) => stem.to_owned(),
-                None => x.file,
-            }),
+            // Named as the catalog names models; the history keeps the file name, not the
+            // library entry, so a later rename is not applied to past answers.
+            model_name: m.model.map(|x| display_name(Path::new(&x.file), None)),
             created_at: rfc3339(m.created_at),
             metrics: m.metrics,
             usage: m.usage,

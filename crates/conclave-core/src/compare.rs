@@ -360,7 +360,9 @@ pub async fn start(
         };
         columns.shuffle(&mut rng);
     }
-    let labels = column_labels(&columns, options.blind);
+    let labels = column_labels(&columns, options.blind, |p| {
+        conclave.library.display_name(p)
+    });
 
     let keys: Vec<(PathBuf, u32)> = columns
         .iter()
@@ -569,9 +571,13 @@ pub async fn reveal(history: &History, run_id: &str) -> Result<Vec<RevealedColum
         .collect())
 }
 
-/// Labels: the given one, else the file name, plus what sets a column apart from another
+/// Labels: the given one, else the model's name, plus what sets a column apart from another
 /// column of the same model.
-fn column_labels(columns: &[CompareColumn], blind: bool) -> Vec<String> {
+fn column_labels(
+    columns: &[CompareColumn],
+    blind: bool,
+    name_of: impl Fn(&Path) -> String,
+) -> Vec<String> {
     columns
         .iter()
         .enumerate()
@@ -582,7 +588,7 @@ fn column_labels(columns: &[CompareColumn], blind: bool) -> Vec<String> {
             if let Some(l) = &c.label {
                 return l.clone();
             }
-            let name = file_stem(&c.model);
+            let name = name_of(&c.model);
             let twins = columns.iter().filter(|o| o.model == c.model).count();
             if twins < 2 {
                 return name;
@@ -609,11 +615,6 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
-}
-
-fn file_stem(p: &Path) -> String {
-    let n = file_name(p);
-    n.strip_suffix(".gguf").map(str::to_owned).unwrap_or(n)
 }
 
 struct RunCtx {
@@ -1100,12 +1101,13 @@ mod tests {
             CompareColumn::new("/m/a.gguf", hot),
             CompareColumn::new("/m/b.gguf", ChatSettings::default()),
         ];
-        let l = column_labels(&cols, false);
+        let name = |p: &Path| crate::models::display_name(p, None);
+        let l = column_labels(&cols, false, name);
         assert_eq!(l[2], "b");
         assert!(
             l[0].starts_with("a (temp 0.8") && l[1].starts_with("a (temp 1"),
             "{l:?}"
         );
-        assert_eq!(column_labels(&cols, true)[1], "Model B");
+        assert_eq!(column_labels(&cols, true, name)[1], "Model B");
     }
 }

@@ -10,11 +10,10 @@ mod measure;
 mod prompt;
 mod worker;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -135,10 +134,11 @@ pub struct ModelInfo {
     pub pid: u32,
 }
 
+/// Starts workers. Cancelling an answer goes through its [`CancelHandle`] (or dropping its
+/// [`ChatStream`]); the engine keeps no list of answers.
 #[derive(Clone)]
 pub struct Engine {
     worker_bin: Arc<PathBuf>,
-    cancels: Arc<Mutex<HashMap<u64, CancelHandle>>>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -151,7 +151,6 @@ impl Engine {
     pub fn with_worker(worker_bin: PathBuf) -> Self {
         Self {
             worker_bin: Arc::new(worker_bin),
-            cancels: Arc::default(),
         }
     }
 
@@ -183,21 +182,8 @@ impl Engine {
             inner: Arc::new(ModelInner {
                 spec,
                 worker: tokio::sync::Mutex::new(worker),
-                engine: self.clone(),
             }),
         })
-    }
-
-    /// Stops a running answer within one token. Unknown or finished ids are ignored.
-    pub fn cancel(&self, request_id: u64) {
-        let handle = self
-            .cancels
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&request_id).cloned());
-        if let Some(h) = handle {
-            h.cancel();
-        }
     }
 }
 
@@ -227,7 +213,6 @@ pub struct LoadedModel {
 struct ModelInner {
     spec: WorkerSpec,
     worker: tokio::sync::Mutex<Worker>,
-    engine: Engine,
 }
 
 impl LoadedModel {
@@ -237,10 +222,7 @@ impl LoadedModel {
         let template = ChatTemplate::resolve(r.chat_template.as_deref(), &r.architecture, None);
         ModelInfo {
             path: self.inner.spec.path.clone(),
-            // The file name, as the catalog shows it; `general.name` is often a training label.
-            name: file_stem(&self.inner.spec.path)
-                .trim_end_matches(".gguf")
-                .to_owned(),
+            name: model_name(&self.inner.spec.path),
             architecture: r.architecture.clone(),
             n_ctx: r.n_ctx,
             n_ctx_train: r.n_ctx_train,
@@ -290,9 +272,6 @@ impl LoadedModel {
             model: Arc::downgrade(&self.inner),
             flag: Arc::default(),
         };
-        if let Ok(mut c) = self.inner.engine.cancels.lock() {
-            c.insert(id, cancel.clone());
-        }
         let cancel_for_task = cancel.clone();
         tokio::spawn(async move {
             let result = model
@@ -303,9 +282,6 @@ impl LoadedModel {
                     code: crate::error::ErrorCode::code(&e).into(),
                     message: e.to_string(),
                 });
-            }
-            if let Ok(mut c) = model.inner.engine.cancels.lock() {
-                c.remove(&id);
             }
         });
         Ok(ChatStream { id, rx, cancel })
@@ -603,15 +579,12 @@ impl Answer<'_> {
     }
 }
 
-/// The name a model is reported under while it runs.
+/// The name a model is reported under while it runs (in `ChatEvent::Started`, crash
+/// reports and [`ModelInfo`]). The engine does not read the library's settings, so a
+/// user's rename is not applied here; front ends show the library's name
+/// ([`crate::models::Library::display_name`]).
 fn model_name(p: &Path) -> String {
-    file_stem(p)
-}
-
-fn file_stem(p: &Path) -> String {
-    p.file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    crate::models::display_name(p, None)
 }
 
 /// Stops one answer. Cheap to clone; safe to use after the answer ended.

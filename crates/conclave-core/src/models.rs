@@ -125,6 +125,24 @@ impl crate::error::ErrorCode for ModelsError {
     }
 }
 
+/// The name a model is shown under, everywhere: the user's rename when there is one, else
+/// the file name without `.gguf`. Not `general.name`: converters fill that with
+/// training-run labels ("Smollm2 135M 8k Lc100K Mix1 Ep2") and drop the quantisation users
+/// choose by. Where a [`Library`] is at hand, [`Library::display_name`] finds the rename.
+pub fn display_name(file: &Path, rename: Option<&str>) -> String {
+    if let Some(name) = rename.map(str::trim).filter(|n| !n.is_empty()) {
+        return name.to_owned();
+    }
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.display().to_string());
+    match file_name.strip_suffix(".gguf") {
+        Some(stem) => stem.to_owned(),
+        None => file_name,
+    }
+}
+
 /// A model library rooted at one data folder.
 #[derive(Debug, Clone)]
 pub struct Library {
@@ -259,6 +277,14 @@ impl Library {
         Ok(entry)
     }
 
+    /// [`display_name`] of a model file, with the rename the user gave it here, if any.
+    pub fn display_name(&self, path: &Path) -> String {
+        let settings = self.settings().unwrap_or_default();
+        let rename =
+            catalog::overrides_for(&settings, path).and_then(|o| o.display_name.as_deref());
+        display_name(path, rename)
+    }
+
     /// Sets (or, with `None`, clears) the display name shown instead of the file's own.
     pub fn rename(&self, id_or_path: &str, name: Option<String>) -> Result<(), ModelsError> {
         let entry = self.catalog().resolve(id_or_path)?.clone();
@@ -307,4 +333,18 @@ impl Library {
 /// [`Library::ensure_sha256`] on the default library.
 pub fn ensure_sha256(path: impl AsRef<Path>) -> Result<String, ModelsError> {
     Library::open_default().ensure_sha256(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_name_is_the_rename_else_the_file_stem() {
+        let p = Path::new("/m/SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert_eq!(display_name(p, None), "SmolLM2-135M-Instruct.Q4_1");
+        assert_eq!(display_name(p, Some("Small one")), "Small one");
+        assert_eq!(display_name(p, Some("  ")), "SmolLM2-135M-Instruct.Q4_1");
+        assert_eq!(display_name(Path::new("plain.bin"), None), "plain.bin");
+    }
 }

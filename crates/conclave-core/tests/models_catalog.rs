@@ -87,6 +87,11 @@ fn import_real_model_then_duplicate_refused() {
     let again = lib.catalog();
     let m2 = again.resolve("Small one").unwrap();
     assert_eq!(m2.display_name, "Small one");
+    assert_eq!(
+        lib.display_name(&m.path),
+        "Small one",
+        "one name everywhere"
+    );
     assert_eq!(m2.tags, vec!["chat", "tiny"]);
     let removed = lib.remove(&m.id).unwrap();
     assert!(!removed.path.exists());

@@ -1,9 +1,12 @@
 //! GBNF grammars for `response_format`: any JSON object (`json_object`) and a converter
 //! for common JSON Schemas (`json_schema`).
 //!
-//! llama.cpp's own converter lives in the worker (it links llama.cpp); the core keeps this
-//! small one so the protocol stays unchanged and a schema is refused with a 400 before a
-//! worker is involved.
+//! llama.cpp's own converter (`llama_cpp_2::json_schema_to_grammar`) could only run in the
+//! worker, the one process that links llama.cpp. It is not used, on purpose: it accepts
+//! what it cannot enforce (an unsupported `pattern` becomes "any string" with only a
+//! warning), the crate's wrapper drops its error text (a bad schema reads "ffi error"),
+//! and a schema could be checked only once a worker had loaded the model. This converter
+//! refuses what it cannot enforce, with a 400 that says why, before any worker is involved.
 //!
 //! Supported: `type` (object, array, string, number, integer, boolean, null, or a list of
 //! them), `properties` + `required`, `additionalProperties` (a schema, for objects without

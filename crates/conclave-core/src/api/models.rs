@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::{ApiError, ApiState};
 use crate::engine::{LoadOptions, LoadedModel};
-use crate::models::{Catalog, ModelEntry};
+use crate::models::{display_name, Catalog, ModelEntry};
 
 /// Requests holding each model (waiting or generating).
 pub(crate) type Queues = Mutex<HashMap<PathBuf, Arc<AtomicUsize>>>;
@@ -81,6 +81,7 @@ fn entry_json(m: &ModelEntry, loaded: bool) -> Value {
     })
 }
 
+/// A model served from outside the library: no rename can exist for it.
 fn pinned_json(p: &Path, loaded: bool) -> Value {
     let name = file_name(p);
     json!({
@@ -88,7 +89,7 @@ fn pinned_json(p: &Path, loaded: bool) -> Value {
         "object": "model",
         "created": mtime(p),
         "owned_by": "local",
-        "name": name.trim_end_matches(".gguf"),
+        "name": display_name(p, None),
         "file_name": name,
         "loaded": loaded,
     })

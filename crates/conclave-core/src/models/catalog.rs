@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::store::{self, Settings, ShaCache};
+use super::store::{self, ModelOverrides, Settings, ShaCache};
 use super::ModelsError;
 use crate::error::ErrorCode;
 use crate::gguf::{self, GgufHeader};
@@ -274,6 +274,15 @@ pub(crate) fn scan(dirs: &[PathBuf], settings: &Settings, cache: &ShaCache) -> C
     }
 }
 
+/// The user's settings for a model file, kept under the path it was found at or under its
+/// canonical path.
+pub(super) fn overrides_for<'a>(settings: &'a Settings, path: &Path) -> Option<&'a ModelOverrides> {
+    settings.models.get(&store::settings_key(path)).or_else(|| {
+        let canon = path.canonicalize().ok()?;
+        settings.models.get(&store::settings_key(&canon))
+    })
+}
+
 fn describe(
     parts: Vec<PathBuf>,
     issue: Option<ModelIssue>,
@@ -312,20 +321,9 @@ fn describe(
             }
         }
     }
-    let overrides = settings
-        .models
-        .get(&store::settings_key(&path))
-        .or_else(|| settings.models.get(&store::settings_key(&canon)));
-    // The file name, not `general.name`: converters fill that with training-run labels
-    // ("Smollm2 135M 8k Lc100K Mix1 Ep2") and drop the quantisation users choose by.
-    let display_name = overrides
-        .and_then(|o| o.display_name.clone())
-        .unwrap_or_else(|| {
-            file_name
-                .strip_suffix(".gguf")
-                .unwrap_or(&file_name)
-                .to_string()
-        });
+    let overrides = overrides_for(settings, &path);
+    let display_name =
+        super::display_name(&path, overrides.and_then(|o| o.display_name.as_deref()));
     ModelEntry {
         id,
         path_id,
