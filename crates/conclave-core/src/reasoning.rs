@@ -22,6 +22,7 @@
 //! Streaming deltas keep every character of the text between markers (whitespace
 //! included); [`split_batch`] trims, as a finished message should be.
 
+mod control;
 mod harmony;
 mod tags;
 
@@ -29,8 +30,9 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+pub use control::{thinking_control, PromptPlan, Switch, ThinkingControl, ThinkingSupport};
 use harmony::HarmonyEngine;
-use tags::{Outcome, Pair, Spec, TagEngine};
+use tags::{Outcome, Pair, Spec, TagEngine, ToolStart};
 
 /// A model family's way of marking its thinking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -350,11 +352,48 @@ const GEMMA_THOUGHT: Pair = Pair {
     format: ReasoningFormat::Gemma,
 };
 
+// Tool calls that start inside the thinking, never closed (see reasoning/tags.rs).
+// Qwen3.5 / Qwen3-Coder XML calls: `<tool_call>` then `<function=NAME>` (vLLM's
+// qwen3 tool-call recovery test); only the pair is a marker, so a thought that merely
+// mentions `<tool_call>` stays thought.
+const QWEN_TOOL_STARTS: &[ToolStart] = &[
+    ToolStart {
+        marker: "<tool_call>\n<function=",
+        format: ReasoningFormat::Qwen3,
+    },
+    ToolStart {
+        marker: "<tool_call><function=",
+        format: ReasoningFormat::Qwen3,
+    },
+];
+// Kimi-K2 (its chat template's render_toolcalls; vLLM's kimi_k2 reasoning parser ends
+// the reasoning at the section marker, and K2 sometimes writes the call marker alone).
+const KIMI_TOOL_STARTS: &[ToolStart] = &[
+    ToolStart {
+        marker: "<|tool_calls_section_begin|>",
+        format: ReasoningFormat::Kimi,
+    },
+    ToolStart {
+        marker: "<|tool_call_begin|>",
+        format: ReasoningFormat::Kimi,
+    },
+];
+const ALL_TOOL_STARTS: &[ToolStart] = &[
+    QWEN_TOOL_STARTS[0],
+    QWEN_TOOL_STARTS[1],
+    KIMI_TOOL_STARTS[0],
+    KIMI_TOOL_STARTS[1],
+];
+
 macro_rules! spec {
     ($name:ident, [$($pair:expr),*], [$($drop:expr),*], $interleaved:expr) => {
+        spec!($name, [$($pair),*], [$($drop),*], &[], $interleaved);
+    };
+    ($name:ident, [$($pair:expr),*], [$($drop:expr),*], $tools:expr, $interleaved:expr) => {
         static $name: Spec = Spec {
             pairs: &[$($pair),*],
             drops: &[$($drop),*],
+            tool_starts: $tools,
             interleaved: $interleaved,
         };
     };
@@ -368,7 +407,13 @@ spec!(
     false
 );
 spec!(SPEC_QWQ, [think(ReasoningFormat::Qwq)], [], false);
-spec!(SPEC_QWEN3, [think(ReasoningFormat::Qwen3)], [], false);
+spec!(
+    SPEC_QWEN3,
+    [think(ReasoningFormat::Qwen3)],
+    [],
+    QWEN_TOOL_STARTS,
+    false
+);
 spec!(
     SPEC_PHI4,
     [think(ReasoningFormat::Phi4Reasoning)],
@@ -382,6 +427,7 @@ spec!(
     SPEC_KIMI,
     [KIMI_TRIANGLE, think(ReasoningFormat::Kimi)],
     [],
+    KIMI_TOOL_STARTS,
     true
 );
 spec!(
@@ -433,6 +479,7 @@ spec!(
         GEMMA_THOUGHT
     ],
     [],
+    ALL_TOOL_STARTS,
     false
 );
 
@@ -469,6 +516,8 @@ pub const MAX_MARKER_LEN: usize = {
         "[END FINAL RESPONSE]",
         "<|START_RESPONSE|>",
         "<|START_THINKING|>",
+        "<|tool_calls_section_begin|>",
+        "<tool_call>\n<function=",
     ];
     let mut max = 0;
     let mut i = 0;
@@ -842,6 +891,13 @@ pub fn prompt_ends_in_thinking(format: ReasoningFormat, rendered_prompt: &str) -
     match format {
         ReasoningFormat::None => false,
         ReasoningFormat::GptOss => tail.ends_with("<|channel|>analysis<|message|>"),
+        // Seed-OSS with `thinking_budget` 0 opens the block and a budget note, which the
+        // model finishes ("…budget is 0…</seed:cot_budget_reflect>") before closing.
+        ReasoningFormat::SeedOss | ReasoningFormat::Auto
+            if tail.ends_with("<seed:think><seed:cot_budget_reflect>") =>
+        {
+            true
+        }
         other => spec_for(other).pairs.iter().any(|p| tail.ends_with(p.open)),
     }
 }
@@ -901,12 +957,54 @@ mod tests {
     }
 
     #[test]
-    fn partial_marker_at_the_end_is_text() {
+    fn partial_close_at_the_end_is_dropped() {
+        // llama.cpp's final parse: a marker the model never finished is not thought.
         let (r, a, fin) = stream(ReasoningFormat::DeepseekR1, true, &["abc</thi"]);
-        assert_eq!(
-            (r.as_str(), a.as_str(), fin.cut_off),
-            ("abc</thi", "", true)
+        assert_eq!((r.as_str(), a.as_str(), fin.cut_off), ("abc", "", true));
+        // Answer side: text, since only a thinking block has an end to cut into.
+        let (_, a, _) = stream(
+            ReasoningFormat::DeepseekR1,
+            false,
+            &["<think>x</think>a </thi"],
         );
+        assert_eq!(a, "a </thi");
+    }
+
+    #[test]
+    fn reopened_prefilled_block_is_one_block() {
+        let (r, a, fin) = stream(ReasoningFormat::Qwen3, true, &["\n<thi", "nk>\nx</think>y"]);
+        assert_eq!((r.as_str(), a.as_str(), fin.cut_off), ("\n\nx", "y", false));
+        assert_eq!(
+            split_batch(ReasoningFormat::Qwen3, true, &["<think>x</think>y"]).reasoning,
+            "x"
+        );
+    }
+
+    #[test]
+    fn tool_call_start_moves_to_the_answer() {
+        let mut s = Splitter::new(ReasoningFormat::Kimi, false);
+        assert_eq!(
+            s.push("<think>plan<|tool_calls"),
+            vec![Segment::Reasoning("plan".into())]
+        );
+        assert!(s.in_thinking());
+        assert_eq!(
+            s.push("_section_begin|>x"),
+            vec![Segment::Answer("<|tool_calls_section_begin|>x".into())]
+        );
+        assert!(!s.in_thinking());
+    }
+
+    #[test]
+    fn harmony_separates_messages_of_a_kind_by_newlines() {
+        let (r, a, _) = stream(
+            ReasoningFormat::GptOss,
+            false,
+            &["<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>commentary<|message|>b<|end|>",
+              "<|start|>assistant<|channel|>analysis<|message|><|end|>",
+              "<|start|>assistant<|channel|>analysis<|message|>c<|end|><|start|>assistant<|channel|>final<|message|>d"],
+        );
+        assert_eq!((r.as_str(), a.as_str()), ("a\nc", "b\nd"));
     }
 
     #[test]
@@ -960,6 +1058,9 @@ mod tests {
             }
             for d in spec.drops {
                 longest = longest.max(d.len());
+            }
+            for t in spec.tool_starts {
+                longest = longest.max(t.marker.len());
             }
         }
         assert_eq!(longest, MAX_MARKER_LEN);
