@@ -93,6 +93,10 @@ export interface LoadedModel {
   has_chat_template: boolean;
   template_name: string;
   reasoning_format: string;
+  /** False when the model's chat template has no way to switch its thinking off. */
+  thinking_off_available: boolean;
+  /** Why Off does nothing with this model; null when it works. */
+  thinking_off_reason: string | null;
 }
 
 export interface LoadProgress {
