@@ -590,11 +590,56 @@ enum Engine {
 }
 
 /// Splits a streamed output into reasoning and answer deltas. Feed it every text delta
-/// in order with [`Splitter::push`], then call [`Splitter::finish`] once.
+/// in order with [`Splitter::push`] (or [`Splitter::push_tokens`] to count tokens too),
+/// then call [`Splitter::finish`] once.
 #[derive(Debug)]
 pub struct Splitter {
     format: ReasoningFormat,
     engine: Engine,
+    tally: TokenTally,
+}
+
+/// Generated tokens counted by which side of the split their text fell on.
+///
+/// A token counts as thinking when the output was inside a block before or after it, or
+/// when its text came out as reasoning: the opening and closing markers are thinking
+/// tokens (as the worker's budget counts them), and so is the token that carries a
+/// forced close. A token whose text is all held back (a possible marker start) waits
+/// for the next one that shows where it went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenTally {
+    pub reasoning: u32,
+    pub answer: u32,
+    waiting: u32,
+}
+
+impl TokenTally {
+    fn add(&mut self, tokens: u32, touched_thinking: bool, segments: &[Segment]) {
+        let reasoning = touched_thinking
+            || segments
+                .iter()
+                .any(|s| matches!(s, Segment::Reasoning(t) if !t.is_empty()));
+        let answer = segments
+            .iter()
+            .any(|s| matches!(s, Segment::Answer(t) if !t.is_empty()));
+        let n = tokens + std::mem::take(&mut self.waiting);
+        if reasoning {
+            self.reasoning += n;
+        } else if answer {
+            self.answer += n;
+        } else {
+            self.waiting = n;
+        }
+    }
+
+    fn settle(&mut self, in_thinking: bool) {
+        let n = std::mem::take(&mut self.waiting);
+        if in_thinking {
+            self.reasoning += n;
+        } else {
+            self.answer += n;
+        }
+    }
 }
 
 /// What is left once generation has ended.
@@ -608,6 +653,8 @@ pub struct Finish {
     /// thinking; `auto` if the prompt opened the block and it never closed, so nothing
     /// told the families apart.
     pub format: ReasoningFormat,
+    /// The tokens given to [`Splitter::push_tokens`], by side.
+    pub tokens: TokenTally,
 }
 
 impl Splitter {
@@ -621,7 +668,11 @@ impl Splitter {
             }
             other => Engine::Tags(TagEngine::new(spec_for(other), false, prefilled_open)),
         };
-        Self { format, engine }
+        Self {
+            format,
+            engine,
+            tally: TokenTally::default(),
+        }
     }
 
     pub fn push(&mut self, delta: &str) -> Vec<Segment> {
@@ -630,13 +681,28 @@ impl Splitter {
         out.into_iter().map(|p| p.segment).collect()
     }
 
+    /// [`Splitter::push`] for a delta that covers `tokens` generated tokens (0 for text
+    /// that is not the model's, or bytes still waiting for the rest of a character).
+    pub fn push_tokens(&mut self, delta: &str, tokens: u32) -> Vec<Segment> {
+        let was_thinking = self.in_thinking();
+        let segments = self.push(delta);
+        let touched = was_thinking || self.in_thinking();
+        self.tally.add(tokens, touched, &segments);
+        segments
+    }
+
     pub fn finish(mut self) -> Finish {
         let mut out = Vec::new();
+        let was_thinking = self.in_thinking();
         self.feed("", true, &mut out);
+        let segments: Vec<Segment> = out.into_iter().map(|p| p.segment).collect();
+        self.tally.add(0, false, &segments);
+        self.tally.settle(was_thinking);
         Finish {
-            segments: out.into_iter().map(|p| p.segment).collect(),
+            segments,
             cut_off: self.in_thinking(),
             format: self.detected_format(),
+            tokens: self.tally,
         }
     }
 
@@ -928,6 +994,45 @@ mod tests {
         let fin = s.finish();
         take(fin.segments.clone());
         (r, a, fin)
+    }
+
+    #[test]
+    fn tokens_are_counted_by_the_side_their_text_fell_on() {
+        let count = |format, prefilled, deltas: &[&str]| {
+            let mut s = Splitter::new(format, prefilled);
+            for d in deltas {
+                s.push_tokens(d, 1);
+            }
+            let t = s.finish().tokens;
+            (t.reasoning, t.answer)
+        };
+        // The auto splitter: "<" is held back until "think>" shows it opened a block.
+        assert_eq!(
+            count(ReasoningFormat::Auto, false, &["<", "think>", "a", "</th", "ink>", "\n\n", "Hi"]),
+            (5, 2)
+        );
+        // Prefilled: every token until the close is thinking, the close included.
+        assert_eq!(count(ReasoningFormat::Qwen3, true, &["a", "b", "</think>", "c"]), (3, 1));
+        // A plain answer, and an answer that only looked like a marker.
+        assert_eq!(count(ReasoningFormat::Auto, false, &["Hel", "lo"]), (0, 2));
+        assert_eq!(count(ReasoningFormat::Auto, false, &["<", "b>"]), (0, 2));
+        // Cut off while a marker fragment was held: still thinking.
+        assert_eq!(count(ReasoningFormat::Qwen3, true, &["a", "</th"]), (2, 0));
+        // A budget's forced close rides on the last thinking token.
+        let forced = format!("x{BUDGET_LEAD_IN}\n</think>\n\n");
+        assert_eq!(
+            count(ReasoningFormat::DeepseekR1, true, &["a", &forced, "Answer", "."]),
+            (2, 2)
+        );
+        // Harmony: headers count with the message they open.
+        assert_eq!(
+            count(
+                ReasoningFormat::GptOss,
+                false,
+                &["<|channel|>", "analysis", "<|message|>", "t", "<|end|>", "<|start|>", "assistant", "<|channel|>", "final", "<|message|>", "A"]
+            ),
+            (5, 6)
+        );
     }
 
     #[test]
