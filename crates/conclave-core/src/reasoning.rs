@@ -156,56 +156,6 @@ impl ReasoningFormat {
             budget_lead_in: BUDGET_LEAD_IN,
         })
     }
-
-    /// How to ask the template or the model for no thinking at all.
-    pub fn thinking_off(self) -> ThinkingOff {
-        match self {
-            // Qwen3's template renders `<think>\n\n</think>\n\n` itself when false.
-            Self::Qwen3 | Self::Glm | Self::Gemma | Self::Exaone => ThinkingOff::TemplateVar {
-                name: "enable_thinking",
-                value: TemplateValue::Bool(false),
-            },
-            // Seed-OSS model card: a budget of 0 answers directly.
-            Self::SeedOss => ThinkingOff::TemplateVar {
-                name: "thinking_budget",
-                value: TemplateValue::Int(0),
-            },
-            // Granite 3.2/3.3 think only when the template's `thinking` flag is true.
-            Self::Granite => ThinkingOff::TemplateVar {
-                name: "thinking",
-                value: TemplateValue::Bool(false),
-            },
-            // Nemotron Nano v2 reads `/think` and `/no_think` from the system prompt.
-            Self::Nemotron => ThinkingOff::SlashCommand("/no_think"),
-            // R1's template opens `<think>` unconditionally; an empty closed block is the
-            // only way past it.
-            Self::DeepseekR1 => ThinkingOff::PrefillClosedBlock("<think>\n\n</think>\n\n"),
-            // Always-thinking models (QwQ, Phi-4-reasoning, MiniMax-M2, Kimi K2 Thinking,
-            // Magistral, Apriel, Command-R7B as templated) and GPT-OSS, whose lowest
-            // `reasoning_effort` still reasons.
-            Self::Auto
-            | Self::None
-            | Self::Qwq
-            | Self::GptOss
-            | Self::Magistral
-            | Self::Phi4Reasoning
-            | Self::Kimi
-            | Self::CommandR7b
-            | Self::Apriel
-            | Self::MinimaxM2 => ThinkingOff::None,
-        }
-    }
-
-    /// Whether the chat template takes `enable_thinking` (Qwen3-style).
-    pub fn supports_enable_thinking_var(self) -> bool {
-        matches!(
-            self.thinking_off(),
-            ThinkingOff::TemplateVar {
-                name: "enable_thinking",
-                ..
-            }
-        )
-    }
 }
 
 impl std::fmt::Display for ReasoningFormat {
@@ -242,22 +192,6 @@ pub struct Markers {
 pub enum TemplateValue {
     Bool(bool),
     Int(i64),
-}
-
-/// How to switch a model's thinking off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThinkingOff {
-    /// Render the template with this variable set.
-    TemplateVar {
-        name: &'static str,
-        value: TemplateValue,
-    },
-    /// Append this to the system (or last user) message.
-    SlashCommand(&'static str),
-    /// Append this empty, closed block to the rendered prompt.
-    PrefillClosedBlock(&'static str),
-    /// The model always thinks.
-    None,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1008,11 +942,18 @@ mod tests {
         };
         // The auto splitter: "<" is held back until "think>" shows it opened a block.
         assert_eq!(
-            count(ReasoningFormat::Auto, false, &["<", "think>", "a", "</th", "ink>", "\n\n", "Hi"]),
+            count(
+                ReasoningFormat::Auto,
+                false,
+                &["<", "think>", "a", "</th", "ink>", "\n\n", "Hi"]
+            ),
             (5, 2)
         );
         // Prefilled: every token until the close is thinking, the close included.
-        assert_eq!(count(ReasoningFormat::Qwen3, true, &["a", "b", "</think>", "c"]), (3, 1));
+        assert_eq!(
+            count(ReasoningFormat::Qwen3, true, &["a", "b", "</think>", "c"]),
+            (3, 1)
+        );
         // A plain answer, and an answer that only looked like a marker.
         assert_eq!(count(ReasoningFormat::Auto, false, &["Hel", "lo"]), (0, 2));
         assert_eq!(count(ReasoningFormat::Auto, false, &["<", "b>"]), (0, 2));
@@ -1021,7 +962,11 @@ mod tests {
         // A budget's forced close rides on the last thinking token.
         let forced = format!("x{BUDGET_LEAD_IN}\n</think>\n\n");
         assert_eq!(
-            count(ReasoningFormat::DeepseekR1, true, &["a", &forced, "Answer", "."]),
+            count(
+                ReasoningFormat::DeepseekR1,
+                true,
+                &["a", &forced, "Answer", "."]
+            ),
             (2, 2)
         );
         // Harmony: headers count with the message they open.
@@ -1029,7 +974,19 @@ mod tests {
             count(
                 ReasoningFormat::GptOss,
                 false,
-                &["<|channel|>", "analysis", "<|message|>", "t", "<|end|>", "<|start|>", "assistant", "<|channel|>", "final", "<|message|>", "A"]
+                &[
+                    "<|channel|>",
+                    "analysis",
+                    "<|message|>",
+                    "t",
+                    "<|end|>",
+                    "<|start|>",
+                    "assistant",
+                    "<|channel|>",
+                    "final",
+                    "<|message|>",
+                    "A"
+                ]
             ),
             (5, 6)
         );
@@ -1230,12 +1187,19 @@ mod tests {
 
     #[test]
     fn thinking_control_data() {
-        assert!(ReasoningFormat::Qwen3.supports_enable_thinking_var());
-        assert!(!ReasoningFormat::DeepseekR1.supports_enable_thinking_var());
+        let qwen3 = thinking_control(ReasoningFormat::Qwen3, "{% if enable_thinking %}");
         assert_eq!(
-            ReasoningFormat::DeepseekR1.thinking_off(),
-            ThinkingOff::PrefillClosedBlock("<think>\n\n</think>\n\n")
+            qwen3.off,
+            Switch::TemplateVar {
+                name: "enable_thinking",
+                value: TemplateValue::Bool(false)
+            }
         );
+        let r1 = thinking_control(ReasoningFormat::DeepseekR1, "<｜Assistant｜><think>\n");
+        assert_eq!(r1.off, Switch::CloseBlock);
+        let qwq = thinking_control(ReasoningFormat::Qwq, "<|im_start|>assistant\n<think>\n");
+        assert!(!qwq.support().off_available);
+        assert!(qwq.support().off_reason.is_some());
         assert_eq!(ReasoningFormat::Auto.markers(), None);
         for f in ReasoningFormat::ALL {
             if let Some(m) = f.markers() {

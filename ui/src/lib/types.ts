@@ -53,6 +53,9 @@ export interface Metrics {
   budget_cut_at: number | null;
   reasoning_cut_off: boolean;
   thoughts_dropped_tokens: number;
+  /** From the request to the first thought / first answer text; absent when none. */
+  first_reasoning_ms?: number | null;
+  first_answer_ms?: number | null;
 }
 
 export type ChatEvent =
