@@ -28,7 +28,7 @@ use crate::protocol::{
     self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget,
     WorkerEvent, WorkerRequest,
 };
-use crate::reasoning::{self, ReasoningFormat, Segment, Splitter, TemplateValue, ThinkingOff};
+use crate::reasoning::{self, PromptPlan, ReasoningFormat, Segment, Splitter};
 use crate::template::{ChatTemplate, RenderInput};
 
 /// Lines of the worker's stderr kept for crash reports.
@@ -130,6 +130,10 @@ pub struct ModelInfo {
     pub template_name: String,
     /// The reasoning format detected from the chat template.
     pub reasoning_format: String,
+    /// Whether thinking Off can be honoured with this template; the UI offers Off only
+    /// then, and shows `thinking_off_reason` otherwise.
+    pub thinking_off_available: bool,
+    pub thinking_off_reason: Option<String>,
     pub pid: u32,
 }
 
@@ -502,6 +506,9 @@ pub struct ChatRequest {
     pub threads: Option<u32>,
     /// A GBNF grammar constraining the answer.
     pub grammar: Option<String>,
+    /// Extra chat-template variables (the API's `chat_template_kwargs`); they win over
+    /// the ones the thinking mode sets.
+    pub template_vars: Vec<(String, serde_json::Value)>,
 }
 
 #[derive(Clone)]
@@ -520,6 +527,19 @@ impl LoadedModel {
         let w = self.inner.worker.lock().await;
         let r = &w.ready;
         let template = ChatTemplate::resolve(r.chat_template.as_deref(), &r.architecture, None);
+        let (format, support) = match &template {
+            Ok(t) => {
+                let format = format_for(t);
+                (
+                    format,
+                    reasoning::thinking_control(format, &t.source).support(),
+                )
+            }
+            Err(_) => (
+                ReasoningFormat::None,
+                reasoning::thinking_control(ReasoningFormat::None, "").support(),
+            ),
+        };
         ModelInfo {
             path: self.inner.spec.path.clone(),
             // The file name, as the catalog shows it; `general.name` is often a training label.
@@ -538,9 +558,9 @@ impl LoadedModel {
                 .as_ref()
                 .map(|t| t.name.clone())
                 .unwrap_or_default(),
-            reasoning_format: template
-                .map(|t| format_for(&t).name().to_owned())
-                .unwrap_or_else(|_| ReasoningFormat::None.name().to_owned()),
+            reasoning_format: format.name().to_owned(),
+            thinking_off_available: support.off_available,
+            thinking_off_reason: support.off_reason,
             pid: r.pid,
         }
     }
@@ -611,50 +631,21 @@ impl LoadedModel {
             &ready.architecture,
             req.template.as_deref(),
         )?;
-        let mut format = format_for(&template);
-        // "Thinking on" for a model with no thinking format of its own: open a generic
-        // <think> block in the prompt (budget forcing, as in the s1 paper).
-        let mut prefill = String::new();
-        if req.think == ThinkMode::On && format == ReasoningFormat::None {
-            format = ReasoningFormat::DeepseekR1;
-            prefill.push_str("<think>\n");
-        }
-        let mut enable_thinking = None;
-        let mut extra_vars: Vec<(String, minijinja::Value)> = Vec::new();
-        match (req.think, format.thinking_off()) {
-            (ThinkMode::Off, ThinkingOff::TemplateVar { name, value }) => {
-                let v = match value {
-                    TemplateValue::Bool(b) => minijinja::Value::from(b),
-                    TemplateValue::Int(i) => minijinja::Value::from(i),
-                };
-                if name == "enable_thinking" {
-                    enable_thinking = Some(false);
-                } else {
-                    extra_vars.push((name.to_owned(), v));
-                }
-            }
-            (
-                ThinkMode::On,
-                ThinkingOff::TemplateVar {
-                    name,
-                    value: TemplateValue::Bool(_),
-                },
-            ) => {
-                if name == "enable_thinking" {
-                    enable_thinking = Some(true);
-                } else {
-                    extra_vars.push((name.to_owned(), minijinja::Value::from(true)));
-                }
-            }
-            (ThinkMode::Off, ThinkingOff::SlashCommand(cmd)) => {
-                if let Some(last) = req.messages.iter_mut().rev().find(|m| m.role == Role::User) {
-                    last.content.push(' ');
-                    last.content.push_str(cmd);
-                }
-            }
-            (ThinkMode::Off, ThinkingOff::PrefillClosedBlock(block)) => prefill.push_str(block),
-            _ => {}
-        }
+        // How the thinking mode is reached with this template (a flag, a slash command, a
+        // prefilled or closed block), or why it cannot be; see reasoning::PromptPlan.
+        let plan = PromptPlan::new(
+            format_for(&template),
+            &template.source,
+            req.think,
+            &mut req.messages,
+        );
+        let format = plan.format;
+        let mut extra_vars = plan.template_vars();
+        extra_vars.extend(
+            req.template_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(v))),
+        );
 
         // Earlier turns' thinking is not sent back unless the conversation keeps it.
         let mut dropped_thoughts = String::new();
@@ -667,7 +658,12 @@ impl LoadedModel {
                 if req.keep_thoughts {
                     m.reasoning = Some(r.clone());
                     if !template.source.contains("reasoning_content") {
-                        if let Some(mk) = format.markers() {
+                        // A template without markers of its own gets the generic block
+                        // the engine opens for it, so kept thoughts are never dropped.
+                        let mk = format
+                            .markers()
+                            .or_else(|| ReasoningFormat::DeepseekR1.markers());
+                        if let Some(mk) = mk {
                             m.content = format!("{}{}{}{}", mk.open, r, mk.close, m.content);
                         }
                     }
@@ -688,10 +684,10 @@ impl LoadedModel {
                 add_generation_prompt: true,
                 bos_token: &ready.bos_token,
                 eos_token: &ready.eos_token,
-                enable_thinking,
+                enable_thinking: plan.enable_thinking,
                 extra: &extra_vars,
             })?;
-            let prompt = format!("{rendered}{prefill}");
+            let prompt = plan.finish(&rendered);
             let starts_in_thinking = reasoning::prompt_ends_in_thinking(format, &prompt);
             let add_bos = ready.add_bos
                 && !(ready.bos_token.is_empty() || prompt.starts_with(&ready.bos_token));
@@ -783,6 +779,7 @@ impl LoadedModel {
         };
         let mut splitter = Splitter::new(split_format, starts_in_thinking);
         let mut first_output: Option<Duration> = None;
+        let mut reasoning_started: Option<Duration> = None;
         let mut answer_started: Option<Duration> = None;
         let mut thinking_energy = None;
         let mut saw_reasoning = false;
@@ -792,19 +789,22 @@ impl LoadedModel {
                 return Err(self.crashed(&worker));
             };
             match event {
-                WorkerEvent::Delta { text, .. } => {
-                    if text.is_empty() {
-                        continue;
-                    }
-                    for seg in splitter.push(&text) {
+                WorkerEvent::Delta { text, tokens, .. } => {
+                    // Counted by the side the text falls on (reasoning::TokenTally), also
+                    // for a delta whose bytes are still an unfinished character.
+                    for seg in splitter.push_tokens(&text, tokens) {
+                        // One reading per segment, so that the first output and the first
+                        // of its kind are the same instant.
+                        let at = t_request.elapsed();
                         let ev = match seg {
                             Segment::Reasoning(t) if !t.is_empty() => {
                                 saw_reasoning = true;
+                                reasoning_started.get_or_insert(at);
                                 ChatEvent::Reasoning { text: t }
                             }
                             Segment::Answer(t) if !t.is_empty() => {
                                 if answer_started.is_none() {
-                                    answer_started = Some(t_request.elapsed());
+                                    answer_started = Some(at);
                                     if saw_reasoning {
                                         thinking_energy = Some(meter.read().0);
                                     }
@@ -813,7 +813,7 @@ impl LoadedModel {
                             }
                             _ => continue,
                         };
-                        first_output.get_or_insert_with(|| t_request.elapsed());
+                        first_output.get_or_insert(at);
                         if tx.send(ev).is_err() && !receiver_gone {
                             // Nobody listens any more: stop the worker within a token.
                             receiver_gone = true;
@@ -832,22 +832,31 @@ impl LoadedModel {
         worker.unroute(id);
         let fin = splitter.finish();
         for seg in fin.segments {
+            let at = t_request.elapsed();
             let ev = match seg {
-                Segment::Reasoning(t) if !t.is_empty() => ChatEvent::Reasoning { text: t },
+                Segment::Reasoning(t) if !t.is_empty() => {
+                    saw_reasoning = true;
+                    reasoning_started.get_or_insert(at);
+                    ChatEvent::Reasoning { text: t }
+                }
                 Segment::Answer(t) if !t.is_empty() => {
-                    answer_started.get_or_insert_with(|| t_request.elapsed());
+                    answer_started.get_or_insert(at);
                     ChatEvent::Token { text: t }
                 }
                 _ => continue,
             };
-            first_output.get_or_insert_with(|| t_request.elapsed());
+            first_output.get_or_insert(at);
             let _ = tx.send(ev);
         }
 
         let wall = t_request.elapsed();
         let (energy_wh, cpu_seconds) = meter.read();
         let sample = metrics::sample_process(pid);
-        let reasoning_tokens = done.thinking_tokens.min(done.completion_tokens);
+        // The splitter's count, not the worker's: the worker counts thinking only under a
+        // budget, and the thinking may have been found by the auto splitter alone. The
+        // worker's total stays the reference (a cancelled answer's last token may never
+        // have come out as text).
+        let reasoning_tokens = fin.tokens.reasoning.min(done.completion_tokens);
         let thinking_ms = if saw_reasoning || reasoning_tokens > 0 {
             answer_started.unwrap_or(wall).as_secs_f64() * 1000.0
         } else {
@@ -895,6 +904,8 @@ impl LoadedModel {
             budget_cut_at: done.budget_cut_at,
             reasoning_cut_off: fin.cut_off,
             thoughts_dropped_tokens,
+            first_reasoning_ms: reasoning_started.map(|d| d.as_secs_f64() * 1000.0),
+            first_answer_ms: answer_started.map(|d| d.as_secs_f64() * 1000.0),
         };
         let _ = tx.send(ChatEvent::Done {
             stop_reason: done.stop_reason,

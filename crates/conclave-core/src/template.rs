@@ -151,18 +151,20 @@ impl ChatTemplate {
         let tmpl = env.get_template("chat").map_err(compile_err)?;
         let messages: Vec<TemplateMessage<'_>> =
             input.messages.iter().map(TemplateMessage::from).collect();
-        let extra: Value = input
-            .extra
-            .iter()
-            .cloned()
-            .collect::<std::collections::BTreeMap<String, Value>>()
-            .into();
+        let mut extra: std::collections::BTreeMap<String, Value> =
+            input.extra.iter().cloned().collect();
+        // Only when set: `None` must leave the variable undefined, since templates test
+        // `enable_thinking is defined and not enable_thinking` (GLM) and a none value
+        // would read as "off".
+        if let Some(on) = input.enable_thinking {
+            extra.insert("enable_thinking".into(), Value::from(on));
+        }
+        let extra = Value::from(extra);
         tmpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => input.add_generation_prompt,
             bos_token => input.bos_token,
             eos_token => input.eos_token,
-            enable_thinking => input.enable_thinking,
             ..extra
         })
         .map_err(|e| TemplateError::Render {

@@ -61,6 +61,7 @@ pub(crate) async fn completions(
         keep_thoughts: false,
         threads: state.config.threads,
         grammar: req.grammar.clone(),
+        template_vars: req.template_vars.clone(),
     };
     let mut stream = model
         .chat(chat)
