@@ -140,7 +140,7 @@ pub async fn start_chat(
         ..SendRequest::default()
     };
     let model_id = request.model_id;
-    let page = frames::per_frame(frames::FRAME, move |event: ChatEvent| {
+    let page = frames::per_frame(frames::ui_frame(), move |event: ChatEvent| {
         if let ChatEvent::Error { code, message } = &event {
             if code == "worker_crashed" {
                 let crashed = WorkerCrashedEvent {

@@ -126,7 +126,7 @@ pub async fn start_compare(
     let closed = Arc::new(AtomicBool::new(false));
     let page = {
         let closed = closed.clone();
-        frames::per_frame(frames::FRAME, move |out: CompareOutput| {
+        frames::per_frame(frames::ui_frame(), move |out: CompareOutput| {
             if let Err(e) = on_event.send(out) {
                 tracing::debug!("compare channel closed: {e}");
                 closed.store(true, Ordering::SeqCst);

@@ -379,76 +379,102 @@ async fn app_stream_against_cli() -> Res {
         .filter_map(|t| t.trim().parse().ok())
         .collect();
     let cli_data = data_dir()?;
-    let data = data_dir()?;
-    let app = App::start(&setup, data.path(), "bench-stream").await?;
-    app.load_smollm2().await?;
+    // The page's update interval (CONCLAVE_UI_FRAME_MS); empty = the app's default.
+    let frames: Vec<Option<u64>> = match std::env::var("BENCH_UI_FRAME_MS") {
+        Ok(v) if !v.trim().is_empty() => v.split(',').map(|f| f.trim().parse().ok()).collect(),
+        _ => vec![None],
+    };
+    let mut cli_runs: std::collections::HashMap<(u32, &str), (Value, Value)> = Default::default();
     let mut report = Vec::new();
-    for &t in &threads {
-        for c in CASES.iter().filter(|c| wanted(c.name)) {
-            eprintln!("bench: {} at {t} threads", c.name);
-            app.click("new-chat").await?;
-            settings(&app, c, t, c.max_tokens).await?;
-            let before = app.assistant_count().await?;
-            let run = app_turn(&app, c.prompt, before).await?;
-            app.shot(&format!("{}-t{t}", c.name)).await?;
-
-            // The follow-up: short, so its time to first token is mostly the prompt.
-            settings(&app, c, t, 32).await?;
-            let follow = app_turn(&app, FOLLOW_UP, before + 1).await?;
-            app.shot(&format!("{}-t{t}-follow-up", c.name)).await?;
-            let previous = run.prompt_tokens + run.tokens;
-            let cached = follow.record["usage"]["cached_prompt_tokens"]
-                .as_u64()
-                .unwrap_or(0);
-            let follow_ttft = follow.record["metrics"]["ttft_ms"].as_f64().unwrap_or(0.0);
-
-            let cli = cli_chat(
-                cli_data.path(),
-                c.prompt,
-                t,
-                c.max_tokens,
-                c.temperature,
-                c.seed,
-                c.think_budget,
-            )?;
-            let cli_tps = cli["metrics"]["gen_tps"].as_f64().unwrap_or(0.0);
-            let cli_tokens = cli["usage"]["completion_tokens"].as_u64().unwrap_or(0);
-            let fresh = cli_chat(cli_data.path(), FOLLOW_UP, t, 1, 0.0, 1, None)?;
-            let fresh_ttft = fresh["metrics"]["ttft_ms"].as_f64().unwrap_or(0.0);
-            let fresh_prompt = fresh["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-
-            let ui_ms = run.web_ms_per_token + run.app_ms_per_token;
-            let app_tps = run.page_tps.min(run.worker_tps);
-            println!(
-                "threads {t} {:<14} app {:>6.1} t/s (page {:.1}, worker {:.1}; {} tokens)  cli {:>6.1} t/s ({} tokens)  ratio {:.2}  \
-                 ui {:.2} ms/token (web {:.2}, app {:.2}; worker {:.1} CPU s)  first100 {:.2} ms/token, last100 {:.2} ms/token, growth {:.2}x",
-                c.name, app_tps, run.page_tps, run.worker_tps, run.tokens, cli_tps, cli_tokens,
-                app_tps / cli_tps.max(1e-9), ui_ms, run.web_ms_per_token, run.app_ms_per_token,
-                run.worker_cpu_s, run.ui_first100_ms, run.ui_last100_ms,
-                run.ui_last100_ms / run.ui_first100_ms.max(1e-9),
-            );
-            println!(
-                "threads {t} {:<14} follow-up: cached {cached} of the previous {previous} tokens ({:.1}%), prompt {} tokens; \
-                 ttft {:.0} ms against {:.0} ms for a fresh prompt of the follow-up alone ({fresh_prompt} tokens): {:.2}x",
-                c.name,
-                100.0 * cached as f64 / previous.max(1) as f64,
-                follow.prompt_tokens,
-                follow_ttft,
-                fresh_ttft,
-                follow_ttft / fresh_ttft.max(1e-9),
-            );
-            report.push(json!({
-                "threads": t, "case": c.name, "app_tps": app_tps, "page_tps": run.page_tps,
-                "worker_tps": run.worker_tps, "cli_tps": cli_tps, "ratio": app_tps / cli_tps.max(1e-9),
-                "tokens": run.tokens, "cli_tokens": cli_tokens,
-                "ui_ms_per_token": ui_ms, "web_ms_per_token": run.web_ms_per_token,
-                "app_ms_per_token": run.app_ms_per_token,
-                "ui_first100_ms_per_token": run.ui_first100_ms, "ui_last100_ms_per_token": run.ui_last100_ms,
-                "follow_up_cached": cached, "previous_context": previous,
-                "follow_up_ttft_ms": follow_ttft, "fresh_ttft_ms": fresh_ttft,
-            }));
+    let mut last_app = None;
+    for frame in frames {
+        match frame {
+            Some(ms) => std::env::set_var("CONCLAVE_UI_FRAME_MS", ms.to_string()),
+            None => std::env::remove_var("CONCLAVE_UI_FRAME_MS"),
         }
+        let frame_label = frame.map_or("default".to_owned(), |ms| format!("{ms} ms"));
+        if let Some((app, _data)) = last_app.take() {
+            App::close(app).await?;
+        }
+        let data = data_dir()?;
+        let app = App::start(&setup, data.path(), "bench-stream").await?;
+        app.load_smollm2().await?;
+        for &t in &threads {
+            for c in CASES.iter().filter(|c| wanted(c.name)) {
+                eprintln!("bench: {} at {t} threads", c.name);
+                app.click("new-chat").await?;
+                settings(&app, c, t, c.max_tokens).await?;
+                let before = app.assistant_count().await?;
+                let run = app_turn(&app, c.prompt, before).await?;
+                app.shot(&format!("{}-t{t}", c.name)).await?;
+
+                // The follow-up: short, so its time to first token is mostly the prompt.
+                settings(&app, c, t, 32).await?;
+                let follow = app_turn(&app, FOLLOW_UP, before + 1).await?;
+                app.shot(&format!("{}-t{t}-follow-up", c.name)).await?;
+                let previous = run.prompt_tokens + run.tokens;
+                let cached = follow.record["usage"]["cached_prompt_tokens"]
+                    .as_u64()
+                    .unwrap_or(0);
+                let follow_ttft = follow.record["metrics"]["ttft_ms"].as_f64().unwrap_or(0.0);
+
+                let (cli, fresh) = match cli_runs.get(&(t, c.name)) {
+                    Some(runs) => runs.clone(),
+                    None => {
+                        let cli = cli_chat(
+                            cli_data.path(),
+                            c.prompt,
+                            t,
+                            c.max_tokens,
+                            c.temperature,
+                            c.seed,
+                            c.think_budget,
+                        )?;
+                        let fresh = cli_chat(cli_data.path(), FOLLOW_UP, t, 1, 0.0, 1, None)?;
+                        cli_runs.insert((t, c.name), (cli.clone(), fresh.clone()));
+                        (cli, fresh)
+                    }
+                };
+                let cli_tps = cli["metrics"]["gen_tps"].as_f64().unwrap_or(0.0);
+                let cli_tokens = cli["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+                let fresh_ttft = fresh["metrics"]["ttft_ms"].as_f64().unwrap_or(0.0);
+                let fresh_prompt = fresh["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+
+                let ui_ms = run.web_ms_per_token + run.app_ms_per_token;
+                let app_tps = run.page_tps.min(run.worker_tps);
+                println!(
+                    "ui frame {frame_label}, threads {t} {:<14} app {:>6.1} t/s (page {:.1}, worker {:.1}; {} tokens)  cli {:>6.1} t/s ({} tokens)  ratio {:.2}  \
+                     ui {:.2} ms/token (web {:.2}, app {:.2}; worker {:.1} CPU s)  first100 {:.2} ms/token, last100 {:.2} ms/token, growth {:.2}x",
+                    c.name, app_tps, run.page_tps, run.worker_tps, run.tokens, cli_tps, cli_tokens,
+                    app_tps / cli_tps.max(1e-9), ui_ms, run.web_ms_per_token, run.app_ms_per_token,
+                    run.worker_cpu_s, run.ui_first100_ms, run.ui_last100_ms,
+                    run.ui_last100_ms / run.ui_first100_ms.max(1e-9),
+                );
+                println!(
+                    "ui frame {frame_label}, threads {t} {:<14} follow-up: cached {cached} of the previous {previous} tokens ({:.1}%), prompt {} tokens; \
+                     ttft {:.0} ms against {:.0} ms for a fresh prompt of the follow-up alone ({fresh_prompt} tokens): {:.2}x",
+                    c.name,
+                    100.0 * cached as f64 / previous.max(1) as f64,
+                    follow.prompt_tokens,
+                    follow_ttft,
+                    fresh_ttft,
+                    follow_ttft / fresh_ttft.max(1e-9),
+                );
+                report.push(json!({
+                    "ui_frame_ms": frame, "threads": t, "case": c.name, "app_tps": app_tps, "page_tps": run.page_tps,
+                    "worker_tps": run.worker_tps, "cli_tps": cli_tps, "ratio": app_tps / cli_tps.max(1e-9),
+                    "tokens": run.tokens, "cli_tokens": cli_tokens,
+                    "ui_ms_per_token": ui_ms, "web_ms_per_token": run.web_ms_per_token,
+                    "app_ms_per_token": run.app_ms_per_token,
+                    "ui_first100_ms_per_token": run.ui_first100_ms, "ui_last100_ms_per_token": run.ui_last100_ms,
+                    "follow_up_cached": cached, "previous_context": previous,
+                    "follow_up_ttft_ms": follow_ttft, "fresh_ttft_ms": fresh_ttft,
+                }));
+            }
+        }
+        last_app = Some((app, data));
     }
+    let (app, _data) = last_app.ok_or_else(|| anyhow::anyhow!("no app run"))?;
     if wanted("compare") {
         report.push(compare_case(&app, cli_data.path()).await?);
     }

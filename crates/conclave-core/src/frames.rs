@@ -19,6 +19,24 @@ use crate::events::ChatEvent;
 /// The display frame of a 60 Hz screen.
 pub const FRAME: Duration = Duration::from_millis(16);
 
+/// How often the app's page gets new text while an answer streams. Each update costs the
+/// web process a repaint of the changed lines, and on a machine without a GPU that
+/// repaint, not the text, is what the page spends (about 10 ms a frame on the 2-core build
+/// machines, measured with bench/app-stream.sh). Text arriving ten times a second still
+/// reads as a live stream; at 60 a second the page took a core away from the model.
+pub const UI_FRAME: Duration = Duration::from_millis(100);
+
+/// [`UI_FRAME`], or `CONCLAVE_UI_FRAME_MS` where set (bench/app-stream.sh compares values).
+pub fn ui_frame() -> Duration {
+    static FRAME_MS: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *FRAME_MS.get_or_init(|| {
+        std::env::var("CONCLAVE_UI_FRAME_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(UI_FRAME, Duration::from_millis)
+    })
+}
+
 /// An event that may be joined with the one after it.
 pub trait Delta: Sized {
     /// Appends `next` when both are text of the same stream; gives it back otherwise.
