@@ -11,15 +11,23 @@
 //! - With a key set, every `/v1` request needs `Authorization: Bearer KEY` (compared in
 //!   constant time); `/health` stays open so supervisors can probe it.
 //! - Browsers: without a key, only pages served from loopback origins (`http://localhost:*`,
-//!   `http://127.0.0.1:*`, `http://[::1]:*`) and the origins listed in
-//!   [`ApiConfig::cors_origins`] may call the API; a request carrying any other `Origin` is
-//!   refused with 403, not merely left unreadable by CORS, so a web page the user happens to
-//!   visit cannot spend their CPU on generations. With a key set, any origin is allowed: the
-//!   key is the gate. On a loopback bind the `Host` header must name a loopback host too,
-//!   which defeats DNS-rebinding pages.
-//! - Request bodies are capped ([`ApiConfig::max_body_bytes`], 413 beyond it), and no error
-//!   message carries a file path, a worker log line or a backtrace: core errors are mapped
-//!   to fixed messages and stable codes in [`error`].
+//!   `http://127.0.0.1:*`, `http://[::1]:*`), the app's own web view (`tauri://localhost`,
+//!   `http://tauri.localhost`) and the origins listed in [`ApiConfig::cors_origins`] may
+//!   call the API; other `NAME.localhost` origins need the key, since any local server can
+//!   claim one. A request carrying any other `Origin` is refused with 403, not merely left
+//!   unreadable by CORS, so a web page the user happens to visit cannot spend their CPU on
+//!   generations; so is one the browser marks `Sec-Fetch-Site: cross-site` without an
+//!   `Origin` (an `<img>` or `<script>` pointed at the API). POST bodies must be
+//!   `application/json` (415 otherwise), which forces a CORS preflight on any browser page.
+//!   With a key set, any origin is allowed: the key is the gate. On a loopback bind the
+//!   `Host` header must name a loopback host too, which defeats DNS-rebinding pages.
+//! - Request bodies are capped ([`ApiConfig::max_body_bytes`], 413 beyond it) and timed
+//!   ([`ApiConfig::body_timeout`], 408); request heads must arrive within
+//!   [`ApiConfig::header_read_timeout`]; open connections are capped
+//!   ([`ApiConfig::max_connections`]). Stopping or dropping the server ends its connections
+//!   and so cancels the generations they were streaming (see `serve`).
+//! - No error message carries a file path, a worker log line or a backtrace: core errors
+//!   are mapped to fixed messages and stable codes in [`error`].
 
 mod chat;
 mod error;
@@ -27,6 +35,7 @@ mod grammar;
 mod guard;
 mod models;
 mod record;
+mod serve;
 mod types;
 
 use std::net::{IpAddr, SocketAddr};
@@ -36,7 +45,7 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::session::Conclave;
@@ -72,6 +81,13 @@ pub struct ApiConfig {
     pub default_max_tokens: u32,
     /// Extra browser origins allowed without an API key (e.g. `https://my-ui.example`).
     pub cors_origins: Vec<String>,
+    /// Open connections; at the limit the oldest one that has sent no request is closed.
+    pub max_connections: usize,
+    /// A request's head (line and headers) must arrive within this, also for the next
+    /// request on a kept-alive connection: a trickling client cannot hold a socket.
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this (408 otherwise).
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -88,6 +104,10 @@ impl Default for ApiConfig {
             max_queue_per_model: 16,
             default_max_tokens: 4096,
             cors_origins: Vec::new(),
+            // Well under the usual 1024 file descriptors a process starts with.
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -130,11 +150,12 @@ pub(crate) struct ApiState {
     pub loopback: bool,
 }
 
-/// A running server. Dropping it without [`shutdown`](Self::shutdown) aborts it.
+/// A running server. Dropping it without [`shutdown`](Self::shutdown) ends it at once,
+/// connections and the answers they are streaming included.
 pub struct ApiServer {
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), std::io::Error>>>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl ApiServer {
@@ -168,19 +189,18 @@ impl ApiServer {
             queues: Default::default(),
             loopback,
         });
+        let limits = serve::ConnLimits {
+            max_connections: state.config.max_connections.max(1),
+            header_read_timeout: state.config.header_read_timeout,
+            shutdown_grace: SHUTDOWN_GRACE,
+        };
         let router = router(state);
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve::run(listener, router, limits, stopped));
         tracing::info!(%addr, "API server listening");
         Ok(Self {
             addr,
-            shutdown: Some(tx),
+            stop,
             task: Some(task),
         })
     }
@@ -194,28 +214,29 @@ impl ApiServer {
         format!("http://{}/v1", self.addr)
     }
 
-    /// Stops accepting connections, gives streaming answers a moment to end, then drops
-    /// them (cancelling their generations).
+    /// Stops accepting connections, gives answers in flight [`SHUTDOWN_GRACE`] to end,
+    /// then ends their connections (cancelling their generations). Returns once they are
+    /// gone.
     pub async fn shutdown(mut self) -> Result<(), ApiServeError> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        let _ = self.stop.send(true);
         let Some(mut task) = self.task.take() else {
             return Ok(());
         };
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
-            Ok(Ok(r)) => r.map_err(ApiServeError::Server),
-            Ok(Err(_)) => Ok(()),
-            Err(_) => {
-                task.abort();
-                Ok(())
-            }
+        // The task ends the connections itself after the grace; this is a backstop.
+        if tokio::time::timeout(SHUTDOWN_GRACE * 2, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+            let _ = task.await;
         }
+        Ok(())
     }
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
+        // Aborting the server task drops its set of connections, which aborts them.
         if let Some(task) = self.task.take() {
             task.abort();
         }
@@ -262,6 +283,7 @@ fn router(state: Arc<ApiState>) -> Router {
         .route("/models", get(models::list))
         .route("/models/{*id}", get(models::retrieve))
         .route("/chat/completions", post(chat::completions))
+        .route_layer(axum::middleware::from_fn(guard::require_json))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_key,
