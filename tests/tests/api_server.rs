@@ -367,7 +367,7 @@ fn assert_error(status: u16, body: &Value, want_status: u16, want_code: Option<&
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_openai_shaped_and_safe() {
-    let s = start(|c| c.api_key = Some("sekrit".into())).await;
+    let s = start(|c| c.api_key = Some("sekrit-0123456789abcdef".into())).await;
     let url = s.url("/v1/chat/completions");
     let c = client();
     let send = |body: Vec<u8>, key: Option<&'static str>| {
@@ -390,25 +390,25 @@ async fn errors_are_openai_shaped_and_safe() {
     assert_error(st, &b, 401, Some("invalid_api_key"));
     let (st, b) = send(ok.clone(), Some("wrong")).await;
     assert_error(st, &b, 401, Some("invalid_api_key"));
-    let (st, b) = send(b"{not json".to_vec(), Some("sekrit")).await;
+    let (st, b) = send(b"{not json".to_vec(), Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 400, None);
     assert_eq!(b["error"]["type"], "invalid_request_error");
-    let (st, b) = send(ok.clone(), Some("sekrit")).await;
+    let (st, b) = send(ok.clone(), Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 404, Some("model_not_found"));
     assert_eq!(b["error"]["param"], "model");
     let path_model =
         serde_json::to_vec(&ask(&model(SMOLLM2).display().to_string(), "x", json!({}))).unwrap();
-    let (st, _) = send(path_model, Some("sekrit")).await;
+    let (st, _) = send(path_model, Some("sekrit-0123456789abcdef")).await;
     assert_eq!(st, 404, "a client cannot name files by path");
     let bad_param = serde_json::to_vec(&ask(SMOL, "x", json!({"temperature": 9}))).unwrap();
-    let (st, b) = send(bad_param, Some("sekrit")).await;
+    let (st, b) = send(bad_param, Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 400, Some("invalid_value"));
     assert_eq!(b["error"]["param"], "temperature");
     let image = serde_json::to_vec(&json!({"model": SMOL, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})).unwrap();
-    let (st, b) = send(image, Some("sekrit")).await;
+    let (st, b) = send(image, Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 400, Some("unsupported_parameter"));
     let schema = serde_json::to_vec(&ask(SMOL, "x", json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a+"}}}}))).unwrap();
-    let (st, b) = send(schema, Some("sekrit")).await;
+    let (st, b) = send(schema, Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 400, Some("invalid_value"));
 
     // Over the 4 MiB limit: announced by Content-Length, and chunked with none.
@@ -419,7 +419,7 @@ async fn errors_are_openai_shaped_and_safe() {
     let announced = c
         .post(&url)
         .header("content-type", "application/json")
-        .bearer_auth("sekrit")
+        .bearer_auth("sekrit-0123456789abcdef")
         .body(big.clone())
         .send()
         .await;
@@ -444,7 +444,7 @@ async fn errors_are_openai_shaped_and_safe() {
     let r = c
         .post(&url)
         .header("content-type", "application/json")
-        .bearer_auth("sekrit")
+        .bearer_auth("sekrit-0123456789abcdef")
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
@@ -465,7 +465,7 @@ async fn errors_are_openai_shaped_and_safe() {
     // Unknown routes, /health without a key, the models list with one.
     let r = c
         .get(s.url("/v1/nothing"))
-        .bearer_auth("sekrit")
+        .bearer_auth("sekrit-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -477,7 +477,7 @@ async fn errors_are_openai_shaped_and_safe() {
     );
     assert_eq!(
         c.get(s.url("/v1/models"))
-            .bearer_auth("sekrit")
+            .bearer_auth("sekrit-0123456789abcdef")
             .send()
             .await
             .unwrap()
@@ -487,7 +487,7 @@ async fn errors_are_openai_shaped_and_safe() {
     // With a key, any browser origin may call (the key is the gate).
     let r = c
         .get(s.url("/v1/models"))
-        .bearer_auth("sekrit")
+        .bearer_auth("sekrit-0123456789abcdef")
         .header("origin", "https://ui.example")
         .send()
         .await
@@ -794,13 +794,13 @@ async fn header_rules_for_browsers_and_bodies() {
 
     let s = start(|c| {
         c.models.truncate(1);
-        c.api_key = Some("k".repeat(32));
+        c.api_key = Some("0123456789abcdef-key".to_owned());
     })
     .await;
     let r = c
         .get(s.url("/v1/models"))
         .header("origin", "http://evil.localhost:8000")
-        .bearer_auth("k".repeat(32))
+        .bearer_auth("0123456789abcdef-key".to_owned())
         .send()
         .await
         .unwrap();

@@ -118,6 +118,8 @@ pub enum ApiServeError {
     KeyRequired(SocketAddr),
     #[error("the API key must not be empty")]
     EmptyKey,
+    #[error("the API key is too weak: use at least {MIN_KEY_LEN} characters, {MIN_KEY_DISTINCT} of them different, or a generated key (`conclave serve --generate-api-key`, or Generate in the app's settings)")]
+    WeakKey,
     #[error("cannot resolve host {0}")]
     BadHost(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -135,11 +137,39 @@ impl crate::error::ErrorCode for ApiServeError {
         match self {
             ApiServeError::KeyRequired(_) => "api_key_required",
             ApiServeError::EmptyKey => "api_key_empty",
+            ApiServeError::WeakKey => "api_key_weak",
             ApiServeError::BadHost(_) => "api_bad_host",
             ApiServeError::Bind { .. } => "api_bind_failed",
             ApiServeError::Server(_) => "api_server_failed",
         }
     }
+}
+
+/// The shortest API key accepted. A key guards the user's models (and possibly their
+/// history) from the network; it is compared in constant time but can be guessed if short.
+pub const MIN_KEY_LEN: usize = 16;
+/// Distinct characters a key needs: "aaaaaaaaaaaaaaaa" is long and guessable.
+pub const MIN_KEY_DISTINCT: usize = 8;
+
+/// A new API key: 128 bits from a cryptographically secure generator (rand's ThreadRng,
+/// seeded from the OS), as 32 lowercase hex digits.
+pub fn generate_api_key() -> String {
+    let mut bytes = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes);
+    hex::encode(bytes)
+}
+
+/// Refuses keys that are blank or too weak to stand between the network and the models.
+pub fn check_api_key(key: &str) -> Result<(), ApiServeError> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ApiServeError::EmptyKey);
+    }
+    let distinct: std::collections::HashSet<char> = key.chars().collect();
+    if key.chars().count() < MIN_KEY_LEN || distinct.len() < MIN_KEY_DISTINCT {
+        return Err(ApiServeError::WeakKey);
+    }
+    Ok(())
 }
 
 /// Shared by every request.
@@ -161,12 +191,8 @@ pub struct ApiServer {
 impl ApiServer {
     /// Binds (port 0 picks a free one) and starts serving in the background.
     pub async fn start(config: ApiConfig, app: Arc<Conclave>) -> Result<Self, ApiServeError> {
-        if config
-            .api_key
-            .as_deref()
-            .is_some_and(|k| k.trim().is_empty())
-        {
-            return Err(ApiServeError::EmptyKey);
+        if let Some(key) = config.api_key.as_deref() {
+            check_api_key(key)?;
         }
         let addr = resolve(&config.host, config.port).await?;
         let loopback = addr.ip().is_loopback();
@@ -316,4 +342,43 @@ async fn health(
 ) -> axum::Json<serde_json::Value> {
     let loaded = state.app.loaded().await.len();
     axum::Json(serde_json::json!({ "status": "ok", "models_loaded": loaded }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn keys_have_a_minimum_strength() {
+        for weak in [
+            "secret",
+            "sekrit",
+            "test-key-0f3a",
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "abababababababababab",
+        ] {
+            assert!(
+                matches!(check_api_key(weak), Err(ApiServeError::WeakKey)),
+                "{weak}"
+            );
+        }
+        assert!(matches!(check_api_key("   "), Err(ApiServeError::EmptyKey)));
+        check_api_key("correct-horse-battery-staple").unwrap();
+        let err = check_api_key("hunter2").unwrap_err().to_string();
+        assert!(
+            err.contains("16 characters") && err.contains("--generate-api-key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_128_bits_and_pass() {
+        let a = generate_api_key();
+        let b = generate_api_key();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        check_api_key(&a).unwrap();
+    }
 }

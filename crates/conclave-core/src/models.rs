@@ -137,6 +137,10 @@ impl Library {
     /// The user's library: [`crate::paths::data_dir`], scanning
     /// [`crate::paths::model_search_dirs`] plus the folders the user added.
     pub fn open_default() -> Self {
+        // Best effort: a library under a root that cannot be made private still works.
+        if let Err(e) = crate::paths::ensure_data_dir() {
+            tracing::warn!("could not make the data folder private: {e}");
+        }
         Self {
             root: crate::paths::data_dir(),
             models_dir: crate::paths::models_dir(),

@@ -320,7 +320,7 @@ pub(crate) async fn download(
     if final_path.symlink_metadata().is_ok() {
         return Err(ModelsError::AlreadyExists(final_path));
     }
-    std::fs::rename(&part, &final_path).map_err(ModelsError::io(&final_path))?;
+    crate::files::sync_and_rename(&part, &final_path).map_err(ModelsError::io(&final_path))?;
     remove_quietly(&meta_path);
     if let Err(e) = store::record_sha(&lib.sha_cache_path(), &final_path, &actual) {
         tracing::warn!(error = %e, "could not cache sha256");
