@@ -85,6 +85,10 @@ impl ApiServerState {
     /// defaults (server off) rather than stopping the app from opening.
     pub fn load(data_root: &Path) -> Self {
         let file = data_root.join(APP_SETTINGS_FILE);
+        // It holds the API key: owner-only, also when an older version wrote it 0644.
+        if let Err(e) = conclave_core::files::restrict_file(&file) {
+            tracing::warn!(file = %file.display(), "could not make the app settings private: {e}");
+        }
         let settings = match std::fs::read(&file) {
             Ok(bytes) => match serde_json::from_slice::<AppSettings>(&bytes) {
                 Ok(s) => s.api_server,
@@ -123,23 +127,13 @@ impl ApiServerState {
             api_server: settings.clone(),
         })
         .map_err(|e| ApiError::new("settings_write_failed", e.to_string()))?;
-        write_atomic(&self.file, &body).map_err(|e| {
+        conclave_core::files::write_private_atomic(&self.file, &body).map_err(|e| {
             ApiError::new(
                 "settings_write_failed",
                 format!("could not save {}: {e}", self.file.display()),
             )
         })
     }
-}
-
-/// Temp file, then rename: a crash mid-write leaves the old settings, never half a file.
-fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, body)?;
-    std::fs::rename(&tmp, path)
 }
 
 fn status(inner: &Inner) -> ApiServerStatusDto {
@@ -278,6 +272,22 @@ mod tests {
             save_history: true,
         };
         state.save(&chosen)?;
+        // The file holds the key: owner-only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let file = dir.join(APP_SETTINGS_FILE);
+            assert_eq!(
+                std::fs::metadata(&file)?.permissions().mode() & 0o777,
+                0o600
+            );
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
+            ApiServerState::load(&dir);
+            assert_eq!(
+                std::fs::metadata(&file)?.permissions().mode() & 0o777,
+                0o600
+            );
+        }
         let again = ApiServerState::load(&dir);
         assert_eq!(again.inner.try_lock()?.settings, chosen);
         std::fs::write(dir.join(APP_SETTINGS_FILE), b"{not json")?;

@@ -679,14 +679,18 @@ impl LoadedModel {
         let mut route = worker.route(id);
 
         let (started, starts_in_thinking) = loop {
-            let rendered = template.render(&RenderInput {
-                messages: &messages,
-                add_generation_prompt: true,
-                bos_token: &ready.bos_token,
-                eos_token: &ready.eos_token,
-                enable_thinking: plan.enable_thinking,
-                extra: &extra_vars,
-            })?;
+            // The template is the model file's code: it runs on a thread of its own, under
+            // limits (template::RenderLimits), never on the runtime's threads.
+            let rendered = template
+                .render_async(&RenderInput {
+                    messages: &messages,
+                    add_generation_prompt: true,
+                    bos_token: &ready.bos_token,
+                    eos_token: &ready.eos_token,
+                    enable_thinking: plan.enable_thinking,
+                    extra: &extra_vars,
+                })
+                .await?;
             let prompt = plan.finish(&rendered);
             let starts_in_thinking = reasoning::prompt_ends_in_thinking(format, &prompt);
             let add_bos = ready.add_bos

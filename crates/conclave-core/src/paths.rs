@@ -14,6 +14,14 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("conclave"))
 }
 
+/// The data root, created if needed and made owner-only (0700): it holds the history, the
+/// API key and the library's settings.
+pub fn ensure_data_dir() -> std::io::Result<PathBuf> {
+    let dir = data_dir();
+    crate::files::ensure_private_dir(&dir)?;
+    Ok(dir)
+}
+
 pub fn database_path() -> PathBuf {
     data_dir().join("history.sqlite3")
 }

@@ -68,6 +68,9 @@ function cached(key: string, make: () => string): string {
   return v;
 }
 
+/** KaTeX's cap on user-given sizes, in ems. */
+export const KATEX_MAX_SIZE = 20;
+
 function renderMath(tex: string, display: boolean): string {
   const k = katex;
   if (!k) {
@@ -83,6 +86,9 @@ function renderMath(tex: string, display: boolean): string {
         trust: false,
         strict: 'ignore',
         maxExpand: 500,
+        // Any size a formula names (\rule, \kern, \raisebox…) is capped, in ems: a
+        // model's \rule{300em}{300em} must not paint the window (app.css clips `.md` too).
+        maxSize: KATEX_MAX_SIZE,
       });
     } catch {
       return `<code class="math-error">${escapeHtml(tex)}</code>`;

@@ -426,7 +426,8 @@ export interface DownloadResult {
   path: string;
   sha256: string;
   size: number;
-  sha256_source: 'user' | 'server_etag' | 'unverified' | string;
+  /** Who vouched for the sha256 the download was checked against. */
+  sha256_source: 'user' | 'hugging_face' | 'unverified' | string;
   resumed: boolean;
   model: ModelInfo | null;
 }

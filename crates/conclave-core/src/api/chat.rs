@@ -34,10 +34,14 @@ pub(crate) async fn completions(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limit = state.config.max_body_bytes;
-    // Bodies without a Content-Length reach here unchecked; this read stops at the limit.
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit))?;
+    // Bodies without a Content-Length reach here unchecked; this read stops at the limit,
+    // and at the deadline: a client trickling its body cannot hold the connection.
+    let deadline = state.config.body_timeout;
+    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return Err(ApiError::too_large(limit)),
+        Err(_) => return Ok(ApiError::body_timeout(deadline).closing()),
+    };
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!(
             "We could not parse the JSON body of your request ({e})."

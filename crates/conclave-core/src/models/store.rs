@@ -72,20 +72,13 @@ pub(crate) fn update_settings(
     write_json_atomic(path, &s)
 }
 
+/// Settings and caches: private (0600) and flushed before the rename, see [`crate::files`].
 pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), ModelsError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(ModelsError::io(dir))?;
-    }
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| ModelsError::Settings {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(ModelsError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelsError::io(path)(e)
-    })
+    crate::files::write_private_atomic(path, &bytes).map_err(ModelsError::io(path))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
