@@ -9,7 +9,7 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 REL := $(CARGO_TARGET_DIR)/release
 
-.PHONY: run test setup models models-all ui-build build build-release check test-rust test-ui bench bench-app
+.PHONY: run test setup models models-all ui-build build build-release check test-rust test-ui bench bench-app bench-stream
 
 # What users run is optimised: a release build starts faster and idles in less memory.
 run: setup models ui-build build-release
@@ -57,3 +57,7 @@ bench:
 bench-app: setup ui-build build-release
 	$(CARGO) build --release -p conclave-app --example blank_window
 	PROFILE=release scripts/with-xvfb bench/app-startup.sh
+
+# Streaming in the real app against `conclave chat`, same model, threads and prompt.
+bench-stream: setup models ui-build build-release
+	bench/app-stream.sh

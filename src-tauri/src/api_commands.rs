@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use conclave_core::api::{ApiConfig, ApiServeError, ApiServer};
-use conclave_core::paths::write_json_atomic;
 use conclave_core::session::Conclave;
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -86,6 +85,10 @@ impl ApiServerState {
     /// defaults (server off) rather than stopping the app from opening.
     pub fn load(data_root: &Path) -> Self {
         let file = data_root.join(APP_SETTINGS_FILE);
+        // It holds the API key: owner-only, also when an older version wrote it 0644.
+        if let Err(e) = conclave_core::files::restrict_file(&file) {
+            tracing::warn!(file = %file.display(), "could not make the app settings private: {e}");
+        }
         let settings = match std::fs::read(&file) {
             Ok(bytes) => match serde_json::from_slice::<AppSettings>(&bytes) {
                 Ok(s) => s.api_server,
@@ -120,11 +123,11 @@ impl ApiServerState {
     }
 
     fn save(&self, settings: &ApiServerSettings) -> ApiResult<()> {
-        let all = AppSettings {
+        let body = serde_json::to_vec_pretty(&AppSettings {
             api_server: settings.clone(),
-        };
-        // A crash mid-write leaves the old settings, never half a file.
-        write_json_atomic(&self.file, &all).map_err(|e| {
+        })
+        .map_err(|e| ApiError::new("settings_write_failed", e.to_string()))?;
+        conclave_core::files::write_private_atomic(&self.file, &body).map_err(|e| {
             ApiError::new(
                 "settings_write_failed",
                 format!("could not save {}: {e}", self.file.display()),
@@ -269,6 +272,22 @@ mod tests {
             save_history: true,
         };
         state.save(&chosen)?;
+        // The file holds the key: owner-only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let file = dir.join(APP_SETTINGS_FILE);
+            assert_eq!(
+                std::fs::metadata(&file)?.permissions().mode() & 0o777,
+                0o600
+            );
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
+            ApiServerState::load(&dir);
+            assert_eq!(
+                std::fs::metadata(&file)?.permissions().mode() & 0o777,
+                0o600
+            );
+        }
         let again = ApiServerState::load(&dir);
         assert_eq!(again.inner.try_lock()?.settings, chosen);
         std::fs::write(dir.join(APP_SETTINGS_FILE), b"{not json")?;

@@ -8,7 +8,7 @@ use conclave_core::history::{ExportFormat, ExportScope, SearchQuery};
 use conclave_core::models::{ImportMode, Library, ModelEntry, ModelsError};
 use conclave_core::protocol::WorkerErrorCode;
 use conclave_core::session::{ChatHandle, Conclave, SendRequest};
-use conclave_core::ChatEvent;
+use conclave_core::{frames, ChatEvent};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, State};
 
@@ -141,21 +141,22 @@ pub async fn start_chat(
         ..SendRequest::default()
     };
     let model_id = request.model_id;
+    let page = frames::per_frame(frames::ui_frame(), move |event: ChatEvent| {
+        if let ChatEvent::Error { code, message } = &event {
+            if code == WorkerErrorCode::WorkerCrashed.as_str() {
+                let crashed = WorkerCrashedEvent {
+                    model_id: model_id.clone(),
+                    message: message.clone(),
+                };
+                let _ = app.emit(EVENT_WORKER_CRASHED, crashed);
+            }
+        }
+        if let Err(e) = on_event.send(event) {
+            tracing::debug!("chat channel closed: {e}");
+        }
+    });
     let handle = core
-        .send(&model, send, move |event| {
-            if let ChatEvent::Error { code, message } = &event {
-                if code == WorkerErrorCode::WorkerCrashed.as_str() {
-                    let crashed = WorkerCrashedEvent {
-                        model_id: model_id.clone(),
-                        message: message.clone(),
-                    };
-                    let _ = app.emit(EVENT_WORKER_CRASHED, crashed);
-                }
-            }
-            if let Err(e) = on_event.send(event) {
-                tracing::debug!("chat channel closed: {e}");
-            }
-        })
+        .send(&model, send, move |event| page.send(event))
         .await?;
     Ok(handle)
 }

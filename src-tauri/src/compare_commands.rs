@@ -3,12 +3,13 @@
 //! `conclave_core::leaderboard`, and streams or returns what the core produced.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use conclave_core::compare::{
     self, ColumnDiff, CompareColumn, CompareOptions, CompareOutput, CompareRequest, RevealedColumn,
 };
+use conclave_core::frames;
 use conclave_core::history::Vote;
 use conclave_core::leaderboard::{self, Leaderboard};
 use conclave_core::session::ChatSettings;
@@ -122,15 +123,25 @@ pub async fn start_compare(
     };
     let stop = runs.insert(&handle);
     let runs = runs.inner().clone();
+    let closed = Arc::new(AtomicBool::new(false));
+    let page = {
+        let closed = closed.clone();
+        frames::per_frame(frames::ui_frame(), move |out: CompareOutput| {
+            if let Err(e) = on_event.send(out) {
+                tracing::debug!("compare channel closed: {e}");
+                closed.store(true, Ordering::SeqCst);
+            }
+        })
+    };
     tauri::async_runtime::spawn(async move {
         let mut stopping = false;
         loop {
             tokio::select! {
                 out = stream.next_event() => {
                     let Some(out) = out else { break };
-                    if let Err(e) = on_event.send(out) {
+                    page.send(out);
+                    if closed.load(Ordering::SeqCst) && !stopping {
                         // The window went away: nobody is watching, so stop spending CPU.
-                        tracing::debug!("compare channel closed: {e}");
                         stream.cancel();
                         stopping = true;
                     }

@@ -74,6 +74,10 @@ pub struct LoadedModelDto {
     pub has_chat_template: bool,
     pub template_name: String,
     pub reasoning_format: String,
+    /// False when the template has no switch for thinking; the settings show Off as
+    /// unavailable with `thinking_off_reason`.
+    pub thinking_off_available: bool,
+    pub thinking_off_reason: Option<String>,
 }
 
 impl LoadedModelDto {
@@ -86,6 +90,8 @@ impl LoadedModelDto {
             has_chat_template: info.has_chat_template,
             template_name: info.template_name.clone(),
             reasoning_format: info.reasoning_format.clone(),
+            thinking_off_available: info.thinking_off_available,
+            thinking_off_reason: info.thinking_off_reason.clone(),
         }
     }
 }

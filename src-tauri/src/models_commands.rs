@@ -132,7 +132,8 @@ pub struct DownloadResultDto {
     pub path: String,
     pub sha256: String,
     pub size: u64,
-    /// `user`, `server_etag` or `unverified`.
+    /// Who vouched for the sha256 it was checked against: `user`, `hugging_face`, or
+    /// `unverified` (nobody).
     pub sha256_source: String,
     pub resumed: bool,
     /// The catalog row of the new file (None if the scan cannot see it).

@@ -228,6 +228,11 @@ fn config_is_locked_down_and_offline() {
         "connect-src ipc: http://ipc.localhost"
     );
     assert!(!csp.contains("unsafe-eval") && !csp.contains('*'), "{csp}");
+    // No plugins, no <base> rewriting relative URLs, no form posting anywhere: none of
+    // these fall back to default-src.
+    assert_eq!(directive("object-src"), "object-src 'none'");
+    assert_eq!(directive("base-uri"), "base-uri 'none'");
+    assert_eq!(directive("form-action"), "form-action 'none'");
     let windows = conf["app"]["windows"]
         .as_array()
         .cloned()

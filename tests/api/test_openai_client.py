@@ -190,6 +190,56 @@ def closed_stream_frees_the_model():
     assert waited < 10, f"the next request waited {waited:.1f}s: the closed stream kept generating"
 
 
+def reasoning_effort_streams_thoughts_apart():
+    # SmolLM2's template has no thinking markers: an effort opens the engine's generic
+    # <think> block and forces the answer at the effort's budget (low: 512 tokens).
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=ask("Why is the sky blue?"),
+            temperature=0,
+            max_tokens=600,
+            reasoning_effort="low",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+    content = "".join(d.content or "" for d in deltas)
+    assert reasoning.strip(), "no delta.reasoning_content"
+    # SmolLM2 may end inside the block before the budget forces an answer; the engine
+    # test thinking_budget_forces_an_answer covers the forced close.
+    assert "<think>" not in content and "</think>" not in content + reasoning, (reasoning, content)
+    # Deltas carry one kind each: thoughts never arrive in `content`.
+    assert not any(getattr(d, "reasoning_content", None) and d.content for d in deltas)
+    u = chunks[-1].usage
+    r = u.completion_tokens_details.reasoning_tokens
+    assert 0 < r <= 512 and r <= u.completion_tokens, u
+    assert (r < u.completion_tokens) == bool(content), (u, content)
+
+
+def template_kwargs_turn_thinking_off():
+    base = dict(model=MODEL, messages=ask("What is the capital of France?"), temperature=0, max_tokens=32)
+    on = client.chat.completions.create(
+        **base, extra_body={"chat_template_kwargs": {"enable_thinking": True}}
+    )
+    assert getattr(on.choices[0].message, "reasoning_content", None), on
+    assert on.usage.completion_tokens_details.reasoning_tokens > 0, on.usage
+    off = client.chat.completions.create(
+        **base, extra_body={"chat_template_kwargs": {"enable_thinking": False, "unused_var": [1, 2]}}
+    )
+    assert not getattr(off.choices[0].message, "reasoning_content", None), off
+    assert "Paris" in off.choices[0].message.content, off
+    assert off.usage.completion_tokens_details.reasoning_tokens == 0, off.usage
+    try:
+        client.chat.completions.create(**base, extra_body={"chat_template_kwargs": {"enable_thinking": "yes"}})
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "chat_template_kwargs.enable_thinking", e.body
+    else:
+        raise AssertionError("a string enable_thinking was accepted")
+
+
 for name, fn in [
     ("models.list", models),
     ("non-streaming completion", whole),
@@ -201,6 +251,8 @@ for name, fn in [
     ("unknown model -> NotFoundError", not_found),
     ("wrong key -> AuthenticationError", wrong_key),
     ("closed stream frees the model", closed_stream_frees_the_model),
+    ("reasoning_effort streams thoughts apart", reasoning_effort_streams_thoughts_apart),
+    ("chat_template_kwargs turn thinking off", template_kwargs_turn_thinking_off),
 ]:
     check(name, fn)
 print("openai client: all checks passed", flush=True)

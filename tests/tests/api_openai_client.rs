@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use conclave_tests::{model, SMOLLM2};
 
-const KEY: &str = "test-key-0f3a";
+const KEY: &str = "test-key-0f3a-5c9e-b417";
 
 /// `$TARGET/debug/deps/<test>` → `$TARGET/debug`.
 fn bin_dir() -> PathBuf {

@@ -11,6 +11,8 @@ use conclave_core::models::Library;
 use conclave_core::session::Conclave;
 use conclave_tests::{engine, model, GEMMA3, SMOLLM2};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const SMOL: &str = "SmolLM2-135M-Instruct.Q4_1";
 
@@ -365,7 +367,7 @@ fn assert_error(status: u16, body: &Value, want_status: u16, want_code: Option<&
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_openai_shaped_and_safe() {
-    let s = start(|c| c.api_key = Some("sekrit".into())).await;
+    let s = start(|c| c.api_key = Some("sekrit-0123456789abcdef".into())).await;
     let url = s.url("/v1/chat/completions");
     let c = client();
     let send = |body: Vec<u8>, key: Option<&'static str>| {
@@ -388,25 +390,25 @@ async fn errors_are_openai_shaped_and_safe() {
     assert_error(st, &b, 401, Some("invalid_api_key"));
     let (st, b) = send(ok.clone(), Some("wrong")).await;
     assert_error(st, &b, 401, Some("invalid_api_key"));
-    let (st, b) = send(b"{not json".to_vec(), Some("sekrit")).await;
+    let (st, b) = send(b"{not json".to_vec(), Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 400, None);
     assert_eq!(b["error"]["type"], "invalid_request_error");
-    let (st, b) = send(ok.clone(), Some("sekrit")).await;
+    let (st, b) = send(ok.clone(), Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 404, Some("model_not_found"));
     assert_eq!(b["error"]["param"], "model");
     let path_model =
         serde_json::to_vec(&ask(&model(SMOLLM2).display().to_string(), "x", json!({}))).unwrap();
-    let (st, _) = send(path_model, Some("sekrit")).await;
+    let (st, _) = send(path_model, Some("sekrit-0123456789abcdef")).await;
     assert_eq!(st, 404, "a client cannot name files by path");
     let bad_param = serde_json::to_vec(&ask(SMOL, "x", json!({"temperature": 9}))).unwrap();
-    let (st, b) = send(bad_param, Some("sekrit")).await;
+    let (st, b) = send(bad_param, Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 400, Some("invalid_value"));
     assert_eq!(b["error"]["param"], "temperature");
     let image = serde_json::to_vec(&json!({"model": SMOL, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})).unwrap();
-    let (st, b) = send(image, Some("sekrit")).await;
+    let (st, b) = send(image, Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 400, Some("unsupported_parameter"));
     let schema = serde_json::to_vec(&ask(SMOL, "x", json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a+"}}}}))).unwrap();
-    let (st, b) = send(schema, Some("sekrit")).await;
+    let (st, b) = send(schema, Some("sekrit-0123456789abcdef")).await;
     assert_error(st, &b, 400, Some("invalid_value"));
 
     // Over the 4 MiB limit: announced by Content-Length, and chunked with none.
@@ -417,7 +419,7 @@ async fn errors_are_openai_shaped_and_safe() {
     let announced = c
         .post(&url)
         .header("content-type", "application/json")
-        .bearer_auth("sekrit")
+        .bearer_auth("sekrit-0123456789abcdef")
         .body(big.clone())
         .send()
         .await;
@@ -441,7 +443,8 @@ async fn errors_are_openai_shaped_and_safe() {
     );
     let r = c
         .post(&url)
-        .bearer_auth("sekrit")
+        .header("content-type", "application/json")
+        .bearer_auth("sekrit-0123456789abcdef")
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
@@ -462,7 +465,7 @@ async fn errors_are_openai_shaped_and_safe() {
     // Unknown routes, /health without a key, the models list with one.
     let r = c
         .get(s.url("/v1/nothing"))
-        .bearer_auth("sekrit")
+        .bearer_auth("sekrit-0123456789abcdef")
         .send()
         .await
         .unwrap();
@@ -474,7 +477,7 @@ async fn errors_are_openai_shaped_and_safe() {
     );
     assert_eq!(
         c.get(s.url("/v1/models"))
-            .bearer_auth("sekrit")
+            .bearer_auth("sekrit-0123456789abcdef")
             .send()
             .await
             .unwrap()
@@ -484,7 +487,7 @@ async fn errors_are_openai_shaped_and_safe() {
     // With a key, any browser origin may call (the key is the gate).
     let r = c
         .get(s.url("/v1/models"))
-        .bearer_auth("sekrit")
+        .bearer_auth("sekrit-0123456789abcdef")
         .header("origin", "https://ui.example")
         .send()
         .await
@@ -713,4 +716,289 @@ async fn a_full_queue_answers_429() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_rules_for_browsers_and_bodies() {
+    let s = start(|c| c.models.truncate(1)).await;
+    let url = s.url("/v1/chat/completions");
+    let c = client();
+    let body = serde_json::to_vec(&ask("no-such-model", "x", json!({}))).unwrap();
+
+    // A POST body must say it is JSON: a "simple" cross-origin POST cannot.
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut rb = c.post(&url).body(body.clone());
+        if let Some(ct) = ct {
+            rb = rb.header("content-type", ct);
+        }
+        let r = rb.send().await.unwrap();
+        let st = r.status().as_u16();
+        assert_error(
+            st,
+            &r.json().await.unwrap(),
+            415,
+            Some("unsupported_media_type"),
+        );
+    }
+    let r = c
+        .post(&url)
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "JSON with parameters is JSON (the model is unknown)"
+    );
+
+    // The browser says another site sent it and names no origin (an <img>, a <script>).
+    let r = c
+        .get(s.url("/v1/models"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    assert_error(
+        st,
+        &r.json().await.unwrap(),
+        403,
+        Some("cross_site_not_allowed"),
+    );
+    for site in ["same-origin", "same-site", "none"] {
+        let r = c
+            .get(s.url("/v1/models"))
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{site}");
+    }
+
+    // `NAME.localhost` pages need the key; the app's own web view does not.
+    let origin = |o: &'static str| {
+        let rb = c.get(s.url("/v1/models")).header("origin", o);
+        async move { rb.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(origin("http://evil.localhost:8000").await, 403);
+    assert_eq!(origin("http://tauri.localhost").await, 200);
+    assert_eq!(origin("tauri://localhost").await, 200);
+    assert_eq!(origin("http://localhost:5173").await, 200);
+    s.stop().await;
+
+    let s = start(|c| {
+        c.models.truncate(1);
+        c.api_key = Some("0123456789abcdef-key".to_owned());
+    })
+    .await;
+    let r = c
+        .get(s.url("/v1/models"))
+        .header("origin", "http://evil.localhost:8000")
+        .bearer_auth("0123456789abcdef-key".to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "with the key, the key is the gate");
+    s.stop().await;
+}
+
+/// Whether the server closes the socket within `limit`.
+async fn closed_within(sock: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_socket_is_closed() {
+    let s = start(|c| c.models.truncate(1)).await;
+    let sock = TcpStream::connect(s.server.addr()).await.unwrap();
+    let (mut rd, mut wr) = sock.into_split();
+    // One header line a second, never the blank line that ends the head.
+    let writer = tokio::spawn(async move {
+        let _ = wr
+            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await;
+        for i in 0..60 {
+            if wr
+                .write_all(format!("X-Slow-{i}: a\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let t0 = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(
+        closed.is_ok(),
+        "a trickling request head still held its socket after {:?}",
+        t0.elapsed()
+    );
+
+    // A body that trickles gets 408 at the body deadline.
+    s.stop().await;
+    let s = start(|c| {
+        c.models.truncate(1);
+        c.body_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let mut sock = TcpStream::connect(s.server.addr()).await.unwrap();
+    sock.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mo",
+    )
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut answer))
+        .await
+        .expect("the server neither answered nor closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_do_not_lock_out_a_client() {
+    let s = start(|c| {
+        c.models.truncate(1);
+        c.max_connections = 64;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..500 {
+        idle.push(TcpStream::connect(s.server.addr()).await.unwrap());
+    }
+    let t0 = Instant::now();
+    let r = client().get(s.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "served after {:?}",
+        t0.elapsed()
+    );
+    // The oldest idle sockets were closed to make room; the cap holds.
+    let mut closed = 0;
+    for sock in &mut idle {
+        if closed_within(sock, Duration::from_millis(20)).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 500 - 64,
+        "only {closed} of 500 idle sockets closed"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_server_off_stops_a_running_stream() {
+    for drop_it in [false, true] {
+        let s = start(|c| c.models.truncate(1)).await;
+        let url = s.url("/v1/chat/completions");
+        let long = ask(
+            SMOL,
+            "Count from 1 to 1000, separated by commas.",
+            json!({"stream": true, "max_tokens": 1800}),
+        );
+        let mut res = client().post(&url).json(&long).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.chunk().await.unwrap().expect("the answer starts");
+        let reader = tokio::spawn(async move {
+            loop {
+                match res.chunk().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return Instant::now(),
+                }
+            }
+        });
+        let t0 = Instant::now();
+        let Server { server, app, _dir } = s;
+        if drop_it {
+            drop(server);
+        } else {
+            server.shutdown().await.unwrap();
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(15), reader)
+            .await
+            .expect("the stream went on after the server was switched off")
+            .unwrap();
+        assert!(
+            ended.duration_since(t0) < Duration::from_secs(6),
+            "drop={drop_it}"
+        );
+
+        // The generation was cancelled: the model answers a new request at once (1800
+        // tokens of counting would keep it busy far longer).
+        let model = app
+            .load(
+                &model(SMOLLM2),
+                conclave_core::engine::LoadOptions {
+                    n_ctx: 2048,
+                    threads: Some(1),
+                },
+                |_| {},
+            )
+            .await
+            .unwrap();
+        let t1 = Instant::now();
+        let stream = model
+            .chat(conclave_core::engine::ChatRequest {
+                messages: vec![conclave_core::Message::new(
+                    conclave_core::Role::User,
+                    "Say hello.",
+                )],
+                params: conclave_core::SamplingParams {
+                    max_tokens: 4,
+                    ..Default::default()
+                },
+                template: None,
+                think: Default::default(),
+                think_budget: None,
+                keep_thoughts: false,
+                threads: Some(1),
+                grammar: None,
+                template_vars: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let answer = conclave_tests::collect(stream).await;
+        assert!(answer.error.is_none(), "{answer:?}");
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "drop={drop_it}: the model was busy for {:?}",
+            t1.elapsed()
+        );
+        for m in app.loaded().await {
+            app.unload(&m.path).await;
+        }
+    }
 }

@@ -44,6 +44,10 @@ pub struct ChatArgs {
     /// Force the answer after this many thinking tokens.
     #[arg(long)]
     pub think_budget: Option<u32>,
+    /// Send earlier turns' thinking back to the model (with --conversation); by default
+    /// it is dropped, and the cost line reports the tokens that saved.
+    #[arg(long)]
+    pub keep_thoughts: bool,
     /// Stop strings (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
@@ -95,7 +99,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         sampling: args.sampling(),
         think: args.think,
         think_budget: args.think_budget,
-        keep_thoughts: false,
+        keep_thoughts: args.keep_thoughts,
         n_ctx: args.ctx,
         threads: args.threads,
         template: args.template.clone(),
@@ -188,8 +192,13 @@ impl Printer {
             } => {
                 out.write_all(b"\n")?;
                 if std::io::stderr().is_terminal() {
+                    // Earlier thoughts left out of the prompt (no --keep-thoughts).
+                    let saved = match metrics.thoughts_dropped_tokens {
+                        0 => String::new(),
+                        n => format!(" · {n} tokens saved"),
+                    };
                     eprintln!(
-                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}]\x1b[0m",
+                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}]\x1b[0m",
                         usage.completion_tokens,
                         metrics.gen_tps,
                         metrics.ttft_ms,

@@ -278,7 +278,14 @@ async fn download(lib: &Library, url: String, sha256: Option<String>) -> anyhow:
     };
     match lib.download(opts, progress, &cancel).await {
         Ok(d) => {
-            eprintln!("verified sha256 {} ({:?})", d.sha256, d.sha256_source);
+            // Only a sum someone vouched for verifies a download; say whose it was.
+            match d.sha256_source {
+                conclave_core::models::Sha256Source::Unverified => eprintln!(
+                    "sha256 {} (not verified: nobody published one; pass --sha256 to check)",
+                    d.sha256
+                ),
+                source => eprintln!("verified sha256 {} against {source}", d.sha256),
+            }
             println!("{}", d.path.display());
             Ok(())
         }

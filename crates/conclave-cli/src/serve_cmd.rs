@@ -16,8 +16,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Require `Authorization: Bearer KEY` on every /v1 request.
+    /// At least 16 characters; see --generate-api-key.
     #[arg(long, env = "CONCLAVE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Generate a random 128-bit key for this run and print it on stderr (instead of
+    /// --api-key).
+    #[arg(long, conflicts_with = "api_key")]
+    pub generate_api_key: bool,
     /// Models to load now and serve by file name (repeatable; a path or a name in the model
     /// folders). The first answers requests whose `model` is empty. Every model in the
     /// library is served either way, loaded on first use.
@@ -40,7 +45,19 @@ pub struct ServeArgs {
     pub max_queue: usize,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
+    if args.generate_api_key {
+        let key = conclave_core::api::generate_api_key();
+        eprintln!(
+            "conclave serve: API key for this run (send it as `Authorization: Bearer KEY`): {key}"
+        );
+        args.api_key = Some(key);
+    }
+    args.api_key = args.api_key.filter(|k| !k.is_empty());
+    // Refused before any model loads, not after.
+    if let Some(key) = &args.api_key {
+        conclave_core::api::check_api_key(key)?;
+    }
     let models: Vec<PathBuf> = args
         .model
         .iter()
@@ -57,7 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = ApiConfig {
         host: args.host,
         port: args.port,
-        api_key: args.api_key.filter(|k| !k.is_empty()),
+        api_key: args.api_key,
         save_history: args.save_history,
         models,
         n_ctx: args.ctx,

@@ -11,15 +11,23 @@
 //! - With a key set, every `/v1` request needs `Authorization: Bearer KEY` (compared in
 //!   constant time); `/health` stays open so supervisors can probe it.
 //! - Browsers: without a key, only pages served from loopback origins (`http://localhost:*`,
-//!   `http://127.0.0.1:*`, `http://[::1]:*`) and the origins listed in
-//!   [`ApiConfig::cors_origins`] may call the API; a request carrying any other `Origin` is
-//!   refused with 403, not merely left unreadable by CORS, so a web page the user happens to
-//!   visit cannot spend their CPU on generations. With a key set, any origin is allowed: the
-//!   key is the gate. On a loopback bind the `Host` header must name a loopback host too,
-//!   which defeats DNS-rebinding pages.
-//! - Request bodies are capped ([`ApiConfig::max_body_bytes`], 413 beyond it), and no error
-//!   message carries a file path, a worker log line or a backtrace: core errors are mapped
-//!   to fixed messages and stable codes in [`error`].
+//!   `http://127.0.0.1:*`, `http://[::1]:*`), the app's own web view (`tauri://localhost`,
+//!   `http://tauri.localhost`) and the origins listed in [`ApiConfig::cors_origins`] may
+//!   call the API; other `NAME.localhost` origins need the key, since any local server can
+//!   claim one. A request carrying any other `Origin` is refused with 403, not merely left
+//!   unreadable by CORS, so a web page the user happens to visit cannot spend their CPU on
+//!   generations; so is one the browser marks `Sec-Fetch-Site: cross-site` without an
+//!   `Origin` (an `<img>` or `<script>` pointed at the API). POST bodies must be
+//!   `application/json` (415 otherwise), which forces a CORS preflight on any browser page.
+//!   With a key set, any origin is allowed: the key is the gate. On a loopback bind the
+//!   `Host` header must name a loopback host too, which defeats DNS-rebinding pages.
+//! - Request bodies are capped ([`ApiConfig::max_body_bytes`], 413 beyond it) and timed
+//!   ([`ApiConfig::body_timeout`], 408); request heads must arrive within
+//!   [`ApiConfig::header_read_timeout`]; open connections are capped
+//!   ([`ApiConfig::max_connections`]). Stopping or dropping the server ends its connections
+//!   and so cancels the generations they were streaming (see `serve`).
+//! - No error message carries a file path, a worker log line or a backtrace: core errors
+//!   are mapped to fixed messages and stable codes in [`error`].
 
 mod chat;
 mod error;
@@ -27,6 +35,7 @@ mod grammar;
 mod guard;
 mod models;
 mod record;
+mod serve;
 mod types;
 
 use std::net::{IpAddr, SocketAddr};
@@ -36,7 +45,7 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::session::Conclave;
@@ -72,6 +81,13 @@ pub struct ApiConfig {
     pub default_max_tokens: u32,
     /// Extra browser origins allowed without an API key (e.g. `https://my-ui.example`).
     pub cors_origins: Vec<String>,
+    /// Open connections; at the limit the oldest one that has sent no request is closed.
+    pub max_connections: usize,
+    /// A request's head (line and headers) must arrive within this, also for the next
+    /// request on a kept-alive connection: a trickling client cannot hold a socket.
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this (408 otherwise).
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -88,6 +104,10 @@ impl Default for ApiConfig {
             max_queue_per_model: 16,
             default_max_tokens: 4096,
             cors_origins: Vec::new(),
+            // Well under the usual 1024 file descriptors a process starts with.
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -98,6 +118,8 @@ pub enum ApiServeError {
     KeyRequired(SocketAddr),
     #[error("the API key must not be empty")]
     EmptyKey,
+    #[error("the API key is too weak: use at least {MIN_KEY_LEN} characters, {MIN_KEY_DISTINCT} of them different, or a generated key (`conclave serve --generate-api-key`, or Generate in the app's settings)")]
+    WeakKey,
     #[error("cannot resolve host {0}")]
     BadHost(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -115,11 +137,39 @@ impl crate::error::ErrorCode for ApiServeError {
         match self {
             ApiServeError::KeyRequired(_) => "api_key_required",
             ApiServeError::EmptyKey => "api_key_empty",
+            ApiServeError::WeakKey => "api_key_weak",
             ApiServeError::BadHost(_) => "api_bad_host",
             ApiServeError::Bind { .. } => "api_bind_failed",
             ApiServeError::Server(_) => "api_server_failed",
         }
     }
+}
+
+/// The shortest API key accepted. A key guards the user's models (and possibly their
+/// history) from the network; it is compared in constant time but can be guessed if short.
+pub const MIN_KEY_LEN: usize = 16;
+/// Distinct characters a key needs: "aaaaaaaaaaaaaaaa" is long and guessable.
+pub const MIN_KEY_DISTINCT: usize = 8;
+
+/// A new API key: 128 bits from a cryptographically secure generator (rand's ThreadRng,
+/// seeded from the OS), as 32 lowercase hex digits.
+pub fn generate_api_key() -> String {
+    let mut bytes = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes);
+    hex::encode(bytes)
+}
+
+/// Refuses keys that are blank or too weak to stand between the network and the models.
+pub fn check_api_key(key: &str) -> Result<(), ApiServeError> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ApiServeError::EmptyKey);
+    }
+    let distinct: std::collections::HashSet<char> = key.chars().collect();
+    if key.chars().count() < MIN_KEY_LEN || distinct.len() < MIN_KEY_DISTINCT {
+        return Err(ApiServeError::WeakKey);
+    }
+    Ok(())
 }
 
 /// Shared by every request.
@@ -130,22 +180,19 @@ pub(crate) struct ApiState {
     pub loopback: bool,
 }
 
-/// A running server. Dropping it without [`shutdown`](Self::shutdown) aborts it.
+/// A running server. Dropping it without [`shutdown`](Self::shutdown) ends it at once,
+/// connections and the answers they are streaming included.
 pub struct ApiServer {
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), std::io::Error>>>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl ApiServer {
     /// Binds (port 0 picks a free one) and starts serving in the background.
     pub async fn start(config: ApiConfig, app: Arc<Conclave>) -> Result<Self, ApiServeError> {
-        if config
-            .api_key
-            .as_deref()
-            .is_some_and(|k| k.trim().is_empty())
-        {
-            return Err(ApiServeError::EmptyKey);
+        if let Some(key) = config.api_key.as_deref() {
+            check_api_key(key)?;
         }
         let addr = resolve(&config.host, config.port).await?;
         let loopback = addr.ip().is_loopback();
@@ -168,19 +215,18 @@ impl ApiServer {
             queues: Default::default(),
             loopback,
         });
+        let limits = serve::ConnLimits {
+            max_connections: state.config.max_connections.max(1),
+            header_read_timeout: state.config.header_read_timeout,
+            shutdown_grace: SHUTDOWN_GRACE,
+        };
         let router = router(state);
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve::run(listener, router, limits, stopped));
         tracing::info!(%addr, "API server listening");
         Ok(Self {
             addr,
-            shutdown: Some(tx),
+            stop,
             task: Some(task),
         })
     }
@@ -194,28 +240,29 @@ impl ApiServer {
         format!("http://{}/v1", self.addr)
     }
 
-    /// Stops accepting connections, gives streaming answers a moment to end, then drops
-    /// them (cancelling their generations).
+    /// Stops accepting connections, gives answers in flight [`SHUTDOWN_GRACE`] to end,
+    /// then ends their connections (cancelling their generations). Returns once they are
+    /// gone.
     pub async fn shutdown(mut self) -> Result<(), ApiServeError> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        let _ = self.stop.send(true);
         let Some(mut task) = self.task.take() else {
             return Ok(());
         };
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
-            Ok(Ok(r)) => r.map_err(ApiServeError::Server),
-            Ok(Err(_)) => Ok(()),
-            Err(_) => {
-                task.abort();
-                Ok(())
-            }
+        // The task ends the connections itself after the grace; this is a backstop.
+        if tokio::time::timeout(SHUTDOWN_GRACE * 2, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+            let _ = task.await;
         }
+        Ok(())
     }
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
+        // Aborting the server task drops its set of connections, which aborts them.
         if let Some(task) = self.task.take() {
             task.abort();
         }
@@ -262,6 +309,7 @@ fn router(state: Arc<ApiState>) -> Router {
         .route("/models", get(models::list))
         .route("/models/{*id}", get(models::retrieve))
         .route("/chat/completions", post(chat::completions))
+        .route_layer(axum::middleware::from_fn(guard::require_json))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_key,
@@ -294,4 +342,43 @@ async fn health(
 ) -> axum::Json<serde_json::Value> {
     let loaded = state.app.loaded().await.len();
     axum::Json(serde_json::json!({ "status": "ok", "models_loaded": loaded }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn keys_have_a_minimum_strength() {
+        for weak in [
+            "secret",
+            "sekrit",
+            "test-key-0f3a",
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "abababababababababab",
+        ] {
+            assert!(
+                matches!(check_api_key(weak), Err(ApiServeError::WeakKey)),
+                "{weak}"
+            );
+        }
+        assert!(matches!(check_api_key("   "), Err(ApiServeError::EmptyKey)));
+        check_api_key("correct-horse-battery-staple").unwrap();
+        let err = check_api_key("hunter2").unwrap_err().to_string();
+        assert!(
+            err.contains("16 characters") && err.contains("--generate-api-key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_128_bits_and_pass() {
+        let a = generate_api_key();
+        let b = generate_api_key();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        check_api_key(&a).unwrap();
+    }
 }

@@ -27,11 +27,11 @@ use crate::protocol::{
     self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, WorkerErrorCode, WorkerEvent,
     WorkerRequest,
 };
-use crate::reasoning::{ReasoningFormat, Splitter};
+use crate::reasoning::{self, ReasoningFormat, Splitter};
 use crate::template::ChatTemplate;
 
 use measure::{AnswerFacts, Timeline};
-use prompt::PromptPlan;
+use prompt::Prepared;
 use worker::{tail_hint, Worker, WorkerSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,10 @@ pub struct ModelInfo {
     pub template_name: String,
     /// The reasoning format detected from the chat template.
     pub reasoning_format: String,
+    /// Whether thinking Off can be honoured with this template; the UI offers Off only
+    /// then, and shows `thinking_off_reason` otherwise.
+    pub thinking_off_available: bool,
+    pub thinking_off_reason: Option<String>,
     pub pid: u32,
 }
 
@@ -203,6 +207,9 @@ pub struct ChatRequest {
     pub threads: Option<u32>,
     /// A GBNF grammar constraining the answer.
     pub grammar: Option<String>,
+    /// Extra chat-template variables (the API's `chat_template_kwargs`); they win over
+    /// the ones the thinking mode sets.
+    pub template_vars: Vec<(String, serde_json::Value)>,
 }
 
 #[derive(Clone)]
@@ -220,6 +227,11 @@ impl LoadedModel {
         let w = self.inner.worker.lock().await;
         let r = &w.ready;
         let template = ChatTemplate::resolve(r.chat_template.as_deref(), &r.architecture, None);
+        let (format, source) = match &template {
+            Ok(t) => (prompt::format_for(t), t.source.as_str()),
+            Err(_) => (ReasoningFormat::None, ""),
+        };
+        let support = reasoning::thinking_control(format, source).support();
         ModelInfo {
             path: self.inner.spec.path.clone(),
             name: model_name(&self.inner.spec.path),
@@ -235,9 +247,9 @@ impl LoadedModel {
                 .as_ref()
                 .map(|t| t.name.clone())
                 .unwrap_or_default(),
-            reasoning_format: template
-                .map(|t| prompt::format_for(&t).name().to_owned())
-                .unwrap_or_else(|_| ReasoningFormat::None.name().to_owned()),
+            reasoning_format: format.name().to_owned(),
+            thinking_off_available: support.off_available,
+            thinking_off_reason: support.off_reason,
             pid: r.pid,
         }
     }
@@ -304,7 +316,13 @@ impl LoadedModel {
             &ready.architecture,
             req.template.as_deref(),
         )?;
-        let plan = prompt::plan(template, req.messages.clone(), req.think, req.keep_thoughts);
+        let plan = prompt::prepare(
+            template,
+            req.messages.clone(),
+            req.think,
+            req.keep_thoughts,
+            &req.template_vars,
+        );
         let mut route = worker.route(id);
         let answer = Answer {
             worker: &worker,
@@ -336,6 +354,7 @@ impl LoadedModel {
                 done: &finished.done,
                 prompt_ms: started.prompt_ms,
                 wall: t_request.elapsed(),
+                reasoning_tokens: finished.reasoning_tokens,
                 energy_wh: finished.energy_wh,
                 cpu_seconds: finished.cpu_seconds,
                 energy_method: finished.energy_method,
@@ -428,6 +447,8 @@ struct Finished {
     timeline: Timeline,
     format: ReasoningFormat,
     cut_off: bool,
+    /// Generated tokens on the thinking side, as the splitter counted them.
+    reasoning_tokens: u32,
     energy_wh: f64,
     cpu_seconds: f64,
     energy_method: &'static str,
@@ -450,14 +471,14 @@ impl Answer<'_> {
         &self,
         route: &mut mpsc::UnboundedReceiver<WorkerEvent>,
         req: &ChatRequest,
-        plan: &PromptPlan,
+        plan: &Prepared,
     ) -> Result<Option<Started>, EngineError> {
         let ready = &self.worker.ready;
         let seed = req.params.seed.unwrap_or_else(rand::random);
         let mut messages = plan.messages.clone();
         let mut dropped_messages = 0u32;
         loop {
-            let rendered = plan.render(&messages, ready)?;
+            let rendered = plan.render(&messages, ready).await?;
             let starts_in_thinking = rendered.starts_in_thinking;
             let gen = GenerateRequest {
                 id: self.id,
@@ -470,6 +491,16 @@ impl Answer<'_> {
                 grammar: req.grammar.clone(),
             };
             self.worker.request(&WorkerRequest::Generate(gen)).await?;
+            if self.cancel.is_cancelled() {
+                // Cancelled before the request reached the worker: that cancel line may
+                // have come first, and the worker ignores a cancel for a request it has
+                // not seen. Said again, it is now certainly after the request (a cancel
+                // from now on writes its own line after this one).
+                let _ = self
+                    .worker
+                    .send(&WorkerRequest::Cancel { id: self.id })
+                    .await;
+            }
             match route.recv().await {
                 Some(WorkerEvent::Started {
                     prompt_tokens,
@@ -481,7 +512,7 @@ impl Answer<'_> {
                         request_id: self.id.to_string(),
                         model: self.worker.model().to_owned(),
                         seed,
-                        reasoning_format: plan.format.name().to_owned(),
+                        reasoning_format: plan.format().name().to_owned(),
                         prompt_tokens,
                         cached_prompt_tokens: cached_tokens,
                     });
@@ -525,13 +556,13 @@ impl Answer<'_> {
     async fn stream(
         &self,
         route: &mut mpsc::UnboundedReceiver<WorkerEvent>,
-        plan: &PromptPlan,
+        plan: &Prepared,
         started: &Started,
     ) -> Result<Finished, EngineError> {
         let meter = EnergyMeter::start(self.worker.ready.pid);
         // A template without markers may still belong to a model that thinks: let the
         // splitter look for an opening marker at the start of the output.
-        let split_format = match plan.format {
+        let split_format = match plan.format() {
             ReasoningFormat::None => ReasoningFormat::Auto,
             f => f,
         };
@@ -540,8 +571,10 @@ impl Answer<'_> {
         let mut receiver_gone = false;
         let done = loop {
             match route.recv().await {
-                Some(WorkerEvent::Delta { text, .. }) => {
-                    for segment in splitter.push(&text) {
+                Some(WorkerEvent::Delta { text, tokens, .. }) => {
+                    // Counted by the side the text falls on (reasoning::TokenTally), also
+                    // for a delta whose bytes are still an unfinished character.
+                    for segment in splitter.push_tokens(&text, tokens) {
                         let Some(event) = timeline.event(segment, &meter) else {
                             continue;
                         };
@@ -572,6 +605,7 @@ impl Answer<'_> {
             timeline,
             format: fin.format,
             cut_off: fin.cut_off,
+            reasoning_tokens: fin.tokens.reasoning,
             energy_wh,
             cpu_seconds,
             energy_method: meter.method().as_str(),
@@ -598,6 +632,10 @@ pub struct CancelHandle {
 impl CancelHandle {
     pub fn request_id(&self) -> u64 {
         self.id
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
     }
 
     pub fn cancel(&self) {

@@ -112,6 +112,13 @@ pub struct Metrics {
     pub reasoning_cut_off: bool,
     /// Tokens saved by not sending earlier turns' thinking back to the model.
     pub thoughts_dropped_tokens: u32,
+    /// From the request to the first thinking text; absent when there was none. Unlike
+    /// `ttft_ms`, which is the first text of either kind.
+    #[serde(default)]
+    pub first_reasoning_ms: Option<f64>,
+    /// From the request to the first answer text; absent when there was none.
+    #[serde(default)]
+    pub first_answer_ms: Option<f64>,
 }
 
 /// One event of a streamed answer. Text events are deltas.

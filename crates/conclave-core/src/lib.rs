@@ -7,6 +7,8 @@ pub mod compare;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod files;
+pub mod frames;
 pub mod gguf;
 pub mod history;
 pub mod leaderboard;

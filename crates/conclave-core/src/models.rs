@@ -81,11 +81,23 @@ pub enum ModelsError {
         got: u64,
         expected: u64,
     },
-    #[error("checksum mismatch for {url}: expected sha256 {expected}, got {actual}; the download was discarded")]
+    #[error("checksum mismatch for {url}: expected sha256 {expected} ({from}), got {actual}; the download was discarded")]
     ChecksumMismatch {
         url: String,
         expected: String,
         actual: String,
+        /// Where the expected sum came from.
+        from: Sha256Source,
+    },
+    #[error("refusing to follow the redirect from {url} to {to}: downloads use https only (plain http only within this machine)")]
+    InsecureRedirect { url: String, to: String },
+    #[error("{part} is being written by another download of the same file; wait for it to finish or cancel it")]
+    InProgress { part: PathBuf },
+    #[error("not enough free space in {dir}: the download needs {needed} more bytes, {available} are free")]
+    NoSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
     },
     #[error("download cancelled (partial file kept for resume: {part})")]
     Cancelled { part: PathBuf },
@@ -119,6 +131,9 @@ impl crate::error::ErrorCode for ModelsError {
             ModelsError::Network { .. } => "download_network",
             ModelsError::Incomplete { .. } => "download_incomplete",
             ModelsError::ChecksumMismatch { .. } => "download_checksum_mismatch",
+            ModelsError::InsecureRedirect { .. } => "download_insecure_redirect",
+            ModelsError::InProgress { .. } => "download_in_progress",
+            ModelsError::NoSpace { .. } => "download_no_space",
             ModelsError::Cancelled { .. } => "download_cancelled",
             ModelsError::Unsupported(_) => "unsupported",
         }
@@ -155,6 +170,10 @@ impl Library {
     /// The user's library: [`crate::paths::data_dir`], scanning
     /// [`crate::paths::model_search_dirs`] plus the folders the user added.
     pub fn open_default() -> Self {
+        // Best effort: a library under a root that cannot be made private still works.
+        if let Err(e) = crate::paths::ensure_data_dir() {
+            tracing::warn!("could not make the data folder private: {e}");
+        }
         Self {
             root: crate::paths::data_dir(),
             models_dir: crate::paths::models_dir(),

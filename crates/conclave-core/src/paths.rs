@@ -14,6 +14,14 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("conclave"))
 }
 
+/// The data root, created if needed and made owner-only (0700): it holds the history, the
+/// API key and the library's settings.
+pub fn ensure_data_dir() -> std::io::Result<PathBuf> {
+    let dir = data_dir();
+    crate::files::ensure_private_dir(&dir)?;
+    Ok(dir)
+}
+
 pub fn database_path() -> PathBuf {
     data_dir().join("history.sqlite3")
 }
@@ -44,42 +52,4 @@ fn checkout_models_dir() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.parent()?;
     let dir = root.join("models");
     dir.is_dir().then_some(dir)
-}
-
-/// Writes `value` as pretty JSON to `path` through a temp file and a rename, so a crash or
-/// a concurrent reader never sees half a file (the temp name carries the process id, so
-/// two processes never write the same one). The folder is created when missing.
-pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn json_is_replaced_whole_and_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub").join("settings.json");
-        write_json_atomic(&path, &serde_json::json!({"a": 1})).unwrap();
-        write_json_atomic(&path, &serde_json::json!({"a": 2})).unwrap();
-        let back: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(back["a"], 2);
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["settings.json"]);
-    }
 }

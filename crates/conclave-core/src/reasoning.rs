@@ -22,6 +22,7 @@
 //! Streaming deltas keep every character of the text between markers (whitespace
 //! included); [`split_batch`] trims, as a finished message should be.
 
+mod control;
 mod harmony;
 mod tags;
 
@@ -29,8 +30,9 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+pub use control::{thinking_control, PromptPlan, Switch, ThinkingControl, ThinkingSupport};
 use harmony::HarmonyEngine;
-use tags::{Outcome, Pair, Spec, TagEngine};
+use tags::{Outcome, Pair, Spec, TagEngine, ToolStart};
 
 /// A model family's way of marking its thinking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -154,56 +156,6 @@ impl ReasoningFormat {
             budget_lead_in: BUDGET_LEAD_IN,
         })
     }
-
-    /// How to ask the template or the model for no thinking at all.
-    pub fn thinking_off(self) -> ThinkingOff {
-        match self {
-            // Qwen3's template renders `<think>\n\n</think>\n\n` itself when false.
-            Self::Qwen3 | Self::Glm | Self::Gemma | Self::Exaone => ThinkingOff::TemplateVar {
-                name: "enable_thinking",
-                value: TemplateValue::Bool(false),
-            },
-            // Seed-OSS model card: a budget of 0 answers directly.
-            Self::SeedOss => ThinkingOff::TemplateVar {
-                name: "thinking_budget",
-                value: TemplateValue::Int(0),
-            },
-            // Granite 3.2/3.3 think only when the template's `thinking` flag is true.
-            Self::Granite => ThinkingOff::TemplateVar {
-                name: "thinking",
-                value: TemplateValue::Bool(false),
-            },
-            // Nemotron Nano v2 reads `/think` and `/no_think` from the system prompt.
-            Self::Nemotron => ThinkingOff::SlashCommand("/no_think"),
-            // R1's template opens `<think>` unconditionally; an empty closed block is the
-            // only way past it.
-            Self::DeepseekR1 => ThinkingOff::PrefillClosedBlock("<think>\n\n</think>\n\n"),
-            // Always-thinking models (QwQ, Phi-4-reasoning, MiniMax-M2, Kimi K2 Thinking,
-            // Magistral, Apriel, Command-R7B as templated) and GPT-OSS, whose lowest
-            // `reasoning_effort` still reasons.
-            Self::Auto
-            | Self::None
-            | Self::Qwq
-            | Self::GptOss
-            | Self::Magistral
-            | Self::Phi4Reasoning
-            | Self::Kimi
-            | Self::CommandR7b
-            | Self::Apriel
-            | Self::MinimaxM2 => ThinkingOff::None,
-        }
-    }
-
-    /// Whether the chat template takes `enable_thinking` (Qwen3-style).
-    pub fn supports_enable_thinking_var(self) -> bool {
-        matches!(
-            self.thinking_off(),
-            ThinkingOff::TemplateVar {
-                name: "enable_thinking",
-                ..
-            }
-        )
-    }
 }
 
 impl std::fmt::Display for ReasoningFormat {
@@ -240,22 +192,6 @@ pub struct Markers {
 pub enum TemplateValue {
     Bool(bool),
     Int(i64),
-}
-
-/// How to switch a model's thinking off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThinkingOff {
-    /// Render the template with this variable set.
-    TemplateVar {
-        name: &'static str,
-        value: TemplateValue,
-    },
-    /// Append this to the system (or last user) message.
-    SlashCommand(&'static str),
-    /// Append this empty, closed block to the rendered prompt.
-    PrefillClosedBlock(&'static str),
-    /// The model always thinks.
-    None,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -350,11 +286,48 @@ const GEMMA_THOUGHT: Pair = Pair {
     format: ReasoningFormat::Gemma,
 };
 
+// Tool calls that start inside the thinking, never closed (see reasoning/tags.rs).
+// Qwen3.5 / Qwen3-Coder XML calls: `<tool_call>` then `<function=NAME>` (vLLM's
+// qwen3 tool-call recovery test); only the pair is a marker, so a thought that merely
+// mentions `<tool_call>` stays thought.
+const QWEN_TOOL_STARTS: &[ToolStart] = &[
+    ToolStart {
+        marker: "<tool_call>\n<function=",
+        format: ReasoningFormat::Qwen3,
+    },
+    ToolStart {
+        marker: "<tool_call><function=",
+        format: ReasoningFormat::Qwen3,
+    },
+];
+// Kimi-K2 (its chat template's render_toolcalls; vLLM's kimi_k2 reasoning parser ends
+// the reasoning at the section marker, and K2 sometimes writes the call marker alone).
+const KIMI_TOOL_STARTS: &[ToolStart] = &[
+    ToolStart {
+        marker: "<|tool_calls_section_begin|>",
+        format: ReasoningFormat::Kimi,
+    },
+    ToolStart {
+        marker: "<|tool_call_begin|>",
+        format: ReasoningFormat::Kimi,
+    },
+];
+const ALL_TOOL_STARTS: &[ToolStart] = &[
+    QWEN_TOOL_STARTS[0],
+    QWEN_TOOL_STARTS[1],
+    KIMI_TOOL_STARTS[0],
+    KIMI_TOOL_STARTS[1],
+];
+
 macro_rules! spec {
     ($name:ident, [$($pair:expr),*], [$($drop:expr),*], $interleaved:expr) => {
+        spec!($name, [$($pair),*], [$($drop),*], &[], $interleaved);
+    };
+    ($name:ident, [$($pair:expr),*], [$($drop:expr),*], $tools:expr, $interleaved:expr) => {
         static $name: Spec = Spec {
             pairs: &[$($pair),*],
             drops: &[$($drop),*],
+            tool_starts: $tools,
             interleaved: $interleaved,
         };
     };
@@ -368,7 +341,13 @@ spec!(
     false
 );
 spec!(SPEC_QWQ, [think(ReasoningFormat::Qwq)], [], false);
-spec!(SPEC_QWEN3, [think(ReasoningFormat::Qwen3)], [], false);
+spec!(
+    SPEC_QWEN3,
+    [think(ReasoningFormat::Qwen3)],
+    [],
+    QWEN_TOOL_STARTS,
+    false
+);
 spec!(
     SPEC_PHI4,
     [think(ReasoningFormat::Phi4Reasoning)],
@@ -382,6 +361,7 @@ spec!(
     SPEC_KIMI,
     [KIMI_TRIANGLE, think(ReasoningFormat::Kimi)],
     [],
+    KIMI_TOOL_STARTS,
     true
 );
 spec!(
@@ -433,6 +413,7 @@ spec!(
         GEMMA_THOUGHT
     ],
     [],
+    ALL_TOOL_STARTS,
     false
 );
 
@@ -469,6 +450,8 @@ pub const MAX_MARKER_LEN: usize = {
         "[END FINAL RESPONSE]",
         "<|START_RESPONSE|>",
         "<|START_THINKING|>",
+        "<|tool_calls_section_begin|>",
+        "<tool_call>\n<function=",
     ];
     let mut max = 0;
     let mut i = 0;
@@ -541,11 +524,56 @@ enum Engine {
 }
 
 /// Splits a streamed output into reasoning and answer deltas. Feed it every text delta
-/// in order with [`Splitter::push`], then call [`Splitter::finish`] once.
+/// in order with [`Splitter::push`] (or [`Splitter::push_tokens`] to count tokens too),
+/// then call [`Splitter::finish`] once.
 #[derive(Debug)]
 pub struct Splitter {
     format: ReasoningFormat,
     engine: Engine,
+    tally: TokenTally,
+}
+
+/// Generated tokens counted by which side of the split their text fell on.
+///
+/// A token counts as thinking when the output was inside a block before or after it, or
+/// when its text came out as reasoning: the opening and closing markers are thinking
+/// tokens (as the worker's budget counts them), and so is the token that carries a
+/// forced close. A token whose text is all held back (a possible marker start) waits
+/// for the next one that shows where it went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenTally {
+    pub reasoning: u32,
+    pub answer: u32,
+    waiting: u32,
+}
+
+impl TokenTally {
+    fn add(&mut self, tokens: u32, touched_thinking: bool, segments: &[Segment]) {
+        let reasoning = touched_thinking
+            || segments
+                .iter()
+                .any(|s| matches!(s, Segment::Reasoning(t) if !t.is_empty()));
+        let answer = segments
+            .iter()
+            .any(|s| matches!(s, Segment::Answer(t) if !t.is_empty()));
+        let n = tokens + std::mem::take(&mut self.waiting);
+        if reasoning {
+            self.reasoning += n;
+        } else if answer {
+            self.answer += n;
+        } else {
+            self.waiting = n;
+        }
+    }
+
+    fn settle(&mut self, in_thinking: bool) {
+        let n = std::mem::take(&mut self.waiting);
+        if in_thinking {
+            self.reasoning += n;
+        } else {
+            self.answer += n;
+        }
+    }
 }
 
 /// What is left once generation has ended.
@@ -559,6 +587,8 @@ pub struct Finish {
     /// thinking; `auto` if the prompt opened the block and it never closed, so nothing
     /// told the families apart.
     pub format: ReasoningFormat,
+    /// The tokens given to [`Splitter::push_tokens`], by side.
+    pub tokens: TokenTally,
 }
 
 impl Splitter {
@@ -572,7 +602,11 @@ impl Splitter {
             }
             other => Engine::Tags(TagEngine::new(spec_for(other), false, prefilled_open)),
         };
-        Self { format, engine }
+        Self {
+            format,
+            engine,
+            tally: TokenTally::default(),
+        }
     }
 
     pub fn push(&mut self, delta: &str) -> Vec<Segment> {
@@ -581,13 +615,28 @@ impl Splitter {
         out.into_iter().map(|p| p.segment).collect()
     }
 
+    /// [`Splitter::push`] for a delta that covers `tokens` generated tokens (0 for text
+    /// that is not the model's, or bytes still waiting for the rest of a character).
+    pub fn push_tokens(&mut self, delta: &str, tokens: u32) -> Vec<Segment> {
+        let was_thinking = self.in_thinking();
+        let segments = self.push(delta);
+        let touched = was_thinking || self.in_thinking();
+        self.tally.add(tokens, touched, &segments);
+        segments
+    }
+
     pub fn finish(mut self) -> Finish {
         let mut out = Vec::new();
+        let was_thinking = self.in_thinking();
         self.feed("", true, &mut out);
+        let segments: Vec<Segment> = out.into_iter().map(|p| p.segment).collect();
+        self.tally.add(0, false, &segments);
+        self.tally.settle(was_thinking);
         Finish {
-            segments: out.into_iter().map(|p| p.segment).collect(),
+            segments,
             cut_off: self.in_thinking(),
             format: self.detected_format(),
+            tokens: self.tally,
         }
     }
 
@@ -842,6 +891,13 @@ pub fn prompt_ends_in_thinking(format: ReasoningFormat, rendered_prompt: &str) -
     match format {
         ReasoningFormat::None => false,
         ReasoningFormat::GptOss => tail.ends_with("<|channel|>analysis<|message|>"),
+        // Seed-OSS with `thinking_budget` 0 opens the block and a budget note, which the
+        // model finishes ("…budget is 0…</seed:cot_budget_reflect>") before closing.
+        ReasoningFormat::SeedOss | ReasoningFormat::Auto
+            if tail.ends_with("<seed:think><seed:cot_budget_reflect>") =>
+        {
+            true
+        }
         other => spec_for(other).pairs.iter().any(|p| tail.ends_with(p.open)),
     }
 }
@@ -875,6 +931,68 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_counted_by_the_side_their_text_fell_on() {
+        let count = |format, prefilled, deltas: &[&str]| {
+            let mut s = Splitter::new(format, prefilled);
+            for d in deltas {
+                s.push_tokens(d, 1);
+            }
+            let t = s.finish().tokens;
+            (t.reasoning, t.answer)
+        };
+        // The auto splitter: "<" is held back until "think>" shows it opened a block.
+        assert_eq!(
+            count(
+                ReasoningFormat::Auto,
+                false,
+                &["<", "think>", "a", "</th", "ink>", "\n\n", "Hi"]
+            ),
+            (5, 2)
+        );
+        // Prefilled: every token until the close is thinking, the close included.
+        assert_eq!(
+            count(ReasoningFormat::Qwen3, true, &["a", "b", "</think>", "c"]),
+            (3, 1)
+        );
+        // A plain answer, and an answer that only looked like a marker.
+        assert_eq!(count(ReasoningFormat::Auto, false, &["Hel", "lo"]), (0, 2));
+        assert_eq!(count(ReasoningFormat::Auto, false, &["<", "b>"]), (0, 2));
+        // Cut off while a marker fragment was held: still thinking.
+        assert_eq!(count(ReasoningFormat::Qwen3, true, &["a", "</th"]), (2, 0));
+        // A budget's forced close rides on the last thinking token.
+        let forced = format!("x{BUDGET_LEAD_IN}\n</think>\n\n");
+        assert_eq!(
+            count(
+                ReasoningFormat::DeepseekR1,
+                true,
+                &["a", &forced, "Answer", "."]
+            ),
+            (2, 2)
+        );
+        // Harmony: headers count with the message they open.
+        assert_eq!(
+            count(
+                ReasoningFormat::GptOss,
+                false,
+                &[
+                    "<|channel|>",
+                    "analysis",
+                    "<|message|>",
+                    "t",
+                    "<|end|>",
+                    "<|start|>",
+                    "assistant",
+                    "<|channel|>",
+                    "final",
+                    "<|message|>",
+                    "A"
+                ]
+            ),
+            (5, 6)
+        );
+    }
+
+    #[test]
     fn names_round_trip_through_fromstr_and_serde() {
         for f in ReasoningFormat::ALL {
             assert_eq!(f.name().parse::<ReasoningFormat>().unwrap(), f);
@@ -901,12 +1019,54 @@ mod tests {
     }
 
     #[test]
-    fn partial_marker_at_the_end_is_text() {
+    fn partial_close_at_the_end_is_dropped() {
+        // llama.cpp's final parse: a marker the model never finished is not thought.
         let (r, a, fin) = stream(ReasoningFormat::DeepseekR1, true, &["abc</thi"]);
-        assert_eq!(
-            (r.as_str(), a.as_str(), fin.cut_off),
-            ("abc</thi", "", true)
+        assert_eq!((r.as_str(), a.as_str(), fin.cut_off), ("abc", "", true));
+        // Answer side: text, since only a thinking block has an end to cut into.
+        let (_, a, _) = stream(
+            ReasoningFormat::DeepseekR1,
+            false,
+            &["<think>x</think>a </thi"],
         );
+        assert_eq!(a, "a </thi");
+    }
+
+    #[test]
+    fn reopened_prefilled_block_is_one_block() {
+        let (r, a, fin) = stream(ReasoningFormat::Qwen3, true, &["\n<thi", "nk>\nx</think>y"]);
+        assert_eq!((r.as_str(), a.as_str(), fin.cut_off), ("\n\nx", "y", false));
+        assert_eq!(
+            split_batch(ReasoningFormat::Qwen3, true, &["<think>x</think>y"]).reasoning,
+            "x"
+        );
+    }
+
+    #[test]
+    fn tool_call_start_moves_to_the_answer() {
+        let mut s = Splitter::new(ReasoningFormat::Kimi, false);
+        assert_eq!(
+            s.push("<think>plan<|tool_calls"),
+            vec![Segment::Reasoning("plan".into())]
+        );
+        assert!(s.in_thinking());
+        assert_eq!(
+            s.push("_section_begin|>x"),
+            vec![Segment::Answer("<|tool_calls_section_begin|>x".into())]
+        );
+        assert!(!s.in_thinking());
+    }
+
+    #[test]
+    fn harmony_separates_messages_of_a_kind_by_newlines() {
+        let (r, a, _) = stream(
+            ReasoningFormat::GptOss,
+            false,
+            &["<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>commentary<|message|>b<|end|>",
+              "<|start|>assistant<|channel|>analysis<|message|><|end|>",
+              "<|start|>assistant<|channel|>analysis<|message|>c<|end|><|start|>assistant<|channel|>final<|message|>d"],
+        );
+        assert_eq!((r.as_str(), a.as_str()), ("a\nc", "b\nd"));
     }
 
     #[test]
@@ -960,6 +1120,9 @@ mod tests {
             }
             for d in spec.drops {
                 longest = longest.max(d.len());
+            }
+            for t in spec.tool_starts {
+                longest = longest.max(t.marker.len());
             }
         }
         assert_eq!(longest, MAX_MARKER_LEN);
@@ -1024,12 +1187,19 @@ mod tests {
 
     #[test]
     fn thinking_control_data() {
-        assert!(ReasoningFormat::Qwen3.supports_enable_thinking_var());
-        assert!(!ReasoningFormat::DeepseekR1.supports_enable_thinking_var());
+        let qwen3 = thinking_control(ReasoningFormat::Qwen3, "{% if enable_thinking %}");
         assert_eq!(
-            ReasoningFormat::DeepseekR1.thinking_off(),
-            ThinkingOff::PrefillClosedBlock("<think>\n\n</think>\n\n")
+            qwen3.off,
+            Switch::TemplateVar {
+                name: "enable_thinking",
+                value: TemplateValue::Bool(false)
+            }
         );
+        let r1 = thinking_control(ReasoningFormat::DeepseekR1, "<｜Assistant｜><think>\n");
+        assert_eq!(r1.off, Switch::CloseBlock);
+        let qwq = thinking_control(ReasoningFormat::Qwq, "<|im_start|>assistant\n<think>\n");
+        assert!(!qwq.support().off_available);
+        assert!(qwq.support().off_reason.is_some());
         assert_eq!(ReasoningFormat::Auto.markers(), None);
         for f in ReasoningFormat::ALL {
             if let Some(m) = f.markers() {

@@ -219,6 +219,7 @@ impl Conclave {
             keep_thoughts: settings.keep_thoughts,
             threads: settings.threads,
             grammar: None,
+            template_vars: Vec::new(),
         };
         let mut writer = if req.no_save {
             None

@@ -77,6 +77,8 @@ async fn partial_answer_is_visible_mid_stream_and_finish_stores_everything() {
         thinking: ThinkMode::On,
         budget_cut_at: Some(100),
         reasoning_cut_off: true,
+        first_reasoning_ms: Some(80.25),
+        first_answer_ms: Some(450.5),
         ..Metrics::default()
     };
     let usage = Usage {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conclave_core::models::{
-    CancelToken, DownloadOptions, DownloadProgress, Library, ModelsError, Sha256Source,
+    CancelToken, DownloadOptions, DownloadProgress, Library, Sha256Source,
 };
 use conclave_core::ErrorCode;
 use gguf_builder::{real_model, SMOL};
@@ -25,6 +25,7 @@ struct Req {
     method: String,
     path: String,
     range_from: Option<u64>,
+    if_range: Option<String>,
 }
 
 struct Server {
@@ -33,9 +34,16 @@ struct Server {
 }
 
 /// Behaviour by the first path segment:
-/// ok, etag-good, etag-bad, drop (first GET dies half-way), norange (ignores Range, first
-/// GET dies half-way), slow (trickles), 404, 500, junk (serves non-GGUF bytes).
-fn serve(data: Arc<Vec<u8>>, sha: String) -> Server {
+/// ok, etag-good (its ETag is the file's sha256), etag-bad (an X-Linked-ETag that is not),
+/// drop (first GET dies half-way), norange (ignores Range, first GET dies half-way),
+/// changing (first GET serves version 1 and dies half-way, later ones version 2), slow
+/// (trickles), huge (announces a petabyte), redirect-out (redirects to plain http off this
+/// machine), 404, 500, junk (serves non-GGUF bytes), and a Hugging Face Hub stand-in:
+/// `/hub/{good,bad}/resolve/main/FILE` serves the file, `/hub/…/blob/…` is a page (404
+/// here), `/api/models/hub/{good,bad}/revision/main` publishes the right or a wrong sha256.
+/// Every kind honours `If-Range`: a validator that is not the current ETag gets the whole
+/// file.
+fn serve(data: Arc<Vec<u8>>, changed: Arc<Vec<u8>>, sha: String) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let log = Arc::new(Mutex::new(Vec::<Req>::new()));
@@ -43,10 +51,15 @@ fn serve(data: Arc<Vec<u8>>, sha: String) -> Server {
     let log2 = log.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (data, sha, log, counts) =
-                (data.clone(), sha.clone(), log2.clone(), counts.clone());
+            let (data, changed, sha, log, counts) = (
+                data.clone(),
+                changed.clone(),
+                sha.clone(),
+                log2.clone(),
+                counts.clone(),
+            );
             std::thread::spawn(move || {
-                let _ = handle(stream, &data, &sha, &log, &counts);
+                let _ = handle(stream, &data, &changed, &sha, &log, &counts);
             });
         }
     });
@@ -56,6 +69,7 @@ fn serve(data: Arc<Vec<u8>>, sha: String) -> Server {
 fn handle(
     mut stream: TcpStream,
     data: &[u8],
+    changed: &[u8],
     sha: &str,
     log: &Mutex<Vec<Req>>,
     counts: &Mutex<HashMap<String, usize>>,
@@ -67,6 +81,7 @@ fn handle(
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
     let mut range_from = None;
+    let mut if_range = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" {
@@ -76,11 +91,15 @@ fn handle(
         if let Some(v) = lower.strip_prefix("range: bytes=") {
             range_from = v.trim().trim_end_matches('-').parse().ok();
         }
+        if lower.starts_with("if-range:") {
+            if_range = Some(h["if-range:".len()..].trim().to_string());
+        }
     }
     log.lock().unwrap().push(Req {
         method: method.clone(),
         path: path.clone(),
         range_from,
+        if_range: if_range.clone(),
     });
     let kind = path
         .trim_start_matches('/')
@@ -102,24 +121,65 @@ fn handle(
             "HTTP/1.1 {code}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
     };
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match kind.as_str() {
         "404" => return status_only(&mut stream, "404 Not Found"),
         "500" => return status_only(&mut stream, "500 Internal Server Error"),
+        "redirect-out" => {
+            return write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: http://downloads.example/x.gguf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        }
+        "huge" => {
+            return write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: 1125899906842624\r\nConnection: close\r\n\r\n"
+            )
+        }
+        "api" => {
+            // /api/models/hub/NAME/revision/main?blobs=true
+            let published = if segs.get(3) == Some(&"good") {
+                sha.to_string()
+            } else {
+                "ab".repeat(32)
+            };
+            let body = format!(
+                r#"{{"id":"hub/x","sha":"{c}","siblings":[{{"rfilename":"README.md"}},{{"rfilename":"{SMOL}","size":{n},"lfs":{{"sha256":"{published}","size":{n},"pointerSize":135}}}}]}}"#,
+                c = "c".repeat(40),
+                n = data.len()
+            );
+            return write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        "hub" if segs.get(2) != Some(&"resolve") => {
+            return status_only(&mut stream, "404 Not Found")
+        }
         _ => {}
     }
     let body: Vec<u8>;
-    let data: &[u8] = if kind == "junk" {
-        body = (0..4096u32).map(|i| (i % 200) as u8).collect();
-        &body
-    } else {
-        data
+    let data: &[u8] = match kind.as_str() {
+        "junk" => {
+            body = (0..4096u32).map(|i| (i % 200) as u8).collect();
+            &body
+        }
+        "changing" if nth > 1 => changed,
+        _ => data,
     };
-    let etag = match kind.as_str() {
-        "etag-good" => format!("ETag: \"{sha}\"\r\n"),
-        "etag-bad" => format!("X-Linked-ETag: \"{}\"\r\n", "ab".repeat(32)),
-        _ => "ETag: \"not-a-sha\"\r\n".to_string(),
+    let etag_value = match kind.as_str() {
+        "etag-good" => format!("\"{sha}\""),
+        "changing" if nth > 1 => "\"v2\"".to_string(),
+        "changing" => "\"v1\"".to_string(),
+        _ => "\"not-a-sha\"".to_string(),
     };
-    let honour_range = kind != "norange";
+    let mut etag = format!("ETag: {etag_value}\r\n");
+    if kind == "etag-bad" {
+        etag.push_str(&format!("X-Linked-ETag: \"{}\"\r\n", "ab".repeat(32)));
+    }
+    let honour_range = kind != "norange" && if_range.as_ref().is_none_or(|v| *v == etag_value);
     let start = if honour_range {
         range_from.unwrap_or(0)
     } else {
@@ -144,7 +204,7 @@ fn handle(
         return Ok(());
     }
     let cut = match kind.as_str() {
-        "drop" | "norange" if nth == 1 => Some(data.len() / 2),
+        "drop" | "norange" | "changing" if nth == 1 => Some(data.len() / 2),
         _ => None,
     };
     let mut pos = start;
@@ -169,6 +229,8 @@ struct Fixture {
     lib: Library,
     server: Server,
     sha: String,
+    /// The sha256 of the "changing" file's second version.
+    sha_changed: String,
     size: u64,
 }
 
@@ -177,7 +239,14 @@ fn fixture() -> Option<Fixture> {
     let data = std::fs::read(&model).unwrap();
     let sha = hex::encode(Sha256::digest(&data));
     let size = data.len() as u64;
-    let server = serve(Arc::new(data), sha.clone());
+    // A second version that differs in its first half (tensor bytes, past the header): a
+    // resume that spliced version 1's first half to version 2's second half would be
+    // neither.
+    let mut changed = data.clone();
+    let at = changed.len() / 4;
+    changed[at] ^= 0xff;
+    let sha_changed = hex::encode(Sha256::digest(&changed));
+    let server = serve(Arc::new(data), Arc::new(changed), sha.clone());
     let tmp = tempfile::tempdir().unwrap();
     let lib = Library::with_root(tmp.path().join("data"));
     Some(Fixture {
@@ -185,6 +254,7 @@ fn fixture() -> Option<Fixture> {
         lib,
         server,
         sha,
+        sha_changed,
         size,
     })
 }
@@ -341,33 +411,202 @@ async fn wrong_checksum_leaves_nothing_that_looks_like_a_model() {
 }
 
 #[tokio::test]
-async fn server_etag_sha256_is_used() {
+async fn an_etag_is_never_taken_for_a_checksum() {
     let Some(f) = fixture() else { return };
+    // An ETag that happens to be the file's sha256 verifies nothing: it is a validator.
     let got = f
         .lib
         .download(opts(&f, "etag-good"), |_| {}, &CancelToken::new())
         .await
         .unwrap();
-    assert_eq!(got.sha256_source, Sha256Source::ServerEtag);
-    // A plain (non-sha) ETag verifies nothing but is accepted.
-    let mut o = opts(&f, "ok");
-    o.file_name = Some("plain.gguf".into());
+    assert_eq!(got.sha256_source, Sha256Source::Unverified);
+    // Nor does an X-Linked-ETag that does not match make the download fail.
+    let mut o = opts(&f, "etag-bad");
+    o.file_name = Some("bad.gguf".into());
     let got = f
         .lib
         .download(o, |_| {}, &CancelToken::new())
         .await
         .unwrap();
     assert_eq!(got.sha256_source, Sha256Source::Unverified);
-    // A server sha256 (X-Linked-ETag) that does not match the bytes is a failure.
-    let mut o = opts(&f, "etag-bad");
-    o.file_name = Some("bad.gguf".into());
+    assert_eq!(got.sha256, f.sha);
+}
+
+fn hub(f: &Fixture, path: &str) -> DownloadOptions {
+    let mut o = DownloadOptions::new(format!("{}/{path}", f.server.base));
+    o.hub_endpoint = Some(f.server.base.clone());
+    o
+}
+
+#[tokio::test]
+async fn the_sha256_the_hub_publishes_verifies_and_page_links_work() {
+    let Some(f) = fixture() else { return };
+    // A page link (…/blob/…), as copied from the browser: fetched as …/resolve/…, and
+    // verified against the sha256 in the Hub's metadata for that revision.
+    let got = f
+        .lib
+        .download(
+            hub(&f, &format!("hub/good/blob/main/{SMOL}")),
+            |_| {},
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.sha256_source, Sha256Source::HuggingFace);
+    assert_eq!(got.sha256, f.sha);
+    let log = f.server.log.lock().unwrap().clone();
+    assert!(log
+        .iter()
+        .any(|r| r.path == "/api/models/hub/good/revision/main?blobs=true"));
+    assert!(log
+        .iter()
+        .any(|r| r.method == "GET" && r.path == format!("/hub/good/resolve/main/{SMOL}")));
+    assert!(!log.iter().any(|r| r.path.contains("/blob/")), "{log:?}");
+
+    // A published sum the bytes do not match: refused, labelled by its source.
+    let mut o = hub(&f, &format!("hub/bad/resolve/main/{SMOL}"));
+    o.dest_dir = Some(f._tmp.path().join("bad"));
     let e = f
         .lib
         .download(o, |_| {}, &CancelToken::new())
         .await
         .unwrap_err();
-    assert!(matches!(e, ModelsError::ChecksumMismatch { .. }), "{e}");
-    assert_eq!(gguf_files(f.lib.models_dir()).len(), 2);
+    assert_eq!(e.code(), "download_checksum_mismatch", "{e}");
+    assert!(e.to_string().contains("Hugging Face"), "{e}");
+    assert!(gguf_files(&f._tmp.path().join("bad")).is_empty());
+
+    // The user's own sum wins over the Hub's (and the Hub is not even asked).
+    let mut o = hub(&f, &format!("hub/bad/resolve/main/{SMOL}"));
+    o.dest_dir = Some(f._tmp.path().join("mine"));
+    o.sha256 = Some(f.sha.clone());
+    let got = f
+        .lib
+        .download(o, |_| {}, &CancelToken::new())
+        .await
+        .unwrap();
+    assert_eq!(got.sha256_source, Sha256Source::User);
+}
+
+#[tokio::test]
+async fn a_file_changed_on_the_server_restarts_instead_of_splicing() {
+    let Some(f) = fixture() else { return };
+    let mut o = opts(&f, "changing");
+    // The second version's sum: only a download that restarted from zero matches it.
+    o.sha256 = Some(f.sha_changed.clone());
+    let got = f
+        .lib
+        .download(o, |_| {}, &CancelToken::new())
+        .await
+        .unwrap();
+    assert_eq!(got.sha256, f.sha_changed);
+    let gets: Vec<Req> = f
+        .server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/changing/"))
+        .cloned()
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert!(gets[1].range_from.is_some_and(|n| n > 0), "{gets:?}");
+    assert_eq!(gets[1].if_range.as_deref(), Some("\"v1\""), "{gets:?}");
+}
+
+#[tokio::test]
+async fn plain_http_off_this_machine_and_downgrading_redirects_are_refused() {
+    let Some(f) = fixture() else { return };
+    let e = f
+        .lib
+        .download(
+            DownloadOptions::new("http://downloads.example/model.gguf"),
+            |_| {},
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "download_invalid_url", "{e}");
+    assert!(e.to_string().contains("https"), "{e}");
+    let mut o = opts(&f, "redirect-out");
+    o.max_retries = 3;
+    let e = f
+        .lib
+        .download(o, |_| {}, &CancelToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "download_insecure_redirect", "{e}");
+    assert!(
+        e.to_string().contains("http://downloads.example/x.gguf"),
+        "{e}"
+    );
+    // Refused at once, not retried as a network error.
+    let tries = f
+        .server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path.starts_with("/redirect-out/"))
+        .count();
+    assert_eq!(tries, 1);
+    assert!(gguf_files(f.lib.models_dir()).is_empty());
+    assert!(std::fs::read_dir(f.lib.models_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .all(|e| !e.file_name().to_string_lossy().contains(".part")));
+}
+
+#[tokio::test]
+async fn a_second_download_of_the_same_file_fails_clearly() {
+    let Some(f) = fixture() else { return };
+    let cancel = CancelToken::new();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut started_tx = Some(started_tx);
+    let first = f.lib.download(
+        opts(&f, "slow"),
+        move |p| {
+            if p.bytes_done > 0 {
+                if let Some(tx) = started_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        },
+        &cancel,
+    );
+    let second = async {
+        started_rx.await.unwrap();
+        let e = f
+            .lib
+            .download(opts(&f, "slow"), |_| {}, &CancelToken::new())
+            .await
+            .unwrap_err();
+        cancel.cancel();
+        e
+    };
+    let (first, e) = tokio::join!(first, second);
+    assert_eq!(e.code(), "download_in_progress", "{e}");
+    assert!(e.to_string().contains(".part"), "{e}");
+    // The first kept its bytes (cancelled, resumable), untouched by the second.
+    assert_eq!(first.unwrap_err().code(), "download_cancelled");
+    let part = f.lib.models_dir().join(format!("{SMOL}.part"));
+    assert!(part.metadata().unwrap().len() > 0);
+}
+
+#[tokio::test]
+async fn free_space_is_checked_before_writing() {
+    let Some(f) = fixture() else { return };
+    let mut o = opts(&f, "huge");
+    o.file_name = Some("huge.gguf".into());
+    let e = f
+        .lib
+        .download(o, |_| {}, &CancelToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "download_no_space", "{e}");
+    assert!(e.to_string().contains("1125899906842624"), "{e}");
+    // Nothing was written, and nothing is left to resume.
+    assert!(!f.lib.models_dir().join("huge.gguf.part").exists());
+    assert!(!f.lib.models_dir().join("huge.gguf.part.json").exists());
 }
 
 #[tokio::test]

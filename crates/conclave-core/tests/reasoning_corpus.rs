@@ -174,8 +174,8 @@ const CORPUS: &[Case] = &[
         "gpt-oss several analysis and a preamble",
         "gpt-oss",
         false,
-        "<|channel|>analysis<|message|>First thought.<|end|><|start|>assistant<|channel|>analysis<|message|>Second thought.<|end|><|start|>assistant<|channel|>commentary<|message|>Let me work this out. <|end|><|start|>assistant<|channel|>final<|message|>It is 42.<|return|>",
-        ("First thought.\nSecond thought.", "Let me work this out. It is 42.", false, "gpt-oss"),
+        "<|channel|>analysis<|message|>First thought.<|end|><|start|>assistant<|channel|>analysis<|message|>Second thought.<|end|><|start|>assistant<|channel|>commentary<|message|>Let me work this out.<|end|><|start|>assistant<|channel|>final<|message|>It is 42.<|return|>",
+        ("First thought.\nSecond thought.", "Let me work this out.\nIt is 42.", false, "gpt-oss"),
     ),
     // test-chat.cpp gpt-oss tool call: a recipient makes the body tool arguments, dropped.
     case(
@@ -374,11 +374,272 @@ const CORPUS: &[Case] = &[
         ("first\nsecond", "", true, "qwq"),
     ),
     case(
-        "partial close at the end is thought",
+        "partial close at the end is dropped",
         "qwen3",
         false,
         "<think>almost</thi",
-        ("almost</thi", "", true, "qwen3"),
+        ("almost", "", true, "qwen3"),
+    ),
+    // --- 1. the model re-opens the block the prompt opened ------------------------------
+    // test-chat.cpp DeepSeek-R1 with thinking_forced_open: "<think>I'm\nthinking</think>…"
+    // parses to the same message as without the tag.
+    case(
+        "deepseek-r1 prefilled, model writes <think> again",
+        "deepseek-r1",
+        true,
+        "<think>I'm\nthinking</think>Hello, world!\nWhat's up?",
+        ("I'm\nthinking", HELLO, false, "deepseek-r1"),
+    ),
+    // QwQ's template prefills "<think>\n"; whitespace before the repeated tag is fine.
+    case(
+        "qwq prefilled, repeated tag after a newline",
+        "qwq",
+        true,
+        "\n<think>\nThe user asks for 2+2.\n</think>\n\n4",
+        ("The user asks for 2+2.", "4", false, "qwq"),
+    ),
+    // Qwen3-Thinking / Qwen3.5 templates prefill "<think>\n" when thinking is on.
+    case(
+        "qwen3 prefilled, repeated tag",
+        "qwen3",
+        true,
+        "<think>\nplan the greeting\n</think>\n\nHi!",
+        ("plan the greeting", "Hi!", false, "qwen3"),
+    ),
+    // MiniMax-M2's template ends the prompt with "]~b]ai\n<think>\n".
+    case(
+        "minimax-m2 prefilled, repeated tag",
+        "minimax-m2",
+        true,
+        "<think>\nI'm\nthinking\n</think>\n\nHello, world!\nWhat's up?",
+        ("I'm\nthinking", HELLO, false, "minimax-m2"),
+    ),
+    // Nemotron Nano v2's template ends with "<SPECIAL_11>Assistant\n<think>\n\n".
+    case(
+        "nemotron prefilled, repeated tag",
+        "nemotron",
+        true,
+        "<think>I'm\nthinking\n</think>\nHello, world!\nWhat's up?",
+        ("I'm\nthinking", HELLO, false, "nemotron"),
+    ),
+    // EXAONE Deep prefills "<thought>\n".
+    case(
+        "exaone prefilled, repeated tag",
+        "exaone",
+        true,
+        "<thought>\n3 squared is 9.\n</thought>\n\n**Answer:** 9",
+        ("3 squared is 9.", "**Answer:** 9", false, "exaone"),
+    ),
+    // Apriel 1.6's template ends with "Here are my reasoning steps:\n"; the model may say
+    // it again.
+    case(
+        "apriel prefilled, heading repeated",
+        "apriel",
+        true,
+        "Here are my reasoning steps:\n1. Paris.\n[BEGIN FINAL RESPONSE]\nParis.\n[END FINAL RESPONSE]",
+        ("1. Paris.", "Paris.", false, "apriel"),
+    ),
+    case(
+        "auto prefilled, repeated tag tells the family",
+        "auto",
+        true,
+        "<seed:think>budget fine</seed:think>Answer",
+        ("budget fine", "Answer", false, "seed-oss"),
+    ),
+    case(
+        "gpt-oss prefilled analysis, header repeated",
+        "gpt-oss",
+        true,
+        "<|channel|>analysis<|message|>I'm\nthinking<|end|><|start|>assistant<|channel|>final<|message|>Hello, world!\nWhat's up?",
+        ("I'm\nthinking", HELLO, false, "gpt-oss"),
+    ),
+    // Only at the very start of the block: after real thought it is text.
+    case(
+        "prefilled block keeps a later open tag as thought",
+        "deepseek-r1",
+        true,
+        "The tag <think> opens a block.</think>Right.",
+        ("The tag <think> opens a block.", "Right.", false, "deepseek-r1"),
+    ),
+    // --- 2. a tool call starts inside the thinking -----------------------------------------
+    // Qwen3.5 (Qwen3-Coder XML calls); vLLM test_qwen3_tool_call_recovery.py.
+    case(
+        "qwen3.5 tool call ends the thinking",
+        "qwen3",
+        false,
+        "<think>\nI need the weather in Paris.\n\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
+        (
+            "I need the weather in Paris.",
+            "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
+            false,
+            "qwen3",
+        ),
+    ),
+    case(
+        "qwen3.5 prefilled, tool call ends the thinking",
+        "qwen3",
+        true,
+        "verify result\n<tool_call>\n<function=Finish>\n<parameter=answer>\n204\n</parameter>\n</function>\n</tool_call>",
+        (
+            "verify result",
+            "<tool_call>\n<function=Finish>\n<parameter=answer>\n204\n</parameter>\n</function>\n</tool_call>",
+            false,
+            "qwen3",
+        ),
+    ),
+    // The same test's late "</think>": structure, not answer text.
+    case(
+        "qwen3.5 tool call, late close dropped",
+        "qwen3",
+        false,
+        "<think>verify result\n<tool_call>\n<function=Finish>\n<parameter=answer>\n204\n</parameter>\n</function>\n</tool_call></think>Here is the answer.",
+        (
+            "verify result",
+            "<tool_call>\n<function=Finish>\n<parameter=answer>\n204\n</parameter>\n</function>\n</tool_call>Here is the answer.",
+            false,
+            "qwen3",
+        ),
+    ),
+    case(
+        "qwen3 thought that mentions <tool_call> stays thought",
+        "qwen3",
+        false,
+        "<think>I could answer with <tool_call> but no tool fits.</think>\n\nNo tool needed.",
+        ("I could answer with <tool_call> but no tool fits.", "No tool needed.", false, "qwen3"),
+    ),
+    // vLLM test_kimi_k2_reasoning_parser.py: the section marker ends the reasoning.
+    case(
+        "kimi-k2 tool section ends the thinking",
+        "kimi",
+        false,
+        "<think>some reasoning<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\"}<|tool_call_end|><|tool_calls_section_end|>",
+        (
+            "some reasoning",
+            "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\"}<|tool_call_end|><|tool_calls_section_end|>",
+            false,
+            "kimi",
+        ),
+    ),
+    case(
+        "kimi-k2 bare tool call ends the thinking",
+        "kimi",
+        false,
+        "<think>Look it up.\n<|tool_call_begin|>functions.search:0<|tool_call_argument_begin|>{}<|tool_call_end|>",
+        (
+            "Look it up.",
+            "<|tool_call_begin|>functions.search:0<|tool_call_argument_begin|>{}<|tool_call_end|>",
+            false,
+            "kimi",
+        ),
+    ),
+    case(
+        "auto prefilled, kimi tool call tells the family",
+        "auto",
+        true,
+        "thinking<|tool_calls_section_begin|>call",
+        ("thinking", "<|tool_calls_section_begin|>call", false, "kimi"),
+    ),
+    // --- 3. gpt-oss with several segments --------------------------------------------------
+    // OpenAI harmony guide: analysis, a preamble, analysis after the tool result, final.
+    case(
+        "gpt-oss analysis and preambles interleaved",
+        "gpt-oss",
+        false,
+        "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>commentary<|message|>Let me check the weather.<|end|><|start|>assistant<|channel|>analysis<|message|>Got it: 18°C.<|end|><|start|>assistant<|channel|>commentary<|message|>One more check.<|end|><|start|>assistant<|channel|>analysis<|message|>Confirmed.<|end|><|start|>assistant<|channel|>final<|message|>It is 18°C in Paris.<|return|>",
+        (
+            "Need the weather.\nGot it: 18°C.\nConfirmed.",
+            "Let me check the weather.\nOne more check.\nIt is 18°C in Paris.",
+            false,
+            "gpt-oss",
+        ),
+    ),
+    // test-chat.cpp gpt-oss: a stray "<|channel|>commentary to=assistant" first.
+    case(
+        "gpt-oss stray commentary header ignored",
+        "gpt-oss",
+        false,
+        "<|channel|>commentary to=assistant<|channel|>analysis<|message|>I'm\nthinking<|end|><|start|>assistant<|channel|>final<|message|>Hello, world!\nWhat's up?",
+        ("I'm\nthinking", HELLO, false, "gpt-oss"),
+    ),
+    // vLLM #58825's input: the stray header inside a started message.
+    case(
+        "gpt-oss stray header after start ignored",
+        "gpt-oss",
+        false,
+        "<|start|>assistant<|channel|>commentary to=assistant<|channel|>final<|message|>secret",
+        ("", "secret", false, "gpt-oss"),
+    ),
+    case(
+        "auto harmony with several segments",
+        "auto",
+        false,
+        "<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>commentary<|message|>b<|end|><|start|>assistant<|channel|>analysis<|message|>c<|end|><|start|>assistant<|channel|>final<|message|>d<|return|>",
+        ("a\nc", "b\nd", false, "gpt-oss"),
+    ),
+    // --- 4. the output ends part way through an end marker -----------------------------
+    case(
+        "apriel cut in the final-response marker",
+        "apriel",
+        true,
+        "1. The capital of France is Paris.\n[BEGIN FIN",
+        ("1. The capital of France is Paris.", "", true, "apriel"),
+    ),
+    case(
+        "deepseek-r1 cut in the close tag",
+        "deepseek-r1",
+        true,
+        "17 × 23 = 391.</",
+        ("17 × 23 = 391.", "", true, "deepseek-r1"),
+    ),
+    case(
+        "seed-oss cut in the close tag",
+        "seed-oss",
+        false,
+        "<seed:think>Almost done.</seed:th",
+        ("Almost done.", "", true, "seed-oss"),
+    ),
+    case(
+        "granite 3.2 cut in the response heading",
+        "granite",
+        false,
+        "Here is my thought process:\nA haiku about rain.\nHere is my resp",
+        ("A haiku about rain.", "", true, "granite"),
+    ),
+    case(
+        "magistral cut in the close tag",
+        "magistral",
+        false,
+        "[THINK]raisonnement[/THI",
+        ("raisonnement", "", true, "magistral"),
+    ),
+    case(
+        "command-r7b cut in the close tag",
+        "command-r7b",
+        false,
+        "<|START_THINKING|>I'm\nthinking<|END_THINK",
+        ("I'm\nthinking", "", true, "command-r7b"),
+    ),
+    case(
+        "gemma cut in the close marker",
+        "gemma",
+        false,
+        "<|channel>thought\nThe user says hi.<chann",
+        ("The user says hi.", "", true, "gemma"),
+    ),
+    case(
+        "gpt-oss cut in the end marker",
+        "gpt-oss",
+        false,
+        "<|channel|>analysis<|message|>I'm\nthinking<|en",
+        ("I'm\nthinking", "", true, "gpt-oss"),
+    ),
+    // On the answer side a partial marker is ordinary text.
+    case(
+        "partial marker in the answer is text",
+        "command-r7b",
+        false,
+        "<|START_THINKING|>a<|END_THINKING|><|START_RESPONSE|>b <|END_RESP",
+        ("a", "b <|END_RESP", false, "command-r7b"),
     ),
     case("none keeps markers", "none", false, "<think>x</think>y", ("", "<think>x</think>y", false, "none")),
     case("empty output", "qwen3", false, "", ("", "", false, "qwen3")),

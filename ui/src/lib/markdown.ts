@@ -1,5 +1,5 @@
 // Markdown → sanitised HTML, with highlighted code blocks (copy button) and KaTeX math.
-import { Marked, type Tokens, type TokenizerAndRendererExtension } from 'marked';
+import { Lexer, Marked, type Links, type Tokens, type TokenizerAndRendererExtension } from 'marked';
 import { sanitize } from './sanitize';
 
 type Katex = typeof import('katex').default;
@@ -68,6 +68,9 @@ function cached(key: string, make: () => string): string {
   return v;
 }
 
+/** KaTeX's cap on user-given sizes, in ems. */
+export const KATEX_MAX_SIZE = 20;
+
 function renderMath(tex: string, display: boolean): string {
   const k = katex;
   if (!k) {
@@ -83,6 +86,9 @@ function renderMath(tex: string, display: boolean): string {
         trust: false,
         strict: 'ignore',
         maxExpand: 500,
+        // Any size a formula names (\rule, \kern, \raisebox…) is capped, in ems: a
+        // model's \rule{300em}{300em} must not paint the window (app.css clips `.md` too).
+        maxSize: KATEX_MAX_SIZE,
       });
     } catch {
       return `<code class="math-error">${escapeHtml(tex)}</code>`;
@@ -177,13 +183,128 @@ const md = new Marked({
   },
 });
 
-/** Markdown (untrusted) → safe HTML. */
+/** Markdown (untrusted) → safe HTML, through the same path as the streaming view. */
 export function renderMarkdown(src: string): string {
-  let html: string;
+  const view = new StreamingMarkdown().update(src);
+  return view.blocks.map((b) => b.html).join('') + view.tail;
+}
+
+/** One finished top-level block of a streamed text: rendered once, its DOM never touched again. */
+export interface MdBlock {
+  key: number;
+  html: string;
+}
+
+export interface MdView {
+  blocks: readonly MdBlock[];
+  /** The block still being written (and anything after it), rendered again on each update. */
+  tail: string;
+}
+
+function renderTokens(tokens: Tokens.Generic[], links: Links | undefined): string {
+  // The parser resolves reference links from the list's `links`, as marked's own lexer sets it.
+  const list = Object.assign(tokens.slice(), { links: links ?? {} });
   try {
-    html = md.parse(src) as string;
+    return sanitize(md.parser(list as Parameters<typeof md.parser>[0]) as string);
   } catch {
-    html = `<p>${escapeHtml(src)}</p>`;
+    return `<p>${escapeHtml(tokens.map((t) => t.raw).join(''))}</p>`;
   }
-  return sanitize(html);
+}
+
+/**
+ * Markdown for text that grows while it streams. Re-rendering the whole answer on every
+ * frame makes each token cost more than the last (parse, sanitise, and a new DOM for
+ * everything already on screen). Here only the open tail is lexed and rendered again: a
+ * top-level block followed by another one can no longer change, so it is rendered once,
+ * and `blocks` keeps its object (and so its DOM, with a keyed each) from then on.
+ * Two things reach back: text that does not extend what was seen (an edit, a branch
+ * switch) starts over, and a reference-link definition (`[1]: https://…`), which may come
+ * after the links that use it, renders the finished blocks again (only those whose HTML
+ * changes get a new key).
+ */
+export class StreamingMarkdown {
+  private seen = '';
+  private doneLen = 0;
+  private done: MdBlock[] = [];
+  private doneRaw: string[] = [];
+  /** Reference-link definitions found in the finished blocks. */
+  private links: Links = {};
+  /** The definitions the finished blocks were rendered with. */
+  private renderedWith: Links = {};
+  private nextKey = 0;
+
+  update(source: string): MdView {
+    const src = source.replace(/\r\n?/g, '\n');
+    if (!src.startsWith(this.seen.slice(0, this.doneLen))) {
+      this.doneLen = 0;
+      this.done = [];
+      this.doneRaw = [];
+      this.links = {};
+      this.renderedWith = {};
+    }
+    this.seen = src;
+    const rest = src.slice(this.doneLen);
+    let tokens: Tokens.Generic[];
+    let links: Links;
+    try {
+      const list = lexWith(rest, this.links);
+      tokens = list as unknown as Tokens.Generic[];
+      links = list.links;
+    } catch {
+      return { blocks: this.done, tail: `<p>${escapeHtml(rest)}</p>` };
+    }
+    if (!sameLinks(links, this.renderedWith)) {
+      this.rerender(links);
+      this.renderedWith = links;
+    }
+    // Offsets come from the tokens' raw text: if it ever does not cover the input exactly,
+    // nothing is committed and the text renders whole, as before.
+    const exact = tokens.reduce((n, t) => n + t.raw.length, 0) === rest.length;
+    let open = tokens.length;
+    while (open > 0 && tokens[open - 1].type === 'space') open--;
+    open = Math.max(0, open - 1);
+    if (exact && open > 0) {
+      const fresh: MdBlock[] = [];
+      for (const token of tokens.slice(0, open)) {
+        this.doneLen += token.raw.length;
+        if (token.type === 'space') continue;
+        if (token.type === 'def') {
+          const def = token as Tokens.Def;
+          this.links[def.tag] ??= { href: def.href, title: def.title };
+        }
+        fresh.push({ key: this.nextKey++, html: renderTokens([token], links) });
+        this.doneRaw.push(token.raw);
+      }
+      this.done = this.done.concat(fresh);
+      tokens = tokens.slice(open);
+    }
+    return { blocks: this.done, tail: renderTokens(tokens, links) };
+  }
+
+  private rerender(links: Links): void {
+    let changed = false;
+    const next = this.done.map((block, i) => {
+      // Links are resolved while lexing, so the block is lexed again.
+      const html = renderTokens(lexWith(this.doneRaw[i], links) as unknown as Tokens.Generic[], links);
+      if (html === block.html) return block;
+      changed = true;
+      return { key: this.nextKey++, html };
+    });
+    if (changed) this.done = next;
+  }
+}
+
+/** Lexes with reference-link definitions already known (the first definition of a label wins). */
+function lexWith(src: string, links: Links): ReturnType<typeof md.lexer> {
+  const lexer = new Lexer(md.defaults);
+  Object.assign(lexer.tokens.links, links);
+  return lexer.lex(src);
+}
+
+function sameLinks(a: Links, b: Links): boolean {
+  const ka = Object.keys(a);
+  return (
+    ka.length === Object.keys(b).length &&
+    ka.every((k) => b[k] !== undefined && a[k].href === b[k].href && a[k].title === b[k].title)
+  );
 }

@@ -53,6 +53,9 @@ export interface Metrics {
   budget_cut_at: number | null;
   reasoning_cut_off: boolean;
   thoughts_dropped_tokens: number;
+  /** From the request to the first thought / first answer text; absent when none. */
+  first_reasoning_ms?: number | null;
+  first_answer_ms?: number | null;
 }
 
 export type ChatEvent =
@@ -93,6 +96,10 @@ export interface LoadedModel {
   has_chat_template: boolean;
   template_name: string;
   reasoning_format: string;
+  /** False when the model's chat template has no way to switch its thinking off. */
+  thinking_off_available: boolean;
+  /** Why Off does nothing with this model; null when it works. */
+  thinking_off_reason: string | null;
 }
 
 export interface LoadProgress {
@@ -419,7 +426,8 @@ export interface DownloadResult {
   path: string;
   sha256: string;
   size: number;
-  sha256_source: 'user' | 'server_etag' | 'unverified' | string;
+  /** Who vouched for the sha256 the download was checked against. */
+  sha256_source: 'user' | 'hugging_face' | 'unverified' | string;
   resumed: boolean;
   model: ModelInfo | null;
 }

@@ -93,6 +93,22 @@ describe('Local API server section', () => {
     expect(q('api-copy')).toBeNull();
   });
 
+  it('generates a 128-bit key, shows it and saves it', async () => {
+    const calls = fakeShell();
+    view = mount(ApiServerSection, { target: document.body });
+    await settle();
+    expect(q('api-key')!.type).toBe('password');
+    toggle('api-key-generate');
+    await settle();
+    const key = calls.at(-1)!.apiKey as string;
+    expect(key).toMatch(/^[0-9a-f]{32}$/);
+    expect(q('api-key')!.value).toBe(key);
+    expect(q('api-key')!.type).toBe('text');
+    toggle('api-key-generate');
+    await settle();
+    expect(calls.at(-1)!.apiKey).not.toBe(key);
+  });
+
   it('shows the saved state after a restart, and a start failure in place', async () => {
     fakeShell({ enabled: true, port: 8081, api_key: 'k', save_history: true });
     view = mount(ApiServerSection, { target: document.body });

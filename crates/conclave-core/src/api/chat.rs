@@ -34,10 +34,14 @@ pub(crate) async fn completions(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limit = state.config.max_body_bytes;
-    // Bodies without a Content-Length reach here unchecked; this read stops at the limit.
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit))?;
+    // Bodies without a Content-Length reach here unchecked; this read stops at the limit,
+    // and at the deadline: a client trickling its body cannot hold the connection.
+    let deadline = state.config.body_timeout;
+    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return Err(ApiError::too_large(limit)),
+        Err(_) => return Ok(ApiError::body_timeout(deadline).closing()),
+    };
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!(
             "We could not parse the JSON body of your request ({e})."
@@ -61,6 +65,7 @@ pub(crate) async fn completions(
         keep_thoughts: false,
         threads: state.config.threads,
         grammar: req.grammar.clone(),
+        template_vars: req.template_vars.clone(),
     };
     let mut stream = model
         .chat(chat)

@@ -127,6 +127,46 @@ impl ApiError {
         )
     }
 
+    pub fn forbidden_cross_site() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "cross_site_not_allowed",
+            "The browser marked this request as coming from another site without saying which (no Origin header); it is refused.",
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "unsupported_media_type",
+            "Send the request body as JSON, with `Content-Type: application/json`.",
+        )
+    }
+
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!(
+                "The request body did not arrive within {} seconds.",
+                limit.as_secs()
+            ),
+        )
+    }
+
+    /// The response for an error that leaves the request body unread: the connection
+    /// cannot carry another request, and saying so keeps a pooling client (reqwest, httpx)
+    /// from sending its next request into a socket the server is about to close.
+    pub fn closing(self) -> Response {
+        let mut res = self.into_response();
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        res
+    }
+
     pub fn forbidden_host() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
-use super::{ApiError, ApiState};
+use super::{ApiConfig, ApiError, ApiState};
 
 pub(crate) async fn require_key(
     State(state): State<Arc<ApiState>>,
@@ -52,12 +52,45 @@ pub(crate) async fn check_origin_and_host(
     if state.loopback && !host_is_loopback(req.headers()) {
         return ApiError::forbidden_host().into_response();
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        if !origin_allowed(&state, origin) {
+    match req.headers().get(header::ORIGIN) {
+        Some(origin) if !origin_allowed(&state, origin) => {
             return ApiError::forbidden_origin().into_response();
         }
+        Some(_) => {}
+        // Browsers send no Origin on "no-cors" requests (`<img>`, `<script>`, a link
+        // followed), which another site can make; they do mark them cross-site.
+        None if is_cross_site(req.headers()) => {
+            return ApiError::forbidden_cross_site().into_response();
+        }
+        None => {}
     }
     next.run(req).await
+}
+
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+/// POST bodies must say they are JSON. A browser page may send a "simple" cross-origin
+/// POST (`text/plain`, a form) without a CORS preflight; requiring `application/json`
+/// forces the preflight, which the origin rules then answer.
+pub(crate) async fn require_json(req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        next.run(req).await
+    } else {
+        ApiError::unsupported_media_type().closing()
+    }
 }
 
 fn host_is_loopback(headers: &HeaderMap) -> bool {
@@ -91,26 +124,35 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 pub(crate) fn origin_allowed(state: &ApiState, origin: &HeaderValue) -> bool {
-    if state.config.api_key.is_some() {
+    origin_allowed_by(&state.config, origin)
+}
+
+fn origin_allowed_by(config: &ApiConfig, origin: &HeaderValue) -> bool {
+    if config.api_key.is_some() {
         return true;
     }
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    if state
-        .config
+    if config
         .cors_origins
         .iter()
         .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
     {
         return true;
     }
-    // `tauri://localhost` (macOS/Linux) and `http://tauri.localhost` (Windows) are the
-    // desktop app's own web view.
     let Some((scheme, rest)) = origin.split_once("://") else {
         return false;
     };
-    matches!(scheme, "http" | "https" | "tauri") && is_loopback_host(strip_port(rest))
+    let host = strip_port(rest).trim_end_matches('.').to_ascii_lowercase();
+    // Any page can be served under some `NAME.localhost` (browsers resolve them all to
+    // this machine, and local tools hand them out): only the app's own web view,
+    // `tauri://localhost` (macOS/Linux) or `http://tauri.localhost` (Windows), is trusted
+    // without the key.
+    if host.ends_with(".localhost") {
+        return matches!(scheme, "http" | "https") && host == "tauri.localhost";
+    }
+    matches!(scheme, "http" | "https" | "tauri") && is_loopback_host(&host)
 }
 
 pub(crate) fn cors(state: &Arc<ApiState>) -> CorsLayer {
@@ -167,6 +209,7 @@ pub(crate) async fn shape_limit_errors(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -192,6 +235,37 @@ mod tests {
         assert_eq!(strip_port("[::1]:8080"), "::1");
         assert_eq!(strip_port("localhost:8080"), "localhost");
         assert_eq!(strip_port("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn origins_without_a_key() {
+        let open = ApiConfig::default();
+        let keyed = ApiConfig {
+            api_key: Some("k".repeat(32)),
+            ..Default::default()
+        };
+        let allowed =
+            |c: &ApiConfig, o: &str| origin_allowed_by(c, &HeaderValue::from_str(o).unwrap());
+        for o in [
+            "http://localhost:5173",
+            "http://127.0.0.1:3000",
+            "http://[::1]:8000",
+            "tauri://localhost",
+            "http://tauri.localhost",
+            "https://tauri.localhost",
+        ] {
+            assert!(allowed(&open, o), "{o}");
+        }
+        for o in [
+            "https://evil.example",
+            "http://evil.localhost:8080",
+            "http://tauri.localhost.evil.example",
+            "tauri://evil.localhost",
+            "null",
+        ] {
+            assert!(!allowed(&open, o), "{o}");
+            assert!(allowed(&keyed, o), "with a key the key is the gate: {o}");
+        }
     }
 
     #[test]

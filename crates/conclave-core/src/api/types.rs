@@ -23,7 +23,18 @@ pub(crate) struct ParsedRequest {
     pub think: ThinkMode,
     pub think_budget: Option<u32>,
     pub grammar: Option<String>,
+    /// Extra chat-template variables: `chat_template_kwargs` (less `enable_thinking`,
+    /// which sets `think`) and `reasoning_effort`, which gpt-oss's template reads.
+    pub template_vars: Vec<(String, Value)>,
 }
+
+/// Variables the renderer sets itself; a request may not replace them.
+const RESERVED_TEMPLATE_VARS: &[&str] = &[
+    "messages",
+    "add_generation_prompt",
+    "bos_token",
+    "eos_token",
+];
 
 pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedRequest, ApiError> {
     let Some(obj) = body.as_object() else {
@@ -143,6 +154,40 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
         },
         Some(_) => return Err(type_error("reasoning_effort", "a string")),
     };
+    let mut template_vars = Vec::new();
+    if let Some(Value::String(effort)) = field(obj, "reasoning_effort") {
+        template_vars.push(("reasoning_effort".to_owned(), Value::String(effort.clone())));
+    }
+    match field(obj, "chat_template_kwargs") {
+        None => {}
+        Some(Value::Object(kwargs)) => {
+            for (name, value) in kwargs {
+                let param = format!("chat_template_kwargs.{name}");
+                if RESERVED_TEMPLATE_VARS.contains(&name.as_str()) {
+                    return Err(ApiError::invalid_value(
+                        &param,
+                        format!("`{name}` is set by the server and cannot be overridden."),
+                    ));
+                }
+                if name == "enable_thinking" {
+                    // Honoured for every template, not only those that read the flag:
+                    // the engine maps it to the model's own switch (see
+                    // reasoning::PromptPlan); an effort's budget still applies when on.
+                    match value {
+                        Value::Bool(true) => think = ThinkMode::On,
+                        Value::Bool(false) => think = ThinkMode::Off,
+                        Value::Null => {}
+                        _ => return Err(type_error(&param, "a boolean")),
+                    }
+                    continue;
+                }
+                // Later entries win over `reasoning_effort` above.
+                template_vars.retain(|(n, _)| n != name);
+                template_vars.push((name.clone(), value.clone()));
+            }
+        }
+        Some(_) => return Err(type_error("chat_template_kwargs", "an object")),
+    }
     let grammar = parse_response_format(obj)?;
     if grammar.is_some() {
         // The grammar constrains every generated token, thinking included, and no
@@ -171,6 +216,7 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
         think,
         think_budget,
         grammar,
+        template_vars,
     })
 }
 
@@ -434,6 +480,52 @@ mod tests {
         for (body, param) in cases {
             let e = parse(body).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+            assert_eq!(e.param.as_deref(), Some(param), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn chat_template_kwargs_become_template_variables() {
+        let r = parse(json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "reasoning_effort": "low",
+            "chat_template_kwargs": {"enable_thinking": false, "thinking_budget": 0, "custom": {"a": [1]}}}))
+        .unwrap();
+        assert_eq!((r.think, r.think_budget), (ThinkMode::Off, Some(512)));
+        assert_eq!(
+            r.template_vars,
+            [
+                ("reasoning_effort".to_owned(), json!("low")),
+                ("custom".to_owned(), json!({"a": [1]})),
+                ("thinking_budget".to_owned(), json!(0)),
+            ]
+        );
+        let r = parse(json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "reasoning_effort": "high", "chat_template_kwargs": {"reasoning_effort": "low", "enable_thinking": true}}))
+        .unwrap();
+        assert_eq!((r.think, r.think_budget), (ThinkMode::On, Some(8192)));
+        assert_eq!(
+            r.template_vars,
+            [("reasoning_effort".to_owned(), json!("low"))]
+        );
+        let r = parse(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "chat_template_kwargs": {"enable_thinking": true}}),
+        )
+        .unwrap();
+        assert_eq!((r.think, r.think_budget), (ThinkMode::On, None));
+        for (kwargs, param) in [
+            (
+                json!({"enable_thinking": "no"}),
+                "chat_template_kwargs.enable_thinking",
+            ),
+            (json!({"messages": []}), "chat_template_kwargs.messages"),
+            (json!([1]), "chat_template_kwargs"),
+        ] {
+            let e = parse(
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                "chat_template_kwargs": kwargs}),
+            )
+            .unwrap_err();
             assert_eq!(e.param.as_deref(), Some(param), "{e:?}");
         }
     }

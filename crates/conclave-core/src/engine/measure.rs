@@ -12,6 +12,7 @@ use crate::reasoning::{ReasoningFormat, Segment};
 pub(super) struct Timeline {
     start: Instant,
     first_output: Option<Duration>,
+    reasoning_started: Option<Duration>,
     answer_started: Option<Duration>,
     /// Energy spent by the time an answer that followed a thought began.
     thinking_energy_wh: Option<f64>,
@@ -24,6 +25,7 @@ impl Timeline {
         Self {
             start,
             first_output: None,
+            reasoning_started: None,
             answer_started: None,
             thinking_energy_wh: None,
             saw_reasoning: false,
@@ -33,10 +35,13 @@ impl Timeline {
     /// The event to stream for a piece of split output (none for an empty piece), noting
     /// the moments the metrics need.
     pub fn event(&mut self, segment: Segment, meter: &EnergyMeter) -> Option<ChatEvent> {
+        // One reading per segment, so that the first output and the first of its kind are
+        // the same instant.
         let now = self.start.elapsed();
         let event = match segment {
             Segment::Reasoning(text) if !text.is_empty() => {
                 self.saw_reasoning = true;
+                self.reasoning_started.get_or_insert(now);
                 ChatEvent::Reasoning { text }
             }
             Segment::Answer(text) if !text.is_empty() => {
@@ -61,6 +66,10 @@ pub(super) struct AnswerFacts<'a> {
     /// Prompt decoding time, as the worker reported it when generation began.
     pub prompt_ms: f64,
     pub wall: Duration,
+    /// Generated tokens that fell on the thinking side, as the splitter counted them: the
+    /// worker counts thinking only under a budget, and the auto splitter may have found
+    /// thinking on its own.
+    pub reasoning_tokens: u32,
     pub energy_wh: f64,
     pub cpu_seconds: f64,
     pub energy_method: &'static str,
@@ -78,7 +87,9 @@ pub(super) struct AnswerFacts<'a> {
 pub(super) fn assemble(timeline: &Timeline, facts: AnswerFacts<'_>) -> (Usage, Metrics) {
     let done = facts.done;
     let wall_ms = facts.wall.as_secs_f64() * 1000.0;
-    let reasoning_tokens = done.thinking_tokens.min(done.completion_tokens);
+    // The worker's total stays the reference (a cancelled answer's last token may never
+    // have come out as text).
+    let reasoning_tokens = facts.reasoning_tokens.min(done.completion_tokens);
     let thinking_ms = if timeline.saw_reasoning || reasoning_tokens > 0 {
         timeline
             .answer_started
@@ -125,8 +136,14 @@ pub(super) fn assemble(timeline: &Timeline, facts: AnswerFacts<'_>) -> (Usage, M
         budget_cut_at: done.budget_cut_at,
         reasoning_cut_off: facts.reasoning_cut_off,
         thoughts_dropped_tokens: facts.thoughts_dropped_tokens,
+        first_reasoning_ms: timeline.reasoning_started.map(millis),
+        first_answer_ms: timeline.answer_started.map(millis),
     };
     (usage, metrics)
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn rate(tokens: u32, ms: f64) -> f64 {
@@ -162,6 +179,7 @@ mod tests {
             done,
             prompt_ms: 20.0,
             wall: Duration::from_millis(1000),
+            reasoning_tokens: done.thinking_tokens,
             energy_wh: 0.5,
             cpu_seconds: 1.0,
             energy_method: "cpu-time",
@@ -180,6 +198,7 @@ mod tests {
         Timeline {
             start: Instant::now(),
             first_output: Some(Duration::from_millis(first_ms)),
+            reasoning_started: saw_reasoning.then(|| Duration::from_millis(first_ms)),
             answer_started: answer_ms.map(Duration::from_millis),
             thinking_energy_wh: saw_reasoning.then_some(0.2),
             saw_reasoning,
@@ -197,6 +216,10 @@ mod tests {
         assert!((m.ttft_ms - 100.0).abs() < 1e-9);
         assert_eq!((m.thinking_ms, m.answer_ms), (0.0, 1000.0));
         assert_eq!((m.energy_thinking_wh, m.energy_answer_wh), (0.0, 0.5));
+        assert_eq!(
+            (m.first_reasoning_ms, m.first_answer_ms),
+            (None, Some(100.0))
+        );
     }
 
     #[test]
@@ -208,11 +231,15 @@ mod tests {
         assert!((m.answer_ms - 600.0).abs() < 1e-9);
         assert!((m.energy_thinking_wh - 0.2).abs() < 1e-9);
         assert!((m.energy_answer_wh - 0.3).abs() < 1e-9);
+        assert_eq!(
+            (m.first_reasoning_ms, m.first_answer_ms),
+            (Some(100.0), Some(400.0))
+        );
     }
 
     #[test]
     fn an_answer_cut_off_while_thinking_is_all_thinking() {
-        // The budget counted more thinking tokens than were generated: capped.
+        // More thinking tokens counted than the worker generated: capped.
         let d = done(50, 80);
         let (usage, m) = assemble(&timeline(100, None, false), facts(&d));
         assert_eq!((usage.reasoning_tokens, usage.answer_tokens), (50, 0));

@@ -1,21 +1,19 @@
-//! Prompt preparation, as pure functions: how a thinking mode maps onto the template, which
-//! earlier thoughts go back to the model, the template render with its prefill, and which
+//! Prompt preparation, as pure functions: the thinking mode applied to the template (the
+//! mapping itself is [`reasoning::PromptPlan`]), which earlier thoughts go back to the
+//! model, the template render with its prefill and BOS rule, the budget rule, and which
 //! turns are dropped when the conversation does not fit. No worker is needed to test them.
 
 use crate::events::{Message, Role, ThinkMode};
 use crate::protocol::{ReadyInfo, ThinkBudget};
-use crate::reasoning::{self, ReasoningFormat, TemplateValue, ThinkingOff};
+use crate::reasoning::{self, PromptPlan, ReasoningFormat};
 use crate::template::{ChatTemplate, RenderInput, TemplateError};
 
-/// What stays the same for every render of one request, however many turns are dropped.
-pub(super) struct PromptPlan {
+/// One request's conversation, ready to render as many times as turns must be dropped.
+pub(super) struct Prepared {
     pub template: ChatTemplate,
-    /// The reasoning format the answer is read with.
-    pub format: ReasoningFormat,
-    /// Written after the rendered template (an opened or an empty closed thinking block).
-    pub prefill: String,
-    pub enable_thinking: Option<bool>,
-    /// Other template switches (`thinking`, `thinking_budget`…).
+    /// How the thinking mode is reached with this template.
+    pub thinking: PromptPlan,
+    /// The plan's template variables, then the request's own (which win).
     pub extra_vars: Vec<(String, minijinja::Value)>,
     /// The conversation as the model will see it.
     pub messages: Vec<Message>,
@@ -42,62 +40,30 @@ pub(super) fn format_for(t: &ChatTemplate) -> ReasoningFormat {
 }
 
 /// Prepares one request's conversation for `template`.
-pub(super) fn plan(
+pub(super) fn prepare(
     template: ChatTemplate,
     mut messages: Vec<Message>,
     think: ThinkMode,
     keep_thoughts: bool,
-) -> PromptPlan {
-    let mut format = format_for(&template);
-    // "Thinking on" for a model with no thinking format of its own: open a generic
-    // <think> block in the prompt (budget forcing, as in the s1 paper).
-    let mut prefill = String::new();
-    if think == ThinkMode::On && format == ReasoningFormat::None {
-        format = ReasoningFormat::DeepseekR1;
-        prefill.push_str("<think>\n");
-    }
-    let mut enable_thinking = None;
-    let mut extra_vars: Vec<(String, minijinja::Value)> = Vec::new();
-    match (think, format.thinking_off()) {
-        (ThinkMode::Off, ThinkingOff::TemplateVar { name, value }) => {
-            let v = match value {
-                TemplateValue::Bool(b) => minijinja::Value::from(b),
-                TemplateValue::Int(i) => minijinja::Value::from(i),
-            };
-            if name == "enable_thinking" {
-                enable_thinking = Some(false);
-            } else {
-                extra_vars.push((name.to_owned(), v));
-            }
-        }
-        (
-            ThinkMode::On,
-            ThinkingOff::TemplateVar {
-                name,
-                value: TemplateValue::Bool(_),
-            },
-        ) => {
-            if name == "enable_thinking" {
-                enable_thinking = Some(true);
-            } else {
-                extra_vars.push((name.to_owned(), minijinja::Value::from(true)));
-            }
-        }
-        (ThinkMode::Off, ThinkingOff::SlashCommand(cmd)) => {
-            if let Some(last) = messages.iter_mut().rev().find(|m| m.role == Role::User) {
-                last.content.push(' ');
-                last.content.push_str(cmd);
-            }
-        }
-        (ThinkMode::Off, ThinkingOff::PrefillClosedBlock(block)) => prefill.push_str(block),
-        _ => {}
-    }
-    let dropped_thoughts = earlier_thoughts(&mut messages, keep_thoughts, &template, format);
-    PromptPlan {
+    template_vars: &[(String, serde_json::Value)],
+) -> Prepared {
+    let thinking = PromptPlan::new(
+        format_for(&template),
+        &template.source,
+        think,
+        &mut messages,
+    );
+    let mut extra_vars = thinking.template_vars();
+    extra_vars.extend(
+        template_vars
+            .iter()
+            .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(v))),
+    );
+    let dropped_thoughts =
+        earlier_thoughts(&mut messages, keep_thoughts, &template, thinking.format);
+    Prepared {
         template,
-        format,
-        prefill,
-        enable_thinking,
+        thinking,
         extra_vars,
         messages,
         dropped_thoughts,
@@ -123,7 +89,12 @@ fn earlier_thoughts(
             continue;
         }
         if !template.source.contains("reasoning_content") {
-            if let Some(mk) = format.markers() {
+            // A template without markers of its own gets the generic block the engine
+            // opens for it, so kept thoughts are never dropped.
+            let markers = format
+                .markers()
+                .or_else(|| ReasoningFormat::DeepseekR1.markers());
+            if let Some(mk) = markers {
                 m.content = format!("{}{}{}{}", mk.open, r, mk.close, m.content);
             }
         }
@@ -132,37 +103,52 @@ fn earlier_thoughts(
     dropped
 }
 
-impl PromptPlan {
-    /// Renders `messages` (the plan's, or what is left of them after dropping turns).
-    pub fn render(
+impl Prepared {
+    /// The format the answer is read with.
+    pub fn format(&self) -> ReasoningFormat {
+        self.thinking.format
+    }
+
+    /// Renders `messages` (the prepared ones, or what is left of them after dropping
+    /// turns). The template is the model file's code: it runs on a thread of its own,
+    /// under limits (template::RenderLimits), never on the runtime's threads.
+    pub async fn render(
         &self,
         messages: &[Message],
         ready: &ReadyInfo,
     ) -> Result<Rendered, TemplateError> {
-        let rendered = self.template.render(&RenderInput {
-            messages,
-            add_generation_prompt: true,
-            bos_token: &ready.bos_token,
-            eos_token: &ready.eos_token,
-            enable_thinking: self.enable_thinking,
-            extra: &self.extra_vars,
-        })?;
-        let prompt = format!("{rendered}{}", self.prefill);
-        let starts_in_thinking = reasoning::prompt_ends_in_thinking(self.format, &prompt);
+        let rendered = self
+            .template
+            .render_async(&RenderInput {
+                messages,
+                add_generation_prompt: true,
+                bos_token: &ready.bos_token,
+                eos_token: &ready.eos_token,
+                enable_thinking: self.thinking.enable_thinking,
+                extra: &self.extra_vars,
+            })
+            .await?;
+        Ok(self.finish(&rendered, ready))
+    }
+
+    /// The prompt for a rendered template: the plan's prefill, and whether BOS is added.
+    fn finish(&self, rendered: &str, ready: &ReadyInfo) -> Rendered {
+        let prompt = self.thinking.finish(rendered);
+        let starts_in_thinking = reasoning::prompt_ends_in_thinking(self.format(), &prompt);
         // Only when the model wants one and the template did not write it already.
         let add_bos =
             ready.add_bos && !(ready.bos_token.is_empty() || prompt.starts_with(&ready.bos_token));
-        Ok(Rendered {
+        Rendered {
             prompt,
             add_bos,
             starts_in_thinking,
-        })
+        }
     }
 
     /// The worker's budget rule for this format; without a user budget it still counts the
-    /// thinking tokens (for the metrics) and never forces.
+    /// thinking tokens and never forces.
     pub fn budget(&self, max_tokens: Option<u32>, starts_in_thinking: bool) -> Option<ThinkBudget> {
-        self.format.markers().map(|mk| ThinkBudget {
+        self.format().markers().map(|mk| ThinkBudget {
             max_tokens: max_tokens.unwrap_or(u32::MAX),
             starts_in_thinking,
             open: mk.open.trim().to_owned(),
@@ -255,12 +241,16 @@ mod tests {
     /// A template whose format is detected as Qwen3 (it reads `enable_thinking`).
     const QWEN3_LIKE: &str = "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{%- if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{%- endif %}{%- endif %}";
 
-    #[test]
-    fn thinking_on_for_a_model_without_a_format_opens_a_think_block() {
+    fn hi() -> Vec<Message> {
+        vec![m(Role::User, "hi")]
+    }
+
+    #[tokio::test]
+    async fn thinking_on_for_a_model_without_a_format_opens_a_think_block() {
         let chatml = ChatTemplate::builtin("chatml").unwrap();
-        let p = plan(chatml, vec![m(Role::User, "hi")], ThinkMode::On, false);
-        assert_eq!(p.format, ReasoningFormat::DeepseekR1);
-        let r = p.render(&p.messages, &ready("", false)).unwrap();
+        let p = prepare(chatml, hi(), ThinkMode::On, false, &[]);
+        assert_eq!(p.format(), ReasoningFormat::DeepseekR1);
+        let r = p.render(&p.messages, &ready("", false)).await.unwrap();
         assert!(r.prompt.ends_with("<think>\n"), "{:?}", r.prompt);
         assert!(r.starts_in_thinking);
         let budget = p.budget(Some(8), r.starts_in_thinking).unwrap();
@@ -274,38 +264,48 @@ mod tests {
         );
     }
 
-    #[test]
-    fn thinking_auto_leaves_a_plain_template_alone() {
+    #[tokio::test]
+    async fn thinking_auto_leaves_a_plain_template_alone() {
         let chatml = ChatTemplate::builtin("chatml").unwrap();
-        let p = plan(chatml, vec![m(Role::User, "hi")], ThinkMode::Auto, false);
-        assert_eq!(p.format, ReasoningFormat::None);
-        assert!(p.prefill.is_empty() && p.enable_thinking.is_none());
-        let r = p.render(&p.messages, &ready("", false)).unwrap();
-        assert!(!r.starts_in_thinking);
+        let p = prepare(chatml, hi(), ThinkMode::Auto, false, &[]);
+        assert_eq!(p.format(), ReasoningFormat::None);
+        assert!(p.thinking.enable_thinking.is_none() && p.extra_vars.is_empty());
+        let r = p.render(&p.messages, &ready("", false)).await.unwrap();
+        assert!(
+            !r.starts_in_thinking && r.prompt.ends_with("assistant\n"),
+            "{:?}",
+            r.prompt
+        );
         assert!(p.budget(None, false).is_none());
     }
 
-    #[test]
-    fn thinking_off_uses_the_formats_own_switch() {
+    #[tokio::test]
+    async fn thinking_off_uses_the_templates_own_switch() {
         let t = custom(QWEN3_LIKE);
         assert_eq!(format_for(&t), ReasoningFormat::Qwen3);
-        let p = plan(t.clone(), vec![m(Role::User, "hi")], ThinkMode::Off, false);
-        assert_eq!(p.enable_thinking, Some(false));
-        let r = p.render(&p.messages, &ready("", false)).unwrap();
+        let p = prepare(t.clone(), hi(), ThinkMode::Off, false, &[]);
+        assert_eq!(p.thinking.enable_thinking, Some(false));
+        let r = p.render(&p.messages, &ready("", false)).await.unwrap();
         assert!(r.prompt.ends_with("<think>\n\n</think>"), "{:?}", r.prompt);
         assert!(!r.starts_in_thinking);
-        let on = plan(t, vec![m(Role::User, "hi")], ThinkMode::On, false);
-        assert_eq!(on.enable_thinking, Some(true));
+        let on = prepare(t, hi(), ThinkMode::On, false, &[]);
+        assert_eq!(on.thinking.enable_thinking, Some(true));
 
-        let r1 = plan(
-            ChatTemplate::builtin("deepseek-r1").unwrap(),
-            vec![m(Role::User, "hi")],
-            ThinkMode::Off,
-            false,
-        );
-        assert_eq!(r1.prefill, "<think>\n\n</think>\n\n");
-        let r = r1.render(&r1.messages, &ready("<s>", true)).unwrap();
+        // R1's template opens the block itself: Off closes it in the prompt.
+        let r1 = ChatTemplate::builtin("deepseek-r1").unwrap();
+        let p = prepare(r1, hi(), ThinkMode::Off, false, &[]);
+        let r = p.render(&p.messages, &ready("<s>", true)).await.unwrap();
+        assert!(r.prompt.trim_end().ends_with("</think>"), "{:?}", r.prompt);
         assert!(!r.starts_in_thinking, "{:?}", r.prompt);
+    }
+
+    #[tokio::test]
+    async fn request_template_vars_reach_the_template_and_win() {
+        let t = custom("{%- for m in messages %}{{ m.content }}{%- endfor %}|{{ enable_thinking }}|{{ flavour }}");
+        let vars = [("flavour".to_owned(), serde_json::json!("mint"))];
+        let p = prepare(t, hi(), ThinkMode::Auto, false, &vars);
+        let r = p.render(&p.messages, &ready("", false)).await.unwrap();
+        assert!(r.prompt.ends_with("|mint"), "{:?}", r.prompt);
     }
 
     #[test]
@@ -316,38 +316,52 @@ mod tests {
             answered("a1", "mulling"),
             m(Role::User, "q2"),
         ];
-        let dropped = plan(chatml.clone(), convo.clone(), ThinkMode::On, false);
+        let dropped = prepare(chatml.clone(), convo.clone(), ThinkMode::On, false, &[]);
         assert_eq!(dropped.dropped_thoughts, "mulling");
         assert_eq!(dropped.messages[1].content, "a1");
         assert!(dropped.messages[1].reasoning.is_none());
 
-        // Kept, with a template that has no field for it: back inside the markers.
-        let kept = plan(chatml, convo.clone(), ThinkMode::On, true);
-        assert!(kept.dropped_thoughts.is_empty());
-        assert_eq!(kept.messages[1].content, "<think>\nmulling\n</think>\n\na1");
+        // Kept, with a template that has no field for it: back inside the markers (the
+        // generic block, when the format has none of its own).
+        for think in [ThinkMode::On, ThinkMode::Auto] {
+            let kept = prepare(chatml.clone(), convo.clone(), think, true, &[]);
+            assert!(kept.dropped_thoughts.is_empty());
+            assert_eq!(kept.messages[1].content, "<think>\nmulling\n</think>\n\na1");
+        }
 
         // Kept, with a template that renders `reasoning_content` itself: left as a field.
         let own =
             custom("{%- for m in messages %}{{ m.reasoning_content }}{{ m.content }}{%- endfor %}");
-        let kept = plan(own, convo, ThinkMode::Auto, true);
+        let kept = prepare(own, convo, ThinkMode::Auto, true, &[]);
         assert_eq!(kept.messages[1].content, "a1");
         assert_eq!(kept.messages[1].reasoning.as_deref(), Some("mulling"));
     }
 
-    #[test]
-    fn bos_is_added_only_when_the_template_did_not_write_it() {
+    #[tokio::test]
+    async fn bos_is_added_only_when_the_template_did_not_write_it() {
         let chatml = ChatTemplate::builtin("chatml").unwrap();
-        let p = plan(chatml, vec![m(Role::User, "hi")], ThinkMode::Auto, false);
-        assert!(p.render(&p.messages, &ready("<s>", true)).unwrap().add_bos);
-        assert!(!p.render(&p.messages, &ready("<s>", false)).unwrap().add_bos);
-        assert!(!p.render(&p.messages, &ready("", true)).unwrap().add_bos);
-        let r1 = plan(
-            ChatTemplate::builtin("deepseek-r1").unwrap(),
-            vec![m(Role::User, "hi")],
-            ThinkMode::Auto,
-            false,
+        let p = prepare(chatml, hi(), ThinkMode::Auto, false, &[]);
+        assert!(
+            p.render(&p.messages, &ready("<s>", true))
+                .await
+                .unwrap()
+                .add_bos
         );
-        let r = r1.render(&r1.messages, &ready("<s>", true)).unwrap();
+        assert!(
+            !p.render(&p.messages, &ready("<s>", false))
+                .await
+                .unwrap()
+                .add_bos
+        );
+        assert!(
+            !p.render(&p.messages, &ready("", true))
+                .await
+                .unwrap()
+                .add_bos
+        );
+        let r1 = ChatTemplate::builtin("deepseek-r1").unwrap();
+        let p = prepare(r1, hi(), ThinkMode::Auto, false, &[]);
+        let r = p.render(&p.messages, &ready("<s>", true)).await.unwrap();
         assert!(r.prompt.starts_with("<s>") && !r.add_bos);
     }
 

@@ -239,6 +239,8 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                         .try_get::<Option<bool>, _>("reasoning_cut_off")?
                         .unwrap_or(false),
                     thoughts_dropped_tokens: u32_or0(row, "thoughts_dropped_tokens")?,
+                    first_reasoning_ms: row.try_get("first_reasoning_ms")?,
+                    first_answer_ms: row.try_get("first_answer_ms")?,
                 })
             }
         };
@@ -422,6 +424,14 @@ pub(crate) fn push_metrics(
     col!(
         "thoughts_dropped_tokens",
         mx.map(|x| i64::from(x.thoughts_dropped_tokens))
+    );
+    col!(
+        "first_reasoning_ms",
+        mx.and_then(|x| x.first_reasoning_ms.and_then(finite))
+    );
+    col!(
+        "first_answer_ms",
+        mx.and_then(|x| x.first_answer_ms.and_then(finite))
     );
     Ok(())
 }

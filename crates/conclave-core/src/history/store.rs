@@ -54,6 +54,10 @@ impl History {
 
     /// Opens the history in the data root (`CONCLAVE_DATA_DIR` or the platform data dir).
     pub async fn open_default() -> Result<Self> {
+        // Best effort: where the root cannot be tightened, opening reports what fails.
+        if let Err(e) = crate::paths::ensure_data_dir() {
+            tracing::warn!("could not make the data folder private: {e}");
+        }
         Self::open(crate::paths::database_path()).await
     }
 
@@ -84,6 +88,13 @@ impl History {
             )));
         } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
+        }
+        if !read_only {
+            // Best effort: a database someone else owns cannot be chmod-ed, and SQLite
+            // reports better than we could what else is wrong with it.
+            if let Err(e) = make_private(&path) {
+                tracing::warn!(path = %shown, "could not make the history private: {e}");
+            }
         }
 
         let mut connect = SqliteConnectOptions::new()
@@ -852,6 +863,31 @@ async fn latest_leaf_under(conn: &mut SqliteConnection, id: &str) -> Result<Stri
     Ok(leaf.unwrap_or_else(|| id.to_string()))
 }
 
+/// The history is the user's conversations: the database and its `-wal` and `-shm` files are
+/// owner-only (0600). SQLite creates the latter two with the database file's own mode, so
+/// a new database is created empty and 0600 before SQLite opens it; an existing one (from
+/// before this rule, or copied in) is tightened.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, crate::files::PRIVATE_FILE_MODE);
+        match opts.open(path) {
+            Ok(_) => {}
+            // Another process created it meanwhile: tighten it below like any other.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        crate::files::restrict_file(Path::new(&name))?;
+    }
+    Ok(())
+}
+
 /// An exclusive lock on `<database>.lock`, held while the database is opened and migrated.
 /// A lock file beside it rather than the database itself: SQLite's own locks must not be
 /// disturbed. The OS releases it if the process dies. Best effort: where no lock file can
@@ -864,11 +900,12 @@ async fn open_lock(path: &Path) -> Option<std::fs::File> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&name)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        // Empty, but it sits in the private data folder like the rest: owner-only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, crate::files::PRIVATE_FILE_MODE);
+        let file = opts.open(&name)?;
         tokio::task::spawn_blocking(move || file.lock().map(|()| file))
             .await
             .map_err(std::io::Error::other)?

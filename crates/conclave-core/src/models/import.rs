@@ -206,7 +206,7 @@ fn copy_atomic(src: &Path, dest: &Path) -> Result<(), ModelsError> {
     ));
     let result = std::fs::copy(src, &tmp)
         .map_err(ModelsError::io(src))
-        .and_then(|_| std::fs::rename(&tmp, dest).map_err(ModelsError::io(dest)));
+        .and_then(|_| crate::files::sync_and_rename(&tmp, dest).map_err(ModelsError::io(dest)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -72,8 +72,13 @@ pub(crate) fn update_settings(
     write_json_atomic(path, &s)
 }
 
+/// Settings and caches: private (0600) and flushed before the rename, see [`crate::files`].
 pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), ModelsError> {
-    crate::paths::write_json_atomic(path, value).map_err(ModelsError::io(path))
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| ModelsError::Settings {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    crate::files::write_private_atomic(path, &bytes).map_err(ModelsError::io(path))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

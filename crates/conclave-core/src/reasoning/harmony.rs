@@ -3,14 +3,23 @@
 //! the last one ended by `<|return|>` (or `<|call|>` for a tool call).
 //!
 //! Routing, following llama.cpp's `common_chat_parse_gpt_oss` (common/chat-parser.cpp):
-//! * `analysis` bodies are reasoning; each analysis message is its own block.
-//! * `final` bodies are the answer.
+//! * `analysis` bodies are reasoning; each analysis message is its own block, and the
+//!   stream puts a newline between blocks so that several analysis messages read as
+//!   paragraphs rather than one run-on line.
+//! * `final` bodies are the answer; answer messages (final and preambles) are joined
+//!   by a newline in the same way.
 //! * `commentary` without a recipient is a tool preamble ("I'll look that up"), which
 //!   harmony says is meant for the user, so it goes to the answer like llama.cpp does.
 //! * A message with a recipient (` to=functions.x`) is a tool call: structured arguments,
 //!   not prose. Conclave offers no tools, so its body is dropped rather than shown.
-//! * Headers are structure and never shown. Text outside any message (a model that
-//!   ignores the format) is answer, so nothing the user should see is swallowed.
+//! * Headers are structure and never shown. A header that a second header interrupts
+//!   before its `<|message|>` (llama.cpp's test: a stray `<|channel|>commentary
+//!   to=assistant` before `<|channel|>analysis<|message|>`) is dropped, and the later
+//!   one routes the body.
+//! * Text outside any message (a model that ignores the format) is answer, so nothing
+//!   the user should see is swallowed.
+//! * The output ending inside an analysis body part way through a marker drops the
+//!   fragment, as the tag engine does.
 
 use super::Piece;
 
@@ -54,6 +63,12 @@ enum Probe {
 pub(super) struct HarmonyEngine {
     state: State,
     block: u32,
+    /// Some text of that kind has been emitted, so the next message of the kind is
+    /// separated from it by a newline.
+    reasoning_seen: bool,
+    answer_seen: bool,
+    /// The current message is not the first of its kind and has emitted nothing yet.
+    separate: bool,
     pending: String,
 }
 
@@ -66,6 +81,9 @@ impl HarmonyEngine {
                 State::Outside
             },
             block: u32::from(prefilled_open),
+            reasoning_seen: false,
+            answer_seen: false,
+            separate: false,
             pending: String::new(),
         }
     }
@@ -85,7 +103,7 @@ impl HarmonyEngine {
         let mut i = 0;
         while i < buf.len() {
             let rest = &buf[i..];
-            match self.probe(rest, final_) {
+            match self.probe(rest) {
                 Probe::Full(hit, len) => {
                     self.take(&buf[start..i], out);
                     self.apply(hit, &buf[i..i + len]);
@@ -93,8 +111,14 @@ impl HarmonyEngine {
                     start = i;
                     continue;
                 }
-                Probe::Partial => break,
-                Probe::Miss => {}
+                Probe::Partial if !final_ => break,
+                Probe::Partial if self.in_thinking() => {
+                    // Ended part way through a marker: the fragment is not thought.
+                    self.take(&buf[start..i], out);
+                    self.pending = String::new();
+                    return;
+                }
+                Probe::Partial | Probe::Miss => {}
             }
             let Some(c) = rest.chars().next() else { break };
             i += c.len_utf8();
@@ -104,9 +128,14 @@ impl HarmonyEngine {
         self.pending = buf;
     }
 
-    fn probe(&self, rest: &str, final_: bool) -> Probe {
+    fn probe(&self, rest: &str) -> Probe {
         let live: &[(&'static str, Hit)] = match self.state {
-            State::Header(_) => &[(MESSAGE, Hit::Message)],
+            // A new header interrupts one that never reached its body.
+            State::Header(_) => &[
+                (START, Hit::Start),
+                (CHANNEL, Hit::Channel),
+                (MESSAGE, Hit::Message),
+            ],
             State::Outside | State::Message(_) => &[
                 (START, Hit::Start),
                 (CHANNEL, Hit::Channel),
@@ -121,7 +150,7 @@ impl HarmonyEngine {
             if rest.starts_with(marker) {
                 return Probe::Full(hit, marker.len());
             }
-            if !final_ && rest.len() < marker.len() && marker.starts_with(rest) {
+            if rest.len() < marker.len() && marker.starts_with(rest) {
                 partial = true;
             }
         }
@@ -133,16 +162,31 @@ impl HarmonyEngine {
     }
 
     fn apply(&mut self, hit: Hit, marker: &str) {
+        self.separate = false;
         self.state = match (hit, &mut self.state) {
             (Hit::Message, State::Header(header)) => {
                 let route = route_of(header);
-                if route == Route::Reasoning {
-                    self.block += 1;
+                match route {
+                    Route::Reasoning => {
+                        self.block += 1;
+                        self.separate = self.reasoning_seen;
+                    }
+                    Route::Answer => self.separate = self.answer_seen,
+                    Route::Drop => {}
                 }
                 State::Message(route)
             }
             // A body with no header at all: the model skipped the channel; show it.
-            (Hit::Message, _) => State::Message(Route::Answer),
+            (Hit::Message, _) => {
+                self.separate = self.answer_seen;
+                State::Message(Route::Answer)
+            }
+            // `<|start|>` then `<|channel|>` is one header; a second `<|channel|>`, or
+            // any `<|start|>`, before `<|message|>` starts over and drops the first.
+            (Hit::Channel, State::Header(header)) if !header.contains(CHANNEL) => {
+                header.push_str(marker);
+                return;
+            }
             // A new header also ends a message whose `<|end|>` the model forgot.
             (Hit::Start | Hit::Channel, _) => State::Header(marker.to_owned()),
             (Hit::End, _) => State::Outside,
@@ -153,10 +197,27 @@ impl HarmonyEngine {
         if text.is_empty() {
             return;
         }
+        let separate = std::mem::take(&mut self.separate);
         match &mut self.state {
             State::Header(header) => header.push_str(text),
-            State::Outside | State::Message(Route::Answer) => Piece::push_answer(out, text),
-            State::Message(Route::Reasoning) => Piece::push_reasoning(out, text, self.block),
+            State::Outside => {
+                self.answer_seen = true;
+                Piece::push_answer(out, text);
+            }
+            State::Message(Route::Answer) => {
+                if separate {
+                    Piece::push_answer(out, "\n");
+                }
+                self.answer_seen = true;
+                Piece::push_answer(out, text);
+            }
+            State::Message(Route::Reasoning) => {
+                if separate {
+                    Piece::push_reasoning(out, "\n", self.block);
+                }
+                self.reasoning_seen = true;
+                Piece::push_reasoning(out, text, self.block);
+            }
             State::Message(Route::Drop) => {}
         }
     }

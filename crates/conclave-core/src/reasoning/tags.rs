@@ -13,6 +13,15 @@
 //! * Formats with documented interleaved thinking (MiniMax-M2, GLM-4.5+, Kimi) may open
 //!   a new block later too, but only at the start of a line outside a fenced code block;
 //!   that keeps a literal `<think>` in a code sample as answer text.
+//! * A block the prompt opened may be opened again by the model (`<think>` after a
+//!   prefilled `<think>\n`): while that block holds only whitespace, its opening markers
+//!   are structure, as llama.cpp's `try_parse_reasoning` consumes them.
+//! * Some models start a tool call inside the thinking without closing it (Qwen3.5's
+//!   `<tool_call>\n<function=`, Kimi-K2's `<|tool_calls_section_begin|>`): the thinking
+//!   ends where the tool call starts and the call is answer text, as vLLM's Kimi-K2 and
+//!   Qwen3 reasoning parsers do. A closing marker that turns up later is dropped.
+//! * A stream that ends inside a block in the middle of a marker (`[BEGIN FIN`) drops
+//!   the partial marker, as llama.cpp's final parse does (`string_find_partial_stop`).
 
 use super::{Piece, ReasoningFormat};
 
@@ -24,11 +33,21 @@ pub(super) struct Pair {
     pub format: ReasoningFormat,
 }
 
+/// The start of a tool call that ends the thinking when it appears inside a block.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ToolStart {
+    pub marker: &'static str,
+    /// Reported when `auto` detection first sees this.
+    pub format: ReasoningFormat,
+}
+
 #[derive(Debug)]
 pub(super) struct Spec {
     pub pairs: &'static [Pair],
     /// Answer-side wrappers that are structure, not text.
     pub drops: &'static [&'static str],
+    /// Tool-call starts that end a block which was never closed.
+    pub tool_starts: &'static [ToolStart],
     pub interleaved: bool,
 }
 
@@ -47,8 +66,12 @@ enum Line {
 #[derive(Debug, Clone, Copy)]
 enum Hit {
     Open(usize),
+    /// The model wrote the opening marker of the block the prompt already opened.
+    Reopen(usize),
     /// Which pair closed, when the open did not already say (a prefilled block).
     Close(Option<usize>),
+    /// A tool call started inside the thinking; its marker is answer text.
+    ToolStart(usize),
     Drop,
     Harmony,
 }
@@ -75,6 +98,12 @@ pub(super) struct TagEngine {
     /// `Some(closes)` inside a block; `Some(None)` means any pair's closes are live (the
     /// prompt opened the block, so which pair is unknown).
     thinking: Option<Option<&'static [&'static str]>>,
+    /// Inside the block the prompt opened, with nothing but whitespace in it yet: the
+    /// model may still write the opening marker itself.
+    reopen_live: bool,
+    /// After a tool call ended a block, that block's closing markers (same shape as
+    /// `thinking`), dropped from the answer if the model writes them late.
+    orphan_closes: Option<Option<&'static [&'static str]>>,
     block: u32,
     non_ws_seen: bool,
     line: Line,
@@ -90,6 +119,8 @@ impl TagEngine {
             auto,
             detected: None,
             thinking: (prefilled_open && has_pairs).then_some(None),
+            reopen_live: prefilled_open && has_pairs,
+            orphan_closes: None,
             block: u32::from(prefilled_open && has_pairs),
             non_ws_seen: false,
             line: Line::Start,
@@ -117,23 +148,36 @@ impl TagEngine {
         let mut i = 0;
         while i < buf.len() {
             let rest = &buf[i..];
-            match self.probe(rest, final_) {
+            match self.probe(rest) {
                 Probe::Full(hit, len) => {
                     self.emit(&buf[start..i], out);
                     if let Hit::Harmony = hit {
                         return Outcome::SwitchToHarmony(buf[i..].to_owned());
                     }
                     self.apply(hit);
-                    i += len;
                     start = i;
+                    // A tool call's marker stays in the text, now on the answer side.
+                    if !matches!(hit, Hit::ToolStart(_)) {
+                        i += len;
+                        start = i;
+                    }
                     continue;
                 }
-                Probe::Partial => break,
-                Probe::Miss => {}
+                Probe::Partial if !final_ => break,
+                Probe::Partial if self.thinking.is_some() => {
+                    // The output ended inside a block, part way through a marker: the
+                    // fragment is not thought, it is a marker the model never finished.
+                    self.emit(&buf[start..i], out);
+                    self.pending = String::new();
+                    return Outcome::Done;
+                }
+                Probe::Partial | Probe::Miss => {}
             }
             let Some(c) = rest.chars().next() else { break };
             if self.thinking.is_none() {
                 self.observe_answer(c);
+            } else if !c.is_whitespace() {
+                self.reopen_live = false;
             }
             i += c.len_utf8();
         }
@@ -147,7 +191,9 @@ impl TagEngine {
         !self.non_ws_seen || (self.spec.interleaved && self.line == Line::Start && !self.in_fence)
     }
 
-    fn probe(&self, rest: &str, final_: bool) -> Probe {
+    /// `Partial` means `rest` is a proper prefix of a live marker; the caller decides
+    /// what that means at the end of the output.
+    fn probe(&self, rest: &str) -> Probe {
         let mut best: Option<(Hit, usize)> = None;
         let mut partial = false;
         let mut consider = |marker: &'static str, hit: Hit| {
@@ -155,10 +201,15 @@ impl TagEngine {
                 if best.is_none_or(|(_, len)| marker.len() > len) {
                     best = Some((hit, marker.len()));
                 }
-            } else if !final_ && rest.len() < marker.len() && marker.starts_with(rest) {
+            } else if rest.len() < marker.len() && marker.starts_with(rest) {
                 partial = true;
             }
         };
+        if self.thinking.is_some() {
+            for (k, tool) in self.spec.tool_starts.iter().enumerate() {
+                consider(tool.marker, Hit::ToolStart(k));
+            }
+        }
         match self.thinking {
             Some(Some(closes)) => {
                 for close in closes {
@@ -170,11 +221,29 @@ impl TagEngine {
                     for close in pair.closes {
                         consider(close, Hit::Close(Some(k)));
                     }
+                    if self.reopen_live {
+                        consider(pair.open, Hit::Reopen(k));
+                    }
                 }
             }
             None => {
                 for drop in self.spec.drops {
                     consider(drop, Hit::Drop);
+                }
+                match self.orphan_closes {
+                    Some(Some(closes)) => {
+                        for close in closes {
+                            consider(close, Hit::Drop);
+                        }
+                    }
+                    Some(None) => {
+                        for pair in self.spec.pairs {
+                            for close in pair.closes {
+                                consider(close, Hit::Drop);
+                            }
+                        }
+                    }
+                    None => {}
                 }
                 if self.openers_live() {
                     for (k, pair) in self.spec.pairs.iter().enumerate() {
@@ -203,18 +272,40 @@ impl TagEngine {
                 };
                 self.detect(pair.format);
                 self.thinking = Some(Some(self.closes_for(pair.open)));
+                self.orphan_closes = None;
                 self.block += 1;
+            }
+            Hit::Reopen(k) => {
+                let Some(&pair) = self.spec.pairs.get(k) else {
+                    return;
+                };
+                // Same block: the prompt's marker and the model's open one block.
+                self.detect(pair.format);
+                self.thinking = Some(Some(self.closes_for(pair.open)));
+                self.reopen_live = false;
             }
             Hit::Close(k) => {
                 if let Some(pair) = k.and_then(|k| self.spec.pairs.get(k)) {
                     self.detect(pair.format);
                 }
-                self.thinking = None;
-                self.non_ws_seen = false;
-                self.line = Line::Start;
+                self.leave_block();
+            }
+            Hit::ToolStart(k) => {
+                if let Some(tool) = self.spec.tool_starts.get(k) {
+                    self.detect(tool.format);
+                }
+                self.orphan_closes = self.thinking;
+                self.leave_block();
             }
             Hit::Drop | Hit::Harmony => {}
         }
+    }
+
+    fn leave_block(&mut self) {
+        self.thinking = None;
+        self.reopen_live = false;
+        self.non_ws_seen = false;
+        self.line = Line::Start;
     }
 
     /// Fixes the format on the first marker `auto` sees, and narrows the live markers to
