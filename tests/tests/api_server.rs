@@ -986,6 +986,7 @@ async fn switching_the_server_off_stops_a_running_stream() {
                 keep_thoughts: false,
                 threads: Some(1),
                 grammar: None,
+                ..Default::default()
             })
             .await
             .unwrap();
