@@ -15,6 +15,8 @@ const COMMANDS: &[&str] = &[
     "rename_conversation",
     "search",
     "export_conversation",
+    "export_history_file",
+    "import_history_file",
     "app_info",
     "start_compare",
     "cancel_compare",

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use conclave_core::engine::LoadOptions;
-use conclave_core::history::{ExportFormat, ExportScope, SearchQuery};
+use conclave_core::history::{
+    ExportFileReport, ExportFormat, ExportScope, ImportReport, SearchQuery,
+};
 use conclave_core::models::{ImportMode, Library, ModelEntry, ModelsError};
 use conclave_core::session::{ChatHandle, Conclave, SendRequest};
 use conclave_core::{frames, ChatEvent};
@@ -256,6 +258,31 @@ pub async fn export_conversation(
     Ok(history
         .export(&ExportScope::Conversation(id), format)
         .await?)
+}
+
+/// Writes one conversation (or all, when `id` is absent) to the file the user picked.
+#[tauri::command]
+pub async fn export_history_file(
+    shell: State<'_, Shell>,
+    id: Option<String>,
+    format: String,
+    path: String,
+) -> ApiResult<ExportFileReport> {
+    let format: ExportFormat = format.parse().map_err(ApiError::invalid_input)?;
+    let scope = id.map_or(ExportScope::All, ExportScope::Conversation);
+    let history = &shell.core()?.history;
+    Ok(history
+        .export_to_file(&scope, format, std::path::Path::new(&path))
+        .await?)
+}
+
+#[tauri::command]
+pub async fn import_history_file(
+    shell: State<'_, Shell>,
+    path: String,
+) -> ApiResult<ImportReport> {
+    let history = &shell.core()?.history;
+    Ok(history.import_file(std::path::Path::new(&path)).await?)
 }
 
 #[tauri::command]

@@ -36,6 +36,8 @@ macro_rules! conclave_handlers {
             $crate::commands::rename_conversation,
             $crate::commands::search,
             $crate::commands::export_conversation,
+            $crate::commands::export_history_file,
+            $crate::commands::import_history_file,
             $crate::commands::app_info,
             $crate::compare_commands::start_compare,
             $crate::compare_commands::cancel_compare,

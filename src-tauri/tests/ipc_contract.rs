@@ -188,13 +188,14 @@ fn every_place_names_the_same_commands() {
 }
 
 #[test]
-fn the_capability_grants_nothing_beyond_our_commands_events_and_the_open_dialog() {
+fn the_capability_grants_nothing_beyond_our_commands_events_and_the_file_dialogs() {
     let cap = capability();
     assert_eq!(cap["windows"], serde_json::json!(["main"]));
     let allowed_core: BTreeSet<&str> = [
         "core:event:allow-listen",
         "core:event:allow-unlisten",
         "dialog:allow-open",
+        "dialog:allow-save",
     ]
     .into();
     for p in permissions() {

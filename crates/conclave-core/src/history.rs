@@ -19,7 +19,8 @@ mod store;
 mod writer;
 
 pub use export::{
-    ExportDocument, ExportFormat, ExportScope, ImportReport, EXPORT_FORMAT, EXPORT_VERSION,
+    ExportDocument, ExportFileReport, ExportFormat, ExportScope, ImportReport, EXPORT_FORMAT,
+    EXPORT_VERSION,
 };
 pub use search::{SearchHit, SearchQuery, HIGHLIGHT_END, HIGHLIGHT_START};
 pub use store::{History, HistoryOptions};
@@ -51,6 +52,14 @@ pub enum HistoryError {
     Database(#[source] sqlx::Error),
     #[error("i/o error on the history database: {0}")]
     Io(#[from] std::io::Error),
+    /// Reading an import file or writing an export file failed: the path says which, so
+    /// the user is not told their database is at fault.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl crate::error::ErrorCode for HistoryError {
@@ -67,6 +76,7 @@ impl crate::error::ErrorCode for HistoryError {
             HistoryError::Migration(_) => "migration_failed",
             HistoryError::Database(_) => "database",
             HistoryError::Io(_) => "io",
+            HistoryError::File { .. } => "file",
         }
     }
 }

@@ -18,7 +18,9 @@ import type {
   ConversationView,
   DownloadProgress,
   DownloadResult,
+  ExportFileReport,
   ExportFormat,
+  HistoryImportReport,
   ImportResult,
   Leaderboard,
   LoadedModel,
@@ -137,6 +139,20 @@ export function search(query: string, includeReasoning: boolean): Promise<Search
 
 export function exportConversation(id: string, format: ExportFormat): Promise<string> {
   return call('export_conversation', { id, format });
+}
+
+/** Writes one conversation, or all when `id` is null, to `path`; says what was written. */
+export function exportHistoryFile(
+  id: string | null,
+  format: ExportFormat,
+  path: string,
+): Promise<ExportFileReport> {
+  return call('export_history_file', { id, format, path });
+}
+
+/** Imports a JSON history export (all or nothing); already-present conversations are skipped. */
+export function importHistoryFile(path: string): Promise<HistoryImportReport> {
+  return call('import_history_file', { path });
 }
 
 export function appInfo(): Promise<AppInfo> {

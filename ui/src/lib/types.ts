@@ -181,6 +181,20 @@ export interface SearchHit {
 
 export type ExportFormat = 'md' | 'json';
 
+/** What a file export really wrote (the core's ExportFileReport). */
+export interface ExportFileReport {
+  path: string;
+  conversations: number;
+  bytes: number;
+}
+
+/** The core's history ImportReport: conversations whose id already exists are skipped. */
+export interface HistoryImportReport {
+  conversations: number;
+  messages: number;
+  skipped_existing: string[];
+}
+
 export interface AppInfo {
   version: string;
   data_dir: string;

@@ -462,6 +462,10 @@ export function installMockIpc(params: URLSearchParams): void {
           if (!c) return fail('not_found', 'No such conversation');
           return args.format === 'json' ? JSON.stringify(c, null, 2) : `# ${c.title}\n\n${c.messages.map((m) => `**${m.role}**: ${m.content}`).join('\n\n')}`;
         }
+        case 'export_history_file':
+          return { path: String(args.path), conversations: args.id ? 1 : convs.size, bytes: 1234 };
+        case 'import_history_file':
+          return { conversations: 0, messages: 0, skipped_existing: [...convs.keys()] };
         case 'start_compare':
           return compare(args.request as CompareRequest, args.onEvent as Channel<CompareOutput>);
         case 'cancel_compare': {

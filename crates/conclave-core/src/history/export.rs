@@ -54,7 +54,55 @@ pub struct ImportReport {
     pub skipped_existing: Vec<String>,
 }
 
+/// What a file export really wrote, so the app can say so instead of a bare "Saved".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportFileReport {
+    pub path: String,
+    pub conversations: usize,
+    pub bytes: u64,
+}
+
 impl History {
+    /// Exports to `path`. The text goes to a sibling temporary file first and is renamed
+    /// over the target, so a failed write never leaves a truncated export behind.
+    pub async fn export_to_file(
+        &self,
+        scope: &ExportScope,
+        format: ExportFormat,
+        path: &std::path::Path,
+    ) -> Result<ExportFileReport> {
+        let conversations = self.trees(scope).await?.len();
+        let text = self.export(scope, format).await?;
+        let file_err = |source| HistoryError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".part");
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, text.as_bytes()).map_err(file_err)?;
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            // Best effort: the rename error is the one worth reporting.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(file_err(e));
+        }
+        let bytes = std::fs::metadata(path).map_err(file_err)?.len();
+        Ok(ExportFileReport {
+            path: path.display().to_string(),
+            conversations,
+            bytes,
+        })
+    }
+
+    /// Reads a JSON export from `path` and imports it (all or nothing, see `import_json`).
+    pub async fn import_file(&self, path: &std::path::Path) -> Result<ImportReport> {
+        let text = std::fs::read_to_string(path).map_err(|source| HistoryError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.import_json(&text).await
+    }
+
     pub async fn export(&self, scope: &ExportScope, format: ExportFormat) -> Result<String> {
         let trees = self.trees(scope).await?;
         match format {
