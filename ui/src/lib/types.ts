@@ -92,6 +92,8 @@ export interface LoadedModel {
   model_id: string;
   name: string;
   load_ms: number;
+  /** The context actually allocated at load. */
+  n_ctx: number;
   n_ctx_train: number;
   has_chat_template: boolean;
   template_name: string;

@@ -397,7 +397,7 @@ export function installMockIpc(params: URLSearchParams): void {
             await new Promise((r) => setTimeout(r, 60));
             ch.onmessage({ fraction: i / 10 });
           }
-          return { model_id: m.id, name: m.name, load_ms: 640, n_ctx_train: m.context_length ?? 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: m.reasoning_format ?? 'none', thinking_off_available: true, thinking_off_reason: null };
+          return { model_id: m.id, name: m.name, load_ms: 640, n_ctx: 4096, n_ctx_train: m.context_length ?? 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: m.reasoning_format ?? 'none', thinking_off_available: true, thinking_off_reason: null };
         }
         case 'start_chat':
           return stream(args.request as ChatRequest, args.onEvent as Channel<ChatEvent>);
