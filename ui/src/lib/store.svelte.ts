@@ -54,6 +54,8 @@ export class AppStore {
   selectedModelId = $state<string | null>(null);
   /** Memory estimate per model id at the context the settings ask for (null: none). */
   fits = $state<Record<string, FitEstimate | null>>({});
+  /** The context size `fits` was estimated at. */
+  private fitsAt = 0;
   /** A model the user chose although it will not fit: the picker asks before loading. */
   pendingLoad = $state<{ modelId: string; warning: string } | null>(null);
   loaded = $state<LoadedModel | null>(null);
@@ -140,6 +142,7 @@ export class AppStore {
   /** Fills `fits` so the picker can show fit before anything is loaded. */
   async refreshFits(): Promise<void> {
     const nCtx = this.settings.n_ctx;
+    this.fitsAt = nCtx;
     const out: Record<string, FitEstimate | null> = {};
     for (const m of this.models.filter((m) => !m.error)) {
       try {
@@ -627,6 +630,8 @@ export class AppStore {
 
   persistSettings(): void {
     saveSettings($state.snapshot(this.settings) as ChatSettings);
+    // The picker's fit estimates depend on the context size.
+    if (this.settings.n_ctx !== this.fitsAt) void this.refreshFits();
   }
 }
 
