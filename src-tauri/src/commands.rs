@@ -277,10 +277,7 @@ pub async fn export_history_file(
 }
 
 #[tauri::command]
-pub async fn import_history_file(
-    shell: State<'_, Shell>,
-    path: String,
-) -> ApiResult<ImportReport> {
+pub async fn import_history_file(shell: State<'_, Shell>, path: String) -> ApiResult<ImportReport> {
     let history = &shell.core()?.history;
     Ok(history.import_file(std::path::Path::new(&path)).await?)
 }

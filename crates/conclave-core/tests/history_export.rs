@@ -274,6 +274,9 @@ async fn file_export_and_import_report_what_happened() {
         .unwrap_err();
     assert_eq!(err.code(), "file");
     assert!(err.to_string().contains("no-such-dir"), "{err}");
-    let err = b.import_file(&dir.path().join("missing.json")).await.unwrap_err();
+    let err = b
+        .import_file(&dir.path().join("missing.json"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "file");
 }
