@@ -344,7 +344,8 @@ export type CompareColumnEvent = ChatEvent & { column: number };
 
 export type CompareOutput = ComparePlan | LaneLoaded | CompareSummary | CompareColumnEvent;
 
-export type Vote = 'a_better' | 'b_better' | 'tie' | 'both_bad';
+/** `x_better`: that column is the best; `rank:c>a=b`: a full ranking (see leaderboard.rs). */
+export type Vote = 'a_better' | 'b_better' | 'c_better' | 'd_better' | 'tie' | 'both_bad' | `rank:${string}`;
 
 export interface RevealedColumn {
   column: number;

@@ -237,7 +237,7 @@ impl History {
                 .bind(&r.id)
                 .bind(&r.user_message_id)
                 .bind(r.blind)
-                .bind(r.vote.map(Vote::as_str))
+                .bind(r.vote.map(Vote::code))
                 .bind(&r.tag)
                 .bind(r.created_at)
                 .execute(&mut *tx)
