@@ -13,6 +13,7 @@ use crate::events::{Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage}
 
 pub mod bench;
 mod export;
+mod presets;
 mod rows;
 mod search;
 mod store;
@@ -22,6 +23,7 @@ pub use export::{
     ExportDocument, ExportFileReport, ExportFormat, ExportScope, ImportReport, EXPORT_FORMAT,
     EXPORT_VERSION,
 };
+pub use presets::{check_preset_name, Preset, MAX_PRESET_NAME};
 pub use search::{SearchHit, SearchQuery, HIGHLIGHT_END, HIGHLIGHT_START};
 pub use store::{History, HistoryOptions};
 pub use writer::AnswerWriter;

@@ -10,6 +10,7 @@ import type {
   ChatEvent,
   ChatHandle,
   ChatRequest,
+  ChatSettings,
   ColumnDiff,
   CompareOutput,
   CompareRequest,
@@ -28,6 +29,7 @@ import type {
   ModelDetails,
   ModelInfo,
   ModelLoadedEvent,
+  Preset,
   RevealedColumn,
   SearchHit,
   Vote,
@@ -153,6 +155,25 @@ export function exportHistoryFile(
 /** Imports a JSON history export (all or nothing); already-present conversations are skipped. */
 export function importHistoryFile(path: string): Promise<HistoryImportReport> {
   return call('import_history_file', { path });
+}
+
+// ---------- presets (kept in the history database) ----------
+
+export function listPresets(): Promise<Preset[]> {
+  return call('list_presets');
+}
+
+/** Creates the preset, or replaces the settings of the one with that name. */
+export function savePreset(name: string, settings: ChatSettings): Promise<Preset> {
+  return call('save_preset', { name, settings });
+}
+
+export function renamePreset(from: string, to: string): Promise<void> {
+  return call('rename_preset', { from, to });
+}
+
+export function deletePreset(name: string): Promise<void> {
+  return call('delete_preset', { name });
 }
 
 export function appInfo(): Promise<AppInfo> {

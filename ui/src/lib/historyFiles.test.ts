@@ -46,6 +46,11 @@ describe('history files: the message says what really happened', () => {
     });
   });
 
+  it('import mentions the presets it brought', async () => {
+    mockIPC(() => ({ conversations: 1, messages: 2, skipped_existing: [], presets: 2, skipped_presets: [] }));
+    expect((await importFromFile(dialogs(null, '/tmp/h.json'))).text).toBe('Imported 1 conversation (2 messages), 2 presets');
+  });
+
   it('import of a bad file shows the core reason', async () => {
     mockIPC(() => {
       throw { code: 'invalid_import', message: 'invalid import file: not valid JSON' };

@@ -20,8 +20,9 @@ export function importReportText(r: HistoryImportReport): string {
     r.conversations === 0 && r.skipped_existing.length === 0
       ? 'The file holds no conversations'
       : `Imported ${plural(r.conversations, 'conversation')} (${plural(r.messages, 'message')})`;
+  const presets = r.presets ? `, ${plural(r.presets, 'preset')}` : '';
   const skipped = r.skipped_existing.length;
-  return skipped === 0 ? head : `${head}; skipped ${skipped} already in your history`;
+  return skipped === 0 ? head + presets : `${head}${presets}; skipped ${skipped} already in your history`;
 }
 
 /** A file name the save dialog proposes: the title without characters file systems reject. */

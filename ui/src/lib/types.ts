@@ -183,6 +183,14 @@ export interface SearchHit {
 
 export type ExportFormat = 'md' | 'json';
 
+/** Named settings kept in the history database (the core's history::Preset). */
+export interface Preset {
+  name: string;
+  settings: ChatSettings;
+  created_at: number;
+  updated_at: number;
+}
+
 /** What a file export really wrote (the core's ExportFileReport). */
 export interface ExportFileReport {
   path: string;
@@ -195,6 +203,8 @@ export interface HistoryImportReport {
   conversations: number;
   messages: number;
   skipped_existing: string[];
+  presets?: number;
+  skipped_presets?: string[];
 }
 
 export interface AppInfo {

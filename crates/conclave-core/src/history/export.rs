@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::rows::message_insert;
 use super::rows::think_mode_str;
 use super::store::History;
-use super::{ConversationTree, HistoryError, Result, StoredMessage, Vote};
+use super::{ConversationTree, HistoryError, Preset, Result, StoredMessage, Vote};
 use crate::events::Role;
 
 pub const EXPORT_FORMAT: &str = "conclave-history";
@@ -44,6 +44,10 @@ pub struct ExportDocument {
     pub version: u32,
     pub exported_at: i64,
     pub conversations: Vec<ConversationTree>,
+    /// Every preset, in an export of the whole history (none for one conversation).
+    /// Absent in exports made before presets lived in the history.
+    #[serde(default)]
+    pub presets: Vec<Preset>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +56,11 @@ pub struct ImportReport {
     pub messages: usize,
     /// Conversations whose id already exists here; they are left as they are.
     pub skipped_existing: Vec<String>,
+    #[serde(default)]
+    pub presets: usize,
+    /// Presets whose name already exists here; the local one is kept.
+    #[serde(default)]
+    pub skipped_presets: Vec<String>,
 }
 
 /// What a file export really wrote, so the app can say so instead of a bare "Saved".
@@ -107,11 +116,16 @@ impl History {
         let trees = self.trees(scope).await?;
         match format {
             ExportFormat::Json => {
+                let presets = match scope {
+                    ExportScope::All => self.list_presets().await?,
+                    ExportScope::Conversation(_) => Vec::new(),
+                };
                 let doc = ExportDocument {
                     format: EXPORT_FORMAT.into(),
                     version: EXPORT_VERSION,
                     exported_at: super::now_ms(),
                     conversations: trees,
+                    presets,
                 };
                 serde_json::to_string_pretty(&doc).map_err(|e| {
                     HistoryError::InvalidInput(format!("could not serialise the export: {e}"))
@@ -172,6 +186,10 @@ impl History {
             .map_err(|e| HistoryError::InvalidImport(e.to_string()))?;
         for tree in &doc.conversations {
             validate(tree)?;
+        }
+        for p in &doc.presets {
+            super::presets::check_preset_name(&p.name)
+                .map_err(|e| HistoryError::InvalidImport(format!("preset '{}': {e}", p.name)))?;
         }
 
         let mut report = ImportReport::default();
@@ -258,6 +276,22 @@ impl History {
                 .await?;
             report.conversations += 1;
             report.messages += tree.messages.len();
+        }
+        for p in &doc.presets {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM presets WHERE name = ?")
+                .bind(p.name.trim())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_some() {
+                report.skipped_presets.push(p.name.clone());
+                continue;
+            }
+            let mut p = p.clone();
+            p.name = p.name.trim().to_owned();
+            super::presets::upsert(&mut tx, &p)
+                .await
+                .map_err(|e| import_db_error(e, &p.name))?;
+            report.presets += 1;
         }
         tx.commit().await?;
         Ok(report)
