@@ -731,6 +731,74 @@ async fn a_crashed_worker_is_reported_and_replaced() -> Res {
     app.close().await
 }
 
+/// Edit and resend: the edited question becomes branch 2/2 of the user turn with its own
+/// answer, and branch 1/2 still holds the original question and answer.
+#[tokio::test]
+async fn edit_and_resend_makes_a_branch() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "edit").await?;
+    app.load_smollm2().await?;
+    base_settings(&app, 16).await?;
+    app.set_value("setting-temperature", "0").await?;
+    app.close_settings().await?;
+
+    app.send("Name one fruit.").await?;
+    assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+    let first = app.last_answer().await?;
+
+    app.click("edit").await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"edit-text\"]') !== null",
+        10,
+        "the edit box",
+    )
+    .await?;
+    app.set_value("edit-text", "Name one colour.").await?;
+    app.click("edit-send").await?;
+    app.wait_js(
+        "const p = document.querySelector('[data-testid=\"message-user\"] [data-testid=\"branch-pos\"]'); \
+         const busy = document.querySelector('[data-testid=\"stop\"]') !== null; \
+         return !busy && p && p.textContent.trim() === '2/2';",
+        120,
+        "the edited question as branch 2/2",
+    )
+    .await?;
+    assert_eq!(app.wait_answer_done(1, 60).await?, "complete");
+    let user = app.text_of("message-user").await?;
+    assert!(
+        user.contains("Name one colour."),
+        "edited text shown: {user:?}"
+    );
+    assert!(
+        !user.contains("fruit"),
+        "only the edited branch shown: {user:?}"
+    );
+    let second = app.last_answer().await?;
+    assert!(!second.trim().is_empty());
+    app.shot("edited-2of2").await?;
+
+    app.click("branch-prev").await?;
+    app.wait_js(
+        "const p = document.querySelector('[data-testid=\"message-user\"] [data-testid=\"branch-pos\"]'); \
+         return p && p.textContent.trim() === '1/2';",
+        10,
+        "branch 1/2",
+    )
+    .await?;
+    let user = app.text_of("message-user").await?;
+    assert!(
+        user.contains("Name one fruit."),
+        "original question kept: {user:?}"
+    );
+    assert_eq!(app.last_answer().await?, first, "original answer kept");
+    assert!(app.visible_errors().await?.is_empty());
+    app.close().await
+}
+
 /// Ctrl+= / Ctrl+- / Ctrl+0 zoom the page (Tauri's zoomHotkeysEnabled polyfill listens
 /// for keydown on the window); at 200% the chat, the composer and the settings still fit
 /// on screen and work.
