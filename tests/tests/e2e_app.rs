@@ -906,3 +906,63 @@ async fn zoom_hotkeys_keep_the_app_usable_at_200_percent() -> Res {
     .await?;
     app.close().await
 }
+
+/// Presets made in the Settings drawer land in the history database (where the CLI and
+/// the API read them), survive a restart, and are renamed and deleted there.
+#[tokio::test]
+async fn presets_live_in_the_history_database() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "presets").await?;
+    app.open_settings().await?;
+    app.set_value("setting-temperature", "0.3").await?;
+    app.set_value("preset-name", "Precise").await?;
+    app.click("preset-save").await?;
+    let listed = "return [...document.querySelectorAll('[data-testid=\"preset-list\"] li span')].map(e => e.textContent).join('|') === arguments[0]";
+    app.wait_js_args(listed, vec![json!("Precise")], 10, "the saved preset")
+        .await?;
+    app.shot("preset-saved").await?;
+    app.close().await?;
+
+    {
+        let h = History::open(data.path().join("history.sqlite3")).await?;
+        let p = h.get_preset("Precise").await?;
+        assert!((p.settings.sampling.temperature - 0.3).abs() < 1e-6);
+        h.close().await;
+    }
+
+    let app = App::start(&setup, data.path(), "presets-again").await?;
+    app.open_settings().await?;
+    app.wait_js_args(
+        listed,
+        vec![json!("Precise")],
+        10,
+        "the preset after a restart",
+    )
+    .await?;
+    app.click("preset-rename").await?;
+    app.set_value("preset-rename-input", "Exact").await?;
+    app.js(
+        "document.querySelector('[data-testid=\"preset-rename-input\"]').dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true})); return true;",
+        vec![],
+    )
+    .await?;
+    app.wait_js_args(listed, vec![json!("Exact")], 10, "the renamed preset")
+        .await?;
+    app.click("preset-delete").await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"preset-list\"]') === null",
+        10,
+        "the preset list to empty",
+    )
+    .await?;
+    assert!(app.visible_errors().await?.is_empty());
+    app.close().await?;
+    let h = History::open(data.path().join("history.sqlite3")).await?;
+    assert!(h.list_presets().await?.is_empty());
+    h.close().await;
+    Ok(())
+}
