@@ -32,5 +32,7 @@ export default defineConfig(({ mode }) => ({
     include: ['src/**/*.test.ts'],
     setupFiles: ['src/test/setup.ts'],
     restoreMocks: true,
+    // The screen tests mount whole views; on two busy cores one took 5.6 s.
+    testTimeout: 20_000,
   },
 }));

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use conclave_core::engine::LoadOptions;
-use conclave_core::history::{ExportFormat, ExportScope, SearchQuery};
+use conclave_core::history::{
+    ExportFileReport, ExportFormat, ExportScope, ImportReport, Preset, SearchQuery,
+};
 use conclave_core::models::{ImportMode, Library, ModelEntry, ModelsError};
 use conclave_core::protocol::WorkerErrorCode;
-use conclave_core::session::{ChatHandle, Conclave, SendRequest};
+use conclave_core::session::{ChatHandle, ChatSettings, Conclave, SendRequest};
 use conclave_core::{frames, ChatEvent};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, State};
@@ -257,6 +259,53 @@ pub async fn export_conversation(
     Ok(history
         .export(&ExportScope::Conversation(id), format)
         .await?)
+}
+
+/// Writes one conversation (or all, when `id` is absent) to the file the user picked.
+#[tauri::command]
+pub async fn export_history_file(
+    shell: State<'_, Shell>,
+    id: Option<String>,
+    format: String,
+    path: String,
+) -> ApiResult<ExportFileReport> {
+    let format: ExportFormat = format.parse().map_err(ApiError::invalid_input)?;
+    let scope = id.map_or(ExportScope::All, ExportScope::Conversation);
+    let history = &shell.core()?.history;
+    Ok(history
+        .export_to_file(&scope, format, std::path::Path::new(&path))
+        .await?)
+}
+
+#[tauri::command]
+pub async fn import_history_file(shell: State<'_, Shell>, path: String) -> ApiResult<ImportReport> {
+    let history = &shell.core()?.history;
+    Ok(history.import_file(std::path::Path::new(&path)).await?)
+}
+
+#[tauri::command]
+pub async fn list_presets(shell: State<'_, Shell>) -> ApiResult<Vec<Preset>> {
+    Ok(shell.core()?.history.list_presets().await?)
+}
+
+/// Creates the preset or replaces the settings of the one with that name.
+#[tauri::command]
+pub async fn save_preset(
+    shell: State<'_, Shell>,
+    name: String,
+    settings: ChatSettings,
+) -> ApiResult<Preset> {
+    Ok(shell.core()?.history.save_preset(&name, &settings).await?)
+}
+
+#[tauri::command]
+pub async fn rename_preset(shell: State<'_, Shell>, from: String, to: String) -> ApiResult<()> {
+    Ok(shell.core()?.history.rename_preset(&from, &to).await?)
+}
+
+#[tauri::command]
+pub async fn delete_preset(shell: State<'_, Shell>, name: String) -> ApiResult<()> {
+    Ok(shell.core()?.history.delete_preset(&name).await?)
 }
 
 #[tauri::command]

@@ -70,6 +70,9 @@ pub struct LoadedModelDto {
     pub model_id: String,
     pub name: String,
     pub load_ms: f64,
+    /// The context the worker really allocated; the status line shows this, not the
+    /// trained maximum.
+    pub n_ctx: u32,
     pub n_ctx_train: u32,
     pub has_chat_template: bool,
     pub template_name: String,
@@ -86,6 +89,7 @@ impl LoadedModelDto {
             model_id,
             name,
             load_ms: info.load_ms,
+            n_ctx: info.n_ctx,
             n_ctx_train: info.n_ctx_train,
             has_chat_template: info.has_chat_template,
             template_name: info.template_name.clone(),

@@ -188,13 +188,16 @@ fn every_place_names_the_same_commands() {
 }
 
 #[test]
-fn the_capability_grants_nothing_beyond_our_commands_events_and_the_open_dialog() {
+fn the_capability_grants_nothing_beyond_our_commands_events_and_the_file_dialogs() {
     let cap = capability();
     assert_eq!(cap["windows"], serde_json::json!(["main"]));
     let allowed_core: BTreeSet<&str> = [
         "core:event:allow-listen",
         "core:event:allow-unlisten",
         "dialog:allow-open",
+        "dialog:allow-save",
+        // Tauri's zoom-hotkey polyfill (zoomHotkeysEnabled) calls set_webview_zoom.
+        "core:webview:allow-set-webview-zoom",
     ]
     .into();
     for p in permissions() {
@@ -211,6 +214,8 @@ fn config_is_locked_down_and_offline() {
         .unwrap_or_else(|e| panic!("tauri.conf.json: {e}"));
     assert_eq!(conf["identifier"], "org.conclave.app");
     assert_eq!(conf["app"]["withGlobalTauri"], false);
+    // Ctrl+= / Ctrl+- / Ctrl+0 zoom the page (readability; issue #18).
+    assert_eq!(conf["app"]["windows"][0]["zoomHotkeysEnabled"], true);
     assert_eq!(conf["bundle"]["targets"], serde_json::json!(["deb"]));
     let csp = conf["app"]["security"]["csp"].as_str().unwrap_or_default();
     let directive = |name: &str| {

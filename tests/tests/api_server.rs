@@ -986,7 +986,7 @@ async fn switching_the_server_off_stops_a_running_stream() {
                 keep_thoughts: false,
                 threads: Some(1),
                 grammar: None,
-                template_vars: Vec::new(),
+                ..Default::default()
             })
             .await
             .unwrap();

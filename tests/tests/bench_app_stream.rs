@@ -78,13 +78,13 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 /// architecture this app runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU ticks of the three process groups, with when they were read.
-type Samples = Arc<Mutex<Vec<(Instant, [u64; 3])>>>;
+/// (when, CPU ticks of the web process(es), the app process, the worker).
+type Sample = (Instant, [u64; 3]);
 
 /// Samples the CPU time of the app's processes every 10 ms while an answer streams.
 struct Sampler {
     stop: Arc<AtomicBool>,
-    samples: Samples,
+    samples: Arc<Mutex<Vec<Sample>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -92,7 +92,7 @@ impl Sampler {
     /// `groups`: the pids of the web process(es), the app process, the worker.
     fn start(groups: [Vec<u32>; 3]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let samples: Samples = Arc::default();
+        let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
         let (s, out) = (stop.clone(), samples.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
@@ -111,7 +111,7 @@ impl Sampler {
         }
     }
 
-    fn finish(mut self) -> Vec<(Instant, [u64; 3])> {
+    fn finish(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -121,7 +121,7 @@ impl Sampler {
 }
 
 /// CPU seconds of group `g` between two instants, interpolated from the samples.
-fn cpu_between(samples: &[(Instant, [u64; 3])], g: usize, from: Instant, to: Instant) -> f64 {
+fn cpu_between(samples: &[Sample], g: usize, from: Instant, to: Instant) -> f64 {
     let at = |t: Instant| -> f64 {
         let i = samples.partition_point(|(s, _)| *s <= t);
         match (

@@ -730,3 +730,239 @@ async fn a_crashed_worker_is_reported_and_replaced() -> Res {
     app.shot("after-crash").await?;
     app.close().await
 }
+
+/// Edit and resend: the edited question becomes branch 2/2 of the user turn with its own
+/// answer, and branch 1/2 still holds the original question and answer.
+#[tokio::test]
+async fn edit_and_resend_makes_a_branch() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "edit").await?;
+    app.load_smollm2().await?;
+    base_settings(&app, 16).await?;
+    app.set_value("setting-temperature", "0").await?;
+    app.close_settings().await?;
+
+    app.send("Name one fruit.").await?;
+    assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+    let first = app.last_answer().await?;
+
+    app.click("edit").await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"edit-text\"]') !== null",
+        10,
+        "the edit box",
+    )
+    .await?;
+    app.set_value("edit-text", "Name one colour.").await?;
+    app.click("edit-send").await?;
+    app.wait_js(
+        "const p = document.querySelector('[data-testid=\"message-user\"] [data-testid=\"branch-pos\"]'); \
+         const busy = document.querySelector('[data-testid=\"stop\"]') !== null; \
+         return !busy && p && p.textContent.trim() === '2/2';",
+        120,
+        "the edited question as branch 2/2",
+    )
+    .await?;
+    assert_eq!(app.wait_answer_done(1, 60).await?, "complete");
+    let user = app.text_of("message-user").await?;
+    assert!(
+        user.contains("Name one colour."),
+        "edited text shown: {user:?}"
+    );
+    assert!(
+        !user.contains("fruit"),
+        "only the edited branch shown: {user:?}"
+    );
+    let second = app.last_answer().await?;
+    assert!(!second.trim().is_empty());
+    app.shot("edited-2of2").await?;
+
+    app.click("branch-prev").await?;
+    app.wait_js(
+        "const p = document.querySelector('[data-testid=\"message-user\"] [data-testid=\"branch-pos\"]'); \
+         return p && p.textContent.trim() === '1/2';",
+        10,
+        "branch 1/2",
+    )
+    .await?;
+    let user = app.text_of("message-user").await?;
+    assert!(
+        user.contains("Name one fruit."),
+        "original question kept: {user:?}"
+    );
+    assert_eq!(app.last_answer().await?, first, "original answer kept");
+    assert!(app.visible_errors().await?.is_empty());
+    app.close().await
+}
+
+/// Ctrl+= / Ctrl+- / Ctrl+0 zoom the page (Tauri's zoomHotkeysEnabled polyfill listens
+/// for keydown on the window); at 200% the chat, the composer and the settings still fit
+/// on screen and work.
+#[tokio::test]
+async fn zoom_hotkeys_keep_the_app_usable_at_200_percent() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    seed_answer(
+        data.path(),
+        "Zoomed chat",
+        "How do I read small text?",
+        "Press **Ctrl+=** to zoom in and **Ctrl+0** to go back to 100%.",
+    )
+    .await?;
+    let app = App::start(&setup, data.path(), "zoom").await?;
+    open_seeded(&app, "Zoomed chat").await?;
+    let width = |v: serde_json::Value| v.as_f64().unwrap_or_default();
+    let base = width(app.js("return window.innerWidth", vec![]).await?);
+
+    let press = "const k = arguments[0]; for (let i = 0; i < arguments[1]; i++) \
+                 window.dispatchEvent(new KeyboardEvent('keydown', {key: k, ctrlKey: true, bubbles: true})); return true;";
+    // Five steps of 20%: 200%.
+    app.js(press, vec![json!("="), json!(5)]).await?;
+    app.wait_js_args(
+        "return Math.abs(window.innerWidth * 2 - arguments[0]) < 4",
+        vec![json!(base)],
+        10,
+        "the page to zoom to 200%",
+    )
+    .await?;
+
+    // Everything a user needs is inside the window and not covered.
+    let reachable = "const el = document.querySelector(arguments[0]); if (!el) return 'missing'; \
+                     const r = el.getBoundingClientRect(); \
+                     if (r.width < 1 || r.height < 1) return 'hidden'; \
+                     if (r.left < 0 || r.top < 0 || r.right > window.innerWidth + 1 || r.bottom > window.innerHeight + 1) \
+                       return 'outside ' + JSON.stringify([r.left, r.top, r.right, r.bottom, window.innerWidth, window.innerHeight]); \
+                     const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2); \
+                     return hit && (el === hit || el.contains(hit) || hit.contains(el)) ? 'ok' : 'covered by ' + (hit && hit.outerHTML.slice(0, 80));";
+    for id in ["prompt", "message-assistant", "settings-toggle"] {
+        let r = app.js(reachable, vec![json!(harness::tid(id))]).await?;
+        assert_eq!(r, json!("ok"), "{id} at 200%");
+    }
+    app.shot("zoom-200-chat").await?;
+    // WebKitWebDriver does not scale its click coordinates by the page zoom, so a WebDriver
+    // click lands elsewhere; the toggle was checked above to be on screen and uncovered.
+    app.js(
+        "document.querySelector(arguments[0]).click(); return true;",
+        vec![json!(harness::tid("settings-toggle"))],
+    )
+    .await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"setting-temperature\"]') !== null",
+        10,
+        "the settings drawer at 200%",
+    )
+    .await?;
+    // The drawer covers the toolbar's toggle at this width; its own Close button must work.
+    for sel in [
+        harness::tid("setting-temperature"),
+        harness::tid("setting-max-tokens"),
+        "[aria-label=\"Close settings\"]".to_owned(),
+    ] {
+        let r = app
+            .js(
+                &format!("document.querySelector(arguments[0])?.scrollIntoView({{block: 'nearest'}}); {reachable}"),
+                vec![json!(sel)],
+            )
+            .await?;
+        assert_eq!(r, json!("ok"), "{sel} at 200% with the settings open");
+    }
+    app.set_value("setting-max-tokens", "33").await?;
+    app.shot("zoom-200-settings").await?;
+    app.js(
+        "document.querySelector('[aria-label=\"Close settings\"]').click(); return true;",
+        vec![],
+    )
+    .await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"setting-temperature\"]') === null",
+        10,
+        "the settings drawer to close",
+    )
+    .await?;
+
+    // Ctrl+- steps back; Ctrl+0 resets.
+    app.js(press, vec![json!("-"), json!(1)]).await?;
+    app.wait_js_args(
+        "return Math.abs(window.innerWidth * 1.8 - arguments[0]) < 4",
+        vec![json!(base)],
+        10,
+        "180% after Ctrl+-",
+    )
+    .await?;
+    app.js(press, vec![json!("0"), json!(1)]).await?;
+    app.wait_js_args(
+        "return Math.abs(window.innerWidth - arguments[0]) < 2",
+        vec![json!(base)],
+        10,
+        "100% after Ctrl+0",
+    )
+    .await?;
+    app.close().await
+}
+
+/// Presets made in the Settings drawer land in the history database (where the CLI and
+/// the API read them), survive a restart, and are renamed and deleted there.
+#[tokio::test]
+async fn presets_live_in_the_history_database() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "presets").await?;
+    app.open_settings().await?;
+    app.set_value("setting-temperature", "0.3").await?;
+    app.set_value("preset-name", "Precise").await?;
+    app.click("preset-save").await?;
+    let listed = "return [...document.querySelectorAll('[data-testid=\"preset-list\"] li span')].map(e => e.textContent).join('|') === arguments[0]";
+    app.wait_js_args(listed, vec![json!("Precise")], 10, "the saved preset")
+        .await?;
+    app.shot("preset-saved").await?;
+    app.close().await?;
+
+    {
+        let h = History::open(data.path().join("history.sqlite3")).await?;
+        let p = h.get_preset("Precise").await?;
+        assert!((p.settings.sampling.temperature - 0.3).abs() < 1e-6);
+        h.close().await;
+    }
+
+    let app = App::start(&setup, data.path(), "presets-again").await?;
+    app.open_settings().await?;
+    app.wait_js_args(
+        listed,
+        vec![json!("Precise")],
+        10,
+        "the preset after a restart",
+    )
+    .await?;
+    app.click("preset-rename").await?;
+    app.set_value("preset-rename-input", "Exact").await?;
+    app.js(
+        "document.querySelector('[data-testid=\"preset-rename-input\"]').dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true})); return true;",
+        vec![],
+    )
+    .await?;
+    app.wait_js_args(listed, vec![json!("Exact")], 10, "the renamed preset")
+        .await?;
+    app.click("preset-delete").await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"preset-list\"]') === null",
+        10,
+        "the preset list to empty",
+    )
+    .await?;
+    assert!(app.visible_errors().await?.is_empty());
+    app.close().await?;
+    let h = History::open(data.path().join("history.sqlite3")).await?;
+    assert!(h.list_presets().await?.is_empty());
+    h.close().await;
+    Ok(())
+}

@@ -2,9 +2,9 @@
 //! reuse, context overflow, budget forcing, broken files and crashed workers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use conclave_core::engine::{ChatRequest, EngineError, LoadOptions};
+use conclave_core::engine::{ChatRequest, EngineError, LoadOptions, LoadedModel};
 use conclave_core::{ChatEvent, ErrorCode, Message, Role, SamplingParams, StopReason, ThinkMode};
-use conclave_tests::{collect, engine, model, GEMMA3, SMOLLM2};
+use conclave_tests::{collect, engine, model, Answer, GEMMA3, SMOLLM2};
 
 fn ask(prompt: &str, params: SamplingParams) -> ChatRequest {
     ChatRequest {
@@ -642,5 +642,302 @@ async fn thread_changes_keep_the_answer_and_the_cache() {
         "{:?}",
         a.usage
     );
+    m.unload().await;
+}
+
+/// A conversation's next turn after `messages` got the answer `answer`: the answer and the
+/// new question appended. The follow-up asks for one greedy token: only its prompt matters.
+fn next_turn(messages: &[Message], answer: &str, question: &str) -> ChatRequest {
+    let mut messages = messages.to_vec();
+    messages.push(Message::new(Role::Assistant, answer));
+    messages.push(Message::new(Role::User, question));
+    ChatRequest {
+        messages,
+        params: greedy(1),
+        ..ChatRequest::default()
+    }
+}
+
+fn story(prompt: &str) -> Vec<Message> {
+    vec![
+        Message::new(Role::System, "You are a helpful assistant."),
+        Message::new(Role::User, prompt),
+    ]
+}
+
+fn sampled(temperature: f32, seed: u32, max_tokens: u32) -> SamplingParams {
+    SamplingParams {
+        temperature,
+        seed: Some(seed),
+        max_tokens,
+        ..SamplingParams::default()
+    }
+}
+
+/// Answers `messages`, then asks a follow-up; returns the answer, the follow-up, and the
+/// share of the first turn (its prompt and every generated token) the follow-up reused.
+async fn answer_and_follow_up(
+    m: &LoadedModel,
+    messages: &[Message],
+    params: SamplingParams,
+    case: &str,
+) -> (Answer, Answer, f64) {
+    let req = ChatRequest {
+        messages: messages.to_vec(),
+        params,
+        ..ChatRequest::default()
+    };
+    let a = collect(m.chat(req).await.unwrap()).await;
+    assert!(a.error.is_none(), "{case}: {a:?}");
+    let b = collect(
+        m.chat(next_turn(messages, &a.text, "Give it a title."))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(b.error.is_none(), "{case}: {b:?}");
+    let first = a.usage.prompt_tokens + a.usage.completion_tokens;
+    let share = f64::from(b.usage.cached_prompt_tokens) / f64::from(first);
+    println!(
+        "{case}: answer {:?}, {} prompt + {} generated tokens; follow-up cached {} of {} \
+         ({:.1}% of the first turn), prompt {:.0} ms",
+        a.stop_reason,
+        a.usage.prompt_tokens,
+        a.usage.completion_tokens,
+        b.usage.cached_prompt_tokens,
+        b.usage.prompt_tokens,
+        share * 100.0,
+        b.metrics.prompt_eval_ms,
+    );
+    (a, b, share)
+}
+
+/// The prompts and seeds of these cases were found by trying, each in a fresh worker (a
+/// cached prompt prefix can change the logits slightly, and so a sampled answer): with them
+/// SmolLM2 samples an answer (an invented town name, "Ravenshire", Greek letters) whose
+/// tokens are not the ones the tokenizer makes of its text. A follow-up that compared token
+/// ids reused the first turn only up to that word: 50% of it in the EOS case, 22% at max
+/// tokens, 23% after the stop string, 57% in Greek.
+const LIGHTHOUSE: &str = "Write a short story about a lighthouse keeper.";
+
+#[tokio::test]
+async fn a_sampled_answer_is_reused_although_it_tokenizes_differently() {
+    let m = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    let messages = story("Invent the name of a fantasy town and describe it in one paragraph.");
+    let (a, _, share) =
+        answer_and_follow_up(&m, &messages, sampled(1.0, 3, 300), "ended on EOS").await;
+    assert_eq!(a.stop_reason, Some(StopReason::Eos), "{}", a.text);
+    // Every generated token is in the text; the tokenizer spells that text differently.
+    let retokenized = m.count_tokens(&a.text).await.unwrap();
+    assert_ne!(
+        retokenized, a.usage.completion_tokens,
+        "this seed no longer gives an answer that tokenizes differently: pick another"
+    );
+    assert!(share >= 0.95, "reused {:.1}%", share * 100.0);
+    m.unload().await;
+}
+
+#[tokio::test]
+async fn an_answer_cut_at_max_tokens_is_reused() {
+    let m = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    let (a, _, share) = answer_and_follow_up(
+        &m,
+        &story(LIGHTHOUSE),
+        sampled(1.0, 14, 250),
+        "cut at max tokens",
+    )
+    .await;
+    assert_eq!(a.stop_reason, Some(StopReason::MaxTokens));
+    let retokenized = m.count_tokens(&a.text).await.unwrap();
+    assert_ne!(
+        retokenized, a.usage.completion_tokens,
+        "this seed no longer gives an answer that tokenizes differently: pick another"
+    );
+    assert!(share >= 0.95, "reused {:.1}%", share * 100.0);
+    m.unload().await;
+}
+
+#[tokio::test]
+async fn a_non_ascii_answer_is_reused() {
+    let m = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    // SmolLM2 splits Greek letters and emoji across tokens, and a sampled answer splits
+    // them differently from the tokenizer.
+    let (a, _, share) = answer_and_follow_up(
+        &m,
+        &story("Γράψε μια σύντομη ιστορία για έναν φάρο στα ελληνικά. 🌊"),
+        sampled(1.0, 7, 160),
+        "non-ASCII",
+    )
+    .await;
+    assert_eq!(a.stop_reason, Some(StopReason::MaxTokens));
+    let retokenized = m.count_tokens(&a.text).await.unwrap();
+    assert_ne!(
+        retokenized, a.usage.completion_tokens,
+        "this seed no longer gives an answer that tokenizes differently: pick another"
+    );
+    assert!(
+        a.text.chars().filter(|c| !c.is_ascii()).count() >= 40,
+        "the answer should be mostly Greek: {}",
+        a.text
+    );
+    assert!(share >= 0.95, "reused {:.1}%", share * 100.0);
+    m.unload().await;
+}
+
+/// Regenerate, then go back: the first answer's branch was saved as a snapshot when the
+/// regenerated one replaced it in the cache, and a follow-up on it decodes only what is new.
+#[tokio::test]
+async fn a_regenerated_answer_keeps_the_first_branch_cached() {
+    let m = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    let messages = story(LIGHTHOUSE);
+    let first = |seed| ChatRequest {
+        messages: messages.clone(),
+        params: sampled(1.0, seed, 100),
+        ..ChatRequest::default()
+    };
+    let a = collect(m.chat(first(14)).await.unwrap()).await;
+    let b = collect(m.chat(first(16)).await.unwrap()).await;
+    assert!(a.error.is_none() && b.error.is_none(), "{a:?} {b:?}");
+    assert_ne!(a.text, b.text);
+    assert!(
+        a.usage.completion_tokens >= 64 && b.usage.completion_tokens >= 64,
+        "answers long enough to be worth a snapshot"
+    );
+    let title = "Give it a title.";
+    let back_to_a = collect(m.chat(next_turn(&messages, &a.text, title)).await.unwrap()).await;
+    let back_to_b = collect(m.chat(next_turn(&messages, &b.text, title)).await.unwrap()).await;
+    let share = |turn: &Answer, first: &Answer| {
+        f64::from(turn.usage.cached_prompt_tokens)
+            / f64::from(first.usage.prompt_tokens + first.usage.completion_tokens)
+    };
+    // What the snapshots save: the same follow-up decoded from nothing.
+    let fresh = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    let full = collect(
+        fresh
+            .chat(next_turn(&messages, &a.text, title))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(full.usage.cached_prompt_tokens, 0);
+    println!(
+        "regenerate (1 token decoded, {} cached tokens saved as a snapshot): prompt {:.1} ms\n\
+         back to A: cached {} of {} ({:.1}%), prompt {:.1} ms (restore + save B + decode {})\n\
+         back to B: cached {} of {} ({:.1}%), prompt {:.1} ms (restore + decode {})\n\
+         the same follow-up decoded in full in a fresh worker: {} tokens, prompt {:.1} ms",
+        a.usage.prompt_tokens + a.usage.completion_tokens - 1,
+        b.metrics.prompt_eval_ms,
+        back_to_a.usage.cached_prompt_tokens,
+        back_to_a.usage.prompt_tokens,
+        share(&back_to_a, &a) * 100.0,
+        back_to_a.metrics.prompt_eval_ms,
+        back_to_a.usage.prompt_tokens - back_to_a.usage.cached_prompt_tokens,
+        back_to_b.usage.cached_prompt_tokens,
+        back_to_b.usage.prompt_tokens,
+        share(&back_to_b, &b) * 100.0,
+        back_to_b.metrics.prompt_eval_ms,
+        back_to_b.usage.prompt_tokens - back_to_b.usage.cached_prompt_tokens,
+        full.usage.prompt_tokens,
+        full.metrics.prompt_eval_ms,
+    );
+    assert!(share(&back_to_a, &a) >= 0.95, "{:?}", back_to_a.usage);
+    assert!(share(&back_to_b, &b) >= 0.95, "{:?}", back_to_b.usage);
+    fresh.unload().await;
+    m.unload().await;
+}
+
+/// Reuse must not change what the model says: a greedy follow-up answered from the cache
+/// is the answer a fresh worker gives, and asking the first question again after the
+/// cache moved on gives the first answer again.
+#[tokio::test]
+async fn greedy_answers_do_not_depend_on_the_cache() {
+    let m = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    let messages = story("What is the capital of France?");
+    let first = ChatRequest {
+        messages: messages.clone(),
+        params: greedy(48),
+        ..ChatRequest::default()
+    };
+    let a1 = collect(m.chat(first.clone()).await.unwrap()).await;
+    assert_eq!(a1.stop_reason, Some(StopReason::Eos), "{}", a1.text);
+    // Greedy output here is spelled as the tokenizer spells it, so a fresh worker reading
+    // the conversation sees the very tokens this one has cached.
+    assert_eq!(
+        m.count_tokens(&a1.text).await.unwrap(),
+        a1.usage.completion_tokens
+    );
+    let second = ChatRequest {
+        params: greedy(64),
+        ..next_turn(&messages, &a1.text, "Tell me about its history.")
+    };
+    let a2 = collect(m.chat(second.clone()).await.unwrap()).await;
+    assert!(
+        f64::from(a2.usage.cached_prompt_tokens)
+            >= 0.95 * f64::from(a1.usage.prompt_tokens + a1.usage.completion_tokens),
+        "{:?}",
+        a2.usage
+    );
+    let again = collect(m.chat(first).await.unwrap()).await;
+    assert_eq!(again.text, a1.text);
+    assert_eq!(
+        again.usage.cached_prompt_tokens + 1,
+        again.usage.prompt_tokens
+    );
+
+    let fresh = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    let f2 = collect(fresh.chat(second).await.unwrap()).await;
+    assert_eq!(f2.usage.cached_prompt_tokens, 0);
+    assert_eq!(f2.usage.prompt_tokens, a2.usage.prompt_tokens);
+    assert_eq!(
+        f2.text, a2.text,
+        "the cached follow-up answered differently"
+    );
+    fresh.unload().await;
+    m.unload().await;
+}
+
+#[tokio::test]
+async fn an_answer_ended_by_a_stop_string_is_reused() {
+    let m = engine()
+        .load(model(SMOLLM2), opts(4096), |_| {})
+        .await
+        .unwrap();
+    // The answer of the max-tokens case, stopped near its end. " look" is decoded while
+    // "look" could still begin the stop string, so the cache holds a token the stored
+    // answer does not.
+    let params = SamplingParams {
+        stop: vec!["look around".into()],
+        ..sampled(1.0, 14, 250)
+    };
+    let (a, _, share) =
+        answer_and_follow_up(&m, &story(LIGHTHOUSE), params, "ended by a stop string").await;
+    assert_eq!(a.stop_reason, Some(StopReason::StopString));
+    assert!(
+        a.usage.completion_tokens > 150,
+        "the stop string should come late: {}",
+        a.text
+    );
+    assert!(share >= 0.95, "reused {:.1}%", share * 100.0);
     m.unload().await;
 }

@@ -14,8 +14,12 @@ pub struct ChatArgs {
     /// System prompt.
     #[arg(long)]
     pub system: Option<String>,
-    #[arg(long, default_value_t = 512)]
-    pub max_tokens: u32,
+    /// Start from a saved preset (`conclave presets list`); other options override it.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Most tokens to generate (default 512, or the preset's).
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
     /// Temperature; 0 is greedy.
     #[arg(long)]
     pub temp: Option<f32>,
@@ -33,14 +37,14 @@ pub struct ChatArgs {
     #[arg(long)]
     pub threads: Option<u32>,
     /// Context length in tokens (default: min(4096, the model's)).
-    #[arg(long, default_value_t = 0)]
-    pub ctx: u32,
+    #[arg(long)]
+    pub ctx: Option<u32>,
     /// Chat template: model, chatml, gemma, llama3, mistral, phi3, deepseek-r1, raw.
     #[arg(long)]
     pub template: Option<String>,
-    /// Thinking: on, off or auto.
-    #[arg(long, default_value = "auto")]
-    pub think: ThinkMode,
+    /// Thinking: on, off or auto (default auto, or the preset's).
+    #[arg(long)]
+    pub think: Option<ThinkMode>,
     /// Force the answer after this many thinking tokens.
     #[arg(long)]
     pub think_budget: Option<u32>,
@@ -65,18 +69,33 @@ pub struct ChatArgs {
 }
 
 impl ChatArgs {
-    pub fn sampling(&self) -> SamplingParams {
-        let d = SamplingParams::default();
-        SamplingParams {
-            temperature: self.temp.unwrap_or(d.temperature),
-            top_k: self.top_k.unwrap_or(d.top_k),
-            top_p: self.top_p.unwrap_or(d.top_p),
-            min_p: self.min_p.unwrap_or(d.min_p),
-            repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
-            seed: self.seed,
-            max_tokens: self.max_tokens,
-            stop: self.stop.clone(),
-            ..d
+    /// The settings of this run: `base` (a preset's, or the defaults) with every option
+    /// given on the command line put over it.
+    pub fn settings(&self, base: ChatSettings) -> ChatSettings {
+        let d = base.sampling;
+        ChatSettings {
+            system_prompt: self.system.clone().unwrap_or(base.system_prompt),
+            sampling: SamplingParams {
+                temperature: self.temp.unwrap_or(d.temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                top_p: self.top_p.unwrap_or(d.top_p),
+                min_p: self.min_p.unwrap_or(d.min_p),
+                repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
+                seed: self.seed.or(d.seed),
+                max_tokens: self.max_tokens.unwrap_or(d.max_tokens),
+                stop: if self.stop.is_empty() {
+                    d.stop
+                } else {
+                    self.stop.clone()
+                },
+                ..d
+            },
+            think: self.think.unwrap_or(base.think),
+            think_budget: self.think_budget.or(base.think_budget),
+            keep_thoughts: self.keep_thoughts || base.keep_thoughts,
+            n_ctx: self.ctx.unwrap_or(base.n_ctx),
+            threads: self.threads.or(base.threads),
+            template: self.template.clone().or(base.template),
         }
     }
 }
@@ -84,26 +103,21 @@ impl ChatArgs {
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let path = crate::resolve_model(&args.model)?;
     let app = Conclave::open_default().await?;
+    let base = match &args.preset {
+        Some(name) => app.history.get_preset(name).await?.settings,
+        None => ChatSettings::default(),
+    };
+    let settings = args.settings(base);
     let model = app
         .load(
             &path,
             LoadOptions {
-                n_ctx: args.ctx,
-                threads: args.threads,
+                n_ctx: settings.n_ctx,
+                threads: settings.threads,
             },
             |_| {},
         )
         .await?;
-    let settings = ChatSettings {
-        system_prompt: args.system.clone().unwrap_or_default(),
-        sampling: args.sampling(),
-        think: args.think,
-        think_budget: args.think_budget,
-        keep_thoughts: args.keep_thoughts,
-        n_ctx: args.ctx,
-        threads: args.threads,
-        template: args.template.clone(),
-    };
     let req = SendRequest {
         conversation_id: args.conversation.clone(),
         content: args.prompt.clone(),

@@ -62,7 +62,8 @@ pub struct CompareArgs {
     /// Memory the run may plan for (bytes or 512M, 2G); default: what is available.
     #[arg(long)]
     pub memory_limit: Option<String>,
-    /// Vote when the run ends: a, b, tie, both-bad.
+    /// Vote when the run ends: a, b, c, d (that column is best), tie, both-bad, or a
+    /// ranking of every column such as c>a=b.
     #[arg(long)]
     pub vote: Option<String>,
     /// Vote on (and reveal) an earlier saved run instead of running a prompt.
@@ -73,13 +74,26 @@ pub struct CompareArgs {
     pub prompt: Option<String>,
 }
 
+/// A vote as typed: `a`…`d` (that column is the best), `tie`, `both-bad` (all bad), or a
+/// ranking of every column best first, `>` between places and `=` between tied columns
+/// (`c>a=b`). The leaderboard's rule for what each means is in `leaderboard.rs`.
 pub fn parse_vote(s: &str) -> anyhow::Result<Vote> {
-    Ok(match s.trim().to_ascii_lowercase().as_str() {
+    let s = s.trim().to_ascii_lowercase();
+    Ok(match s.as_str() {
         "a" | "a_better" | "a-better" => Vote::ABetter,
         "b" | "b_better" | "b-better" => Vote::BBetter,
+        "c" | "c_better" | "c-better" => Vote::CBetter,
+        "d" | "d_better" | "d-better" => Vote::DBetter,
         "t" | "tie" => Vote::Tie,
-        "x" | "both-bad" | "both_bad" | "bad" => Vote::BothBad,
-        other => anyhow::bail!("unknown vote '{other}' (a, b, tie, both-bad)"),
+        "x" | "both-bad" | "both_bad" | "bad" | "all-bad" => Vote::BothBad,
+        other => match Vote::parse(other)
+            .or_else(|| Vote::parse(&format!("rank:{}", other.replace(' ', ""))))
+        {
+            Some(v) => v,
+            None => anyhow::bail!(
+                "unknown vote '{other}' (a, b, c, d, tie, both-bad, or a ranking such as c>a=b)"
+            ),
+        },
     })
 }
 
@@ -204,7 +218,9 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     let run_id = stream.run_id().map(str::to_owned);
     let vote = match vote_arg {
         Some(v) => Some(v),
-        None if args.blind && !args.json && std::io::stdin().is_terminal() => ask_vote()?,
+        None if args.blind && !args.json && std::io::stdin().is_terminal() => {
+            ask_vote(summary.columns.len())?
+        }
         None => None,
     };
     match (&run_id, vote) {
@@ -217,7 +233,9 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
             print_reveal(args.json, None, v, stream.identities())?;
         }
         (Some(run_id), None) if args.blind && !args.json => {
-            eprintln!("vote later with: conclave compare --run {run_id} --vote a|b|tie|both-bad");
+            eprintln!(
+                "vote later with: conclave compare --run {run_id} --vote a|b|c|d|tie|both-bad|c>a=b"
+            );
         }
         _ => {}
     }
@@ -235,16 +253,33 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ask_vote() -> anyhow::Result<Option<Vote>> {
+fn ask_vote(columns: usize) -> anyhow::Result<Option<Vote>> {
     loop {
-        eprint!("Which is better? [a] A  [b] B  [t] tie  [x] both bad  [enter] skip: ");
+        if columns > 2 {
+            let letters: Vec<String> = (0..columns.min(4))
+                .map(|c| {
+                    format!(
+                        "[{0}] {1}",
+                        (b'a' + c as u8) as char,
+                        compare::blind_label(c)
+                    )
+                })
+                .collect();
+            eprint!(
+                "Which is best? {}  or rank them (c>a=b)  [t] tie  [x] all bad  [enter] skip: ",
+                letters.join("  ")
+            );
+        } else {
+            eprint!("Which is better? [a] A  [b] B  [t] tie  [x] both bad  [enter] skip: ");
+        }
         std::io::stderr().flush()?;
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
             return Ok(None);
         }
         match parse_vote(&line) {
-            Ok(v) => return Ok(Some(v)),
+            Ok(v) if v.fits_columns(columns) => return Ok(Some(v)),
+            Ok(v) => eprintln!("'{}' does not fit {columns} columns", v.code()),
             Err(e) => eprintln!("{e}"),
         }
     }
@@ -269,7 +304,7 @@ fn print_reveal(
         return Ok(());
     }
     if let Some(v) = vote {
-        writeln!(out, "vote: {}", v.as_str())?;
+        writeln!(out, "vote: {}", v.code())?;
     }
     for c in columns {
         writeln!(out, "{} was {}", compare::blind_label(c.column), c.model)?;
@@ -429,5 +464,25 @@ fn status_word(c: &ColumnFigures) -> &'static str {
         ColumnStatus::Done => "done",
         ColumnStatus::Cancelled => "cancelled",
         ColumnStatus::Error => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn votes_for_up_to_four_columns_parse() {
+        let ok = |s: &str| parse_vote(s).map(Vote::code).ok();
+        assert_eq!(ok("a").as_deref(), Some("a_better"));
+        assert_eq!(ok(" C \n").as_deref(), Some("c_better"));
+        assert_eq!(ok("d").as_deref(), Some("d_better"));
+        assert_eq!(ok("all-bad").as_deref(), Some("both_bad"));
+        assert_eq!(ok("c>a=b").as_deref(), Some("rank:c>a=b"));
+        assert_eq!(ok("b > a > c").as_deref(), Some("rank:b>a>c"));
+        assert_eq!(ok("rank:a>b").as_deref(), Some("rank:a>b"));
+        for bad in ["e", "a>a", "a>c", "", "best"] {
+            assert!(parse_vote(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -7,6 +7,7 @@ mod compare_cmd;
 mod history_cmd;
 mod leaderboard_cmd;
 mod models_cmd;
+mod presets_cmd;
 mod serve_cmd;
 
 use std::io::IsTerminal;
@@ -47,6 +48,11 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: models_cmd::ModelsCommand,
+    },
+    /// Saved settings presets: list, show, delete (`chat --preset NAME` uses one).
+    Presets {
+        #[command(subcommand)]
+        command: presets_cmd::PresetsCommand,
     },
     /// Reasoning tools.
     Reasoning {
@@ -147,6 +153,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::History { command } => history_cmd::run(command).await,
             Command::Models { command } => models_cmd::run(command).await,
+            Command::Presets { command } => presets_cmd::run(command).await,
             Command::Compare(args) => compare_cmd::run(args).await,
             Command::Leaderboard(args) => leaderboard_cmd::run(args).await,
             Command::Serve(args) => serve_cmd::run(args).await,

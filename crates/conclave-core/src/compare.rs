@@ -528,6 +528,23 @@ pub async fn vote(
     run_id: &str,
     vote: Vote,
 ) -> Result<Vec<RevealedColumn>, CompareError> {
+    // A vote naming a column the run lacks would count games nobody played.
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT column_index) FROM messages \
+         WHERE compare_run_id = ? AND role = 'assistant'",
+    )
+    .bind(run_id)
+    .fetch_one(&history.pool)
+    .await
+    .map_err(HistoryError::from)?;
+    let columns = usize::try_from(columns).unwrap_or(0);
+    if columns > 0 && !vote.fits_columns(columns) {
+        return Err(HistoryError::InvalidInput(format!(
+            "vote '{}' does not fit a run of {columns} columns",
+            vote.code()
+        ))
+        .into());
+    }
     history.set_vote(run_id, Some(vote)).await?;
     reveal(history, run_id).await
 }

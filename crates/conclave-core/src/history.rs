@@ -13,14 +13,17 @@ use crate::events::{Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage}
 
 pub mod bench;
 mod export;
+mod presets;
 mod rows;
 mod search;
 mod store;
 mod writer;
 
 pub use export::{
-    ExportDocument, ExportFormat, ExportScope, ImportReport, EXPORT_FORMAT, EXPORT_VERSION,
+    ExportDocument, ExportFileReport, ExportFormat, ExportScope, ImportReport, EXPORT_FORMAT,
+    EXPORT_VERSION,
 };
+pub use presets::{check_preset_name, Preset, MAX_PRESET_NAME};
 pub use search::{SearchHit, SearchQuery, HIGHLIGHT_END, HIGHLIGHT_START};
 pub use store::{History, HistoryOptions};
 pub use writer::AnswerWriter;
@@ -51,6 +54,14 @@ pub enum HistoryError {
     Database(#[source] sqlx::Error),
     #[error("i/o error on the history database: {0}")]
     Io(#[from] std::io::Error),
+    /// Reading an import file or writing an export file failed: the path says which, so
+    /// the user is not told their database is at fault.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl crate::error::ErrorCode for HistoryError {
@@ -67,6 +78,7 @@ impl crate::error::ErrorCode for HistoryError {
             HistoryError::Migration(_) => "migration_failed",
             HistoryError::Database(_) => "database",
             HistoryError::Io(_) => "io",
+            HistoryError::File { .. } => "file",
         }
     }
 }
@@ -167,23 +179,108 @@ impl MessageStatus {
     }
 }
 
-/// The user's verdict on a side-by-side run.
+/// The most columns a side-by-side run has, and so the most a vote can name.
+pub const MAX_VOTE_COLUMNS: usize = 4;
+
+/// The user's verdict on a side-by-side run. Stored and serialised as its code
+/// (`a_better` … `d_better`, `tie`, `both_bad`, or `rank:a>c=b>d`), so older exports and
+/// databases read unchanged. The leaderboard turns it into pairwise games
+/// (`leaderboard::games_for_vote` documents the rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "String", try_from = "String")]
 pub enum Vote {
     ABetter,
     BBetter,
+    /// Column C (the third) is the best; only with three or more columns.
+    CBetter,
+    /// Column D (the fourth) is the best; only with four columns.
+    DBetter,
     Tie,
     BothBad,
+    /// A full ranking of the columns, ties allowed.
+    Ranked(Ranking),
+}
+
+/// Places of columns `0..len` (0 = best; equal places are ties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ranking {
+    places: [u8; MAX_VOTE_COLUMNS],
+    len: u8,
+}
+
+impl Ranking {
+    /// From each column's place (0 = best). Places need not be dense: `[0, 2, 2]` is the
+    /// same ranking as `[0, 1, 1]`.
+    pub fn from_places(places: &[u8]) -> Option<Self> {
+        if !(2..=MAX_VOTE_COLUMNS).contains(&places.len()) {
+            return None;
+        }
+        let mut p = [0u8; MAX_VOTE_COLUMNS];
+        p[..places.len()].copy_from_slice(places);
+        // Never fails: the length was checked above.
+        let len = u8::try_from(places.len()).ok()?;
+        Some(Self { places: p, len })
+    }
+
+    pub fn places(&self) -> &[u8] {
+        &self.places[..usize::from(self.len)]
+    }
+
+    /// `a>c=b>d`: every column once, best first, `=` between tied columns.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut places = [u8::MAX; MAX_VOTE_COLUMNS];
+        let mut n = 0usize;
+        for (place, group) in s.split('>').enumerate() {
+            for col in group.split('=') {
+                let col = col.trim();
+                let mut chars = col.chars();
+                let (Some(c), None) = (chars.next(), chars.next()) else {
+                    return None;
+                };
+                let i = (c.to_ascii_lowercase() as usize).checked_sub('a' as usize)?;
+                if i >= MAX_VOTE_COLUMNS || places[i] != u8::MAX {
+                    return None;
+                }
+                places[i] = u8::try_from(place).ok()?;
+                n += 1;
+            }
+        }
+        // Columns named must be exactly a, b, … with none skipped.
+        if n < 2 || places[..n].contains(&u8::MAX) {
+            return None;
+        }
+        Self::from_places(&places[..n])
+    }
+
+    fn code(&self) -> String {
+        let mut cols: Vec<usize> = (0..usize::from(self.len)).collect();
+        cols.sort_by_key(|&c| (self.places[c], c));
+        let mut out = String::from("rank:");
+        for (k, &c) in cols.iter().enumerate() {
+            if k > 0 {
+                out.push(if self.places[c] == self.places[cols[k - 1]] {
+                    '='
+                } else {
+                    '>'
+                });
+            }
+            out.push(char::from(b'a' + c as u8));
+        }
+        out
+    }
 }
 
 impl Vote {
-    pub fn as_str(self) -> &'static str {
+    /// The stored form.
+    pub fn code(self) -> String {
         match self {
-            Vote::ABetter => "a_better",
-            Vote::BBetter => "b_better",
-            Vote::Tie => "tie",
-            Vote::BothBad => "both_bad",
+            Vote::ABetter => "a_better".into(),
+            Vote::BBetter => "b_better".into(),
+            Vote::CBetter => "c_better".into(),
+            Vote::DBetter => "d_better".into(),
+            Vote::Tie => "tie".into(),
+            Vote::BothBad => "both_bad".into(),
+            Vote::Ranked(r) => r.code(),
         }
     }
 
@@ -191,9 +288,46 @@ impl Vote {
         Some(match s {
             "a_better" => Vote::ABetter,
             "b_better" => Vote::BBetter,
+            "c_better" => Vote::CBetter,
+            "d_better" => Vote::DBetter,
             "tie" => Vote::Tie,
             "both_bad" => Vote::BothBad,
-            _ => return None,
+            other => Vote::Ranked(Ranking::parse(other.strip_prefix("rank:")?)?),
+        })
+    }
+
+    /// The column this vote names as the best, for the "X better" votes.
+    pub fn best_column(self) -> Option<usize> {
+        match self {
+            Vote::ABetter => Some(0),
+            Vote::BBetter => Some(1),
+            Vote::CBetter => Some(2),
+            Vote::DBetter => Some(3),
+            _ => None,
+        }
+    }
+
+    /// Whether the vote can be cast on a run of `columns` columns: the best column must
+    /// exist, and a ranking must rank exactly those columns.
+    pub fn fits_columns(self, columns: usize) -> bool {
+        match self {
+            Vote::Ranked(r) => r.places().len() == columns,
+            v => v.best_column().is_none_or(|c| c < columns),
+        }
+    }
+}
+
+impl From<Vote> for String {
+    fn from(v: Vote) -> String {
+        v.code()
+    }
+}
+
+impl TryFrom<String> for Vote {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        Vote::parse(&s).ok_or_else(|| {
+            format!("unknown vote '{s}' (a_better, b_better, c_better, d_better, tie, both_bad, rank:a>b=c)")
         })
     }
 }

@@ -3,12 +3,20 @@
 //! - A model is its GGUF's content (`sha256`; the file name when no hash was recorded), so a
 //!   renamed or copied file keeps its record.
 //! - A vote becomes pairwise games between the run's columns (column order as stored,
-//!   which is the displayed order): "A better" = column 0 beats every other column,
-//!   "B better" = column 1 beats every other column (with more than two columns the vote
-//!   names the winner; the losers' order among themselves is unknown, so they play no
-//!   game), "tie" and "both bad" = every pair ties (both bad carries no preference; it is
-//!   also counted on its own). Columns of the same model (other settings) play no game
-//!   against each other: a model cannot gain on itself.
+//!   which is the displayed order), with N = 2 to 4 columns:
+//!   - "A/B/C/D better" (picking the best): that column beats each of the other N−1
+//!     columns; the losers' order among themselves is unknown, so they play no game
+//!     (N−1 games).
+//!   - A ranking (`rank:a>c=b>d`, ties allowed): every pair of columns plays one game,
+//!     the better-placed column winning and equally placed columns tying (N·(N−1)/2
+//!     games). So with 3 columns, `a>b>c` is a>b, a>c, b>c; `a>b=c` is a>b, a>c, b=c.
+//!   - "tie" and "both bad" (all bad): every pair ties (all bad carries no preference; it
+//!     is also counted on its own).
+//!
+//!   A vote that names a column the run does not have (or ranks another number of
+//!   columns) yields no games; `compare::vote` refuses such votes. Columns of the same
+//!   model (other settings) play no game against each other: a model cannot gain on
+//!   itself.
 //! - Elo: K = 32, everyone starts at 1000, games applied in the order the runs were stored
 //!   (creation time), a run's pairs in column order, each update using the ratings left by
 //!   the previous one.
@@ -77,13 +85,21 @@ pub struct Game {
 pub fn games_for_vote(vote: Vote, n_columns: usize) -> Vec<(usize, usize, f64)> {
     let mut out = Vec::new();
     match vote {
-        Vote::ABetter | Vote::BBetter => {
-            let winner = usize::from(vote == Vote::BBetter);
-            if winner >= n_columns {
+        Vote::Ranked(r) => {
+            let places = r.places();
+            // A ranking of other columns than the run has is not this run's: no games.
+            if places.len() != n_columns {
                 return out;
             }
-            for other in (0..n_columns).filter(|&o| o != winner) {
-                out.push((winner, other, 1.0));
+            for i in 0..n_columns {
+                for j in i + 1..n_columns {
+                    let score = match places[i].cmp(&places[j]) {
+                        std::cmp::Ordering::Less => 1.0,
+                        std::cmp::Ordering::Greater => 0.0,
+                        std::cmp::Ordering::Equal => 0.5,
+                    };
+                    out.push((i, j, score));
+                }
             }
         }
         Vote::Tie | Vote::BothBad => {
@@ -91,6 +107,14 @@ pub fn games_for_vote(vote: Vote, n_columns: usize) -> Vec<(usize, usize, f64)> 
                 for j in i + 1..n_columns {
                     out.push((i, j, 0.5));
                 }
+            }
+        }
+        best => {
+            let Some(winner) = best.best_column().filter(|&w| w < n_columns) else {
+                return out;
+            };
+            for other in (0..n_columns).filter(|&o| o != winner) {
+                out.push((winner, other, 1.0));
             }
         }
     }
@@ -563,6 +587,8 @@ mod tests {
         assert_eq!(games_for_vote(Vote::BBetter, 3), [(1, 0, 1.0), (1, 2, 1.0)]);
         assert_eq!(games_for_vote(Vote::Tie, 3).len(), 3);
         assert_eq!(games_for_vote(Vote::BBetter, 1), []);
+        assert_eq!(games_for_vote(Vote::CBetter, 3), [(2, 0, 1.0), (2, 1, 1.0)]);
+        assert_eq!(games_for_vote(Vote::DBetter, 3), []);
     }
 
     #[test]

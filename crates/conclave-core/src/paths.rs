@@ -43,7 +43,18 @@ pub fn model_search_dirs() -> Vec<PathBuf> {
     if let Some(dir) = checkout_models_dir() {
         dirs.push(dir);
     }
-    dirs.dedup();
+    // One folder named two ways (`tests/../models` and `models`) would list every model
+    // twice and make names ambiguous: compare folders by their canonical path.
+    let mut seen = Vec::new();
+    dirs.retain(|d| {
+        let key = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+        if seen.contains(&key) {
+            false
+        } else {
+            seen.push(key);
+            true
+        }
+    });
     dirs
 }
 

@@ -240,3 +240,43 @@ async fn markdown_is_readable() {
     assert!(md.contains("> be kind"));
     assert!(md.contains("Other branches: 3 message(s)"));
 }
+
+/// The app's Save and Import go through files: the report says what was really written
+/// and read, a second import skips what is already there, and a path that cannot be
+/// written is an error naming the file (no "Saved" for nothing).
+#[tokio::test]
+async fn file_export_and_import_report_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = History::open(dir.path().join("a.sqlite3")).await.unwrap();
+    let id = fill(&a).await;
+    let path = dir.path().join("all.json");
+    let rep = a
+        .export_to_file(&ExportScope::All, ExportFormat::Json, &path)
+        .await
+        .unwrap();
+    assert_eq!(rep.conversations, 1);
+    assert_eq!(rep.bytes, std::fs::metadata(&path).unwrap().len());
+    assert!(rep.bytes > 0);
+    assert!(!dir.path().join("all.json.part").exists());
+
+    let b = History::open(dir.path().join("b.sqlite3")).await.unwrap();
+    let first = b.import_file(&path).await.unwrap();
+    assert_eq!(first.conversations, 1);
+    assert!(first.skipped_existing.is_empty());
+    let again = b.import_file(&path).await.unwrap();
+    assert_eq!(again.conversations, 0);
+    assert_eq!(again.skipped_existing, vec![id.clone()]);
+
+    let bad = dir.path().join("no-such-dir").join("x.md");
+    let err = a
+        .export_to_file(&ExportScope::Conversation(id), ExportFormat::Markdown, &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "file");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    let err = b
+        .import_file(&dir.path().join("missing.json"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "file");
+}

@@ -12,15 +12,17 @@ use conclave_protocol::{
 };
 use conclave_protocol::{SamplingParams, StopReason};
 use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::session::LlamaStateSeqFlags;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token_type::LlamaTokenAttr;
 use rand::Rng;
 
+use crate::prefix::{self, Reuse, Snapshot, SnapshotStore, TokenSeq};
 use crate::text::{StopCheck, StopMatcher, Utf8Stream};
 use crate::{Incoming, Out};
 
@@ -28,6 +30,22 @@ use crate::{Incoming, Out};
 /// prompt lands within a fraction of a second on two cores, large enough to keep the
 /// matrix kernels efficient.
 const PROMPT_CHUNK: usize = 256;
+
+/// A prompt that would throw away at least this many cached tokens saves them first: a
+/// regenerated answer or an edited message may be followed by a return to the old branch.
+/// Shorter stretches decode again in a fraction of a second.
+const SNAPSHOT_MIN_TOKENS: usize = 64;
+
+/// A snapshot replaces the live cache only when it keeps this many more tokens: putting a
+/// state back copies all of it, which for a few tokens costs more than decoding them.
+const SNAPSHOT_MIN_GAIN: usize = 16;
+
+/// Memory for snapshots. A sequence's state is its keys and values (23 KB a token for
+/// SmolLM2-135M, measured; about 0.5 MB for 7B models with an f16 cache), so this holds a few
+/// long SmolLM2 conversations, or a few hundred tokens of a 7B one; a snapshot larger than
+/// the budget is not kept, and a return to it decodes as before.
+const SNAPSHOT_BUDGET_BYTES: usize = 256 << 20;
+const SNAPSHOT_MAX: usize = 4;
 
 /// Requests waiting while one is being served, fed by the stdin reader thread.
 pub struct Queue {
@@ -90,7 +108,9 @@ pub struct Generator {
     n_ctx: u32,
     threads: u32,
     /// Tokens whose keys and values are in sequence 0 of the cache, in order.
-    cached: Vec<LlamaToken>,
+    cached: TokenSeq,
+    /// Sequences the cache gave up for a prompt that shared less of them.
+    snapshots: SnapshotStore<SeqState>,
 }
 
 /// A context for another thread count, being built on a helper thread.
@@ -144,7 +164,8 @@ impl Generator {
             ctx,
             n_ctx,
             threads,
-            cached: Vec::new(),
+            cached: TokenSeq::default(),
+            snapshots: SnapshotStore::new(SNAPSHOT_BUDGET_BYTES, SNAPSHOT_MAX),
         })
     }
 
@@ -184,6 +205,15 @@ impl Generator {
             tokens.insert(0, vocab.bos());
         }
         tokens
+    }
+
+    /// The prompt's tokens with the bytes each stands for, for matching against the cache.
+    fn prompt_seq(&self, text: &str, add_bos: bool) -> TokenSeq {
+        let mut seq = TokenSeq::default();
+        for t in self.tokenize(text, add_bos) {
+            push_token(self.model, &mut seq, t);
+        }
+        seq
     }
 
     pub fn count_tokens(&self, text: &str) -> u32 {
@@ -268,14 +298,16 @@ impl Generator {
         }
     }
 
-    /// Decodes `tokens` at positions starting after the cache, in chunks, with logits for
-    /// the last one. Returns false when cancelled between chunks.
+    /// Decodes the prompt's tokens from `from` on at positions starting after the cache, in
+    /// chunks, with logits for the last one. Returns false when cancelled between chunks.
     fn decode_tokens(
         &mut self,
-        tokens: &[LlamaToken],
+        prompt: &TokenSeq,
+        from: usize,
         queue: &mut Queue,
         id: u64,
     ) -> anyhow::Result<bool> {
+        let tokens = &prompt.tokens()[from.min(prompt.len())..];
         let mut batch = LlamaBatch::new(PROMPT_CHUNK.max(tokens.len().min(512)), 1);
         for (ci, chunk) in tokens.chunks(PROMPT_CHUNK).enumerate() {
             if ci > 0 && queue.should_stop(id) {
@@ -288,9 +320,111 @@ impl Generator {
                 batch.add(*tok, pos, &[0], last_chunk && i + 1 == chunk.len())?;
             }
             self.ctx.decode(&mut batch)?;
-            self.cached.extend_from_slice(chunk);
+            let done = from + ci * PROMPT_CHUNK;
+            self.cached.extend_from(prompt, done, done + chunk.len());
         }
         Ok(true)
+    }
+
+    /// What `prompt` keeps of the live cache, and of the snapshot that keeps the most when
+    /// it keeps clearly more. At least the last prompt token is always decoded, for its
+    /// logits.
+    fn plan_reuse(&self, prompt: &TokenSeq) -> Plan {
+        let max_from = prompt.len().saturating_sub(1);
+        let live = prefix::shared_prefix(&self.cached, prompt, max_from);
+        let snapshot = self
+            .snapshots
+            .best(prompt, max_from)
+            .filter(|(_, r)| r.keep >= live.keep + SNAPSHOT_MIN_GAIN);
+        Plan { live, snapshot }
+    }
+
+    /// Makes the cache hold exactly what `plan` keeps: saves the live sequence when a long
+    /// stretch of it is about to go, puts the snapshot back when the plan uses one, and cuts
+    /// the rest. Returns what was actually kept (nothing when the cache would not cut).
+    fn apply_reuse(&mut self, plan: Plan) -> anyhow::Result<Reuse> {
+        // Out of the store first: saving the live sequence may evict or reorder entries.
+        let chosen = plan
+            .snapshot
+            .and_then(|(index, r)| Some((r, self.snapshots.take(index)?)));
+        if self.cached.len().saturating_sub(plan.live.keep) >= SNAPSHOT_MIN_TOKENS {
+            self.save_snapshot();
+        }
+        let mut reuse = plan.live;
+        if let Some((r, snapshot)) = chosen {
+            if self.restore_snapshot(&snapshot, r.keep) {
+                reuse = r;
+                // Its tail past what this prompt keeps is a branch of its own.
+                if snapshot.seq.len().saturating_sub(r.keep) >= SNAPSHOT_MIN_TOKENS {
+                    self.snapshots.put_back(snapshot);
+                }
+            } else {
+                reuse = Reuse::default();
+            }
+        }
+        if self
+            .ctx
+            .kv_cache_seq_rm(0, Some(u32::try_from(reuse.keep)?), None)
+            .is_err()
+        {
+            self.ctx.clear_kv_cache();
+            reuse = Reuse::default();
+        }
+        self.cached.truncate(reuse.keep);
+        Ok(reuse)
+    }
+
+    /// Copies the live sequence into the snapshot store, unless the store holds it already
+    /// or it is too large for the store.
+    fn save_snapshot(&mut self) {
+        if self.cached.is_empty() || self.snapshots.covers(&self.cached) {
+            return;
+        }
+        let flags = LlamaStateSeqFlags::empty();
+        let size = self.ctx.state_seq_get_size_ext(0, flags);
+        if !self.snapshots.fits(size) {
+            tracing::debug!(size, "sequence too large to snapshot");
+            return;
+        }
+        let t = Instant::now();
+        match self.ctx.state_seq_get(0, flags) {
+            Ok(state) => {
+                self.snapshots.insert(self.cached.clone(), state, size);
+                tracing::debug!(
+                    tokens = self.cached.len(),
+                    size,
+                    ms = t.elapsed().as_secs_f64() * 1000.0,
+                    stored = self.snapshots.total_bytes(),
+                    "saved a snapshot"
+                );
+            }
+            Err(e) => tracing::warn!("could not snapshot the cache: {e}"),
+        }
+    }
+
+    /// Puts `snapshot` into sequence 0 in place of the live one, to be cut at `keep`. On
+    /// failure the cache is left empty (a half-written sequence is useless) and false is
+    /// returned.
+    fn restore_snapshot(&mut self, snapshot: &Snapshot<SeqState>, keep: usize) -> bool {
+        let t = Instant::now();
+        match self.ctx.state_seq_set(&snapshot.state, 0) {
+            Ok(()) => {
+                self.cached = snapshot.seq.clone();
+                tracing::debug!(
+                    tokens = self.cached.len(),
+                    keep,
+                    ms = t.elapsed().as_secs_f64() * 1000.0,
+                    "restored a snapshot"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!("could not restore a snapshot: {e}");
+                self.ctx.clear_kv_cache();
+                self.cached.clear();
+                false
+            }
+        }
     }
 
     fn sampler(
@@ -355,8 +489,8 @@ impl Generator {
     ) -> anyhow::Result<()> {
         let id = req.id;
         self.set_threads(req.threads)?;
-        let prompt = self.tokenize(&req.prompt, req.add_bos);
-        let n_prompt = prompt.len();
+        let t0 = Instant::now();
+        let prompt = self.prompt_seq(&req.prompt, req.add_bos);
         if prompt.is_empty() {
             out.error(
                 Some(id),
@@ -370,6 +504,13 @@ impl Generator {
         let reserve = (req.params.max_tokens as usize)
             .min(self.n_ctx as usize / 4)
             .max(1);
+        let mut plan = self.plan_reuse(&prompt);
+        if plan.reuse().used(&prompt) + reserve >= self.n_ctx as usize {
+            // The cached spelling of earlier text can be a few tokens longer than the
+            // tokenizer's; never let that alone refuse a prompt.
+            plan = Plan::default();
+        }
+        let n_prompt = plan.reuse().used(&prompt);
         if n_prompt + reserve >= self.n_ctx as usize {
             out.send(&WorkerEvent::Error {
                 id: Some(id),
@@ -383,26 +524,10 @@ impl Generator {
             return Ok(());
         }
 
-        // Prefix reuse: keep the cache up to the first token that differs, and always
-        // decode at least the last prompt token so that we have its logits.
-        let t0 = Instant::now();
-        let mut common = self
-            .cached
-            .iter()
-            .zip(&prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
-        common = common.min(n_prompt - 1);
-        if self
-            .ctx
-            .kv_cache_seq_rm(0, Some(u32::try_from(common)?), None)
-            .is_err()
-        {
-            self.ctx.clear_kv_cache();
-            common = 0;
-        }
-        self.cached.truncate(common);
-        if !self.decode_tokens(&prompt[common..], queue, id)? {
+        let reuse = self.apply_reuse(plan)?;
+        let n_prompt = reuse.used(&prompt);
+        let common = reuse.keep;
+        if !self.decode_tokens(&prompt, reuse.from, queue, id)? {
             self.finish(
                 out,
                 id,
@@ -491,7 +616,9 @@ impl Generator {
                 rethread = self.take_rethread(r, false);
             }
             self.ctx.decode(&mut batch)?;
-            self.cached.extend_from_slice(&to_decode);
+            for t in &to_decode {
+                push_token(self.model, &mut self.cached, *t);
+            }
             logits_idx = batch.n_tokens() - 1;
         };
         let tail = utf8.finish();
@@ -624,6 +751,31 @@ impl Generator {
             ttft_ms: mean(&ttft),
             gen_tps_stddev: var.sqrt(),
         })
+    }
+}
+
+/// Appends `token` with the bytes it stands for (special tokens written out, as the
+/// templates write them in prompts).
+fn push_token(model: &LlamaModel, seq: &mut TokenSeq, token: LlamaToken) {
+    let vocab = model.vocab();
+    let attr = vocab.attr(token);
+    let special =
+        attr.contains(LlamaTokenAttr::Control) || attr.contains(LlamaTokenAttr::UserDefined);
+    seq.push(token, &vocab.token_to_piece(token, true, None), special);
+}
+
+/// How a prompt reuses the cache, before anything is changed.
+#[derive(Default)]
+struct Plan {
+    /// What the live sequence can keep.
+    live: Reuse,
+    /// The snapshot to put back instead (its index in the store), and what it keeps.
+    snapshot: Option<(usize, Reuse)>,
+}
+
+impl Plan {
+    fn reuse(&self) -> Reuse {
+        self.snapshot.map_or(self.live, |(_, r)| r)
     }
 }
 

@@ -7,6 +7,7 @@
 //! llama.cpp logs goes to stderr, which the core keeps the tail of for crash reports.
 
 mod generate;
+mod prefix;
 mod text;
 
 use std::io::{BufRead, Write};

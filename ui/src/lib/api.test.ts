@@ -60,7 +60,7 @@ describe('api wrappers send the exact command names and argument names', () => {
       const ch = args.onProgress as Channel<{ fraction: number }>;
       ch.onmessage({ fraction: 0.5 });
       ch.onmessage({ fraction: 1 });
-      return { model_id: args.modelId, name: 'M', load_ms: 10, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'none' };
+      return { model_id: args.modelId, name: 'M', load_ms: 10, n_ctx: 2048, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'none' };
     });
     const lm = await api.loadModel('qwen', (p) => seen.push(p.fraction));
     expect(calls[0].cmd).toBe('load_model');

@@ -10,6 +10,7 @@ import type {
   ChatEvent,
   ChatHandle,
   ChatRequest,
+  ChatSettings,
   ColumnDiff,
   CompareOutput,
   CompareRequest,
@@ -18,7 +19,9 @@ import type {
   ConversationView,
   DownloadProgress,
   DownloadResult,
+  ExportFileReport,
   ExportFormat,
+  HistoryImportReport,
   ImportResult,
   Leaderboard,
   LoadedModel,
@@ -26,6 +29,7 @@ import type {
   ModelDetails,
   ModelInfo,
   ModelLoadedEvent,
+  Preset,
   RevealedColumn,
   SearchHit,
   Vote,
@@ -137,6 +141,39 @@ export function search(query: string, includeReasoning: boolean): Promise<Search
 
 export function exportConversation(id: string, format: ExportFormat): Promise<string> {
   return call('export_conversation', { id, format });
+}
+
+/** Writes one conversation, or all when `id` is null, to `path`; says what was written. */
+export function exportHistoryFile(
+  id: string | null,
+  format: ExportFormat,
+  path: string,
+): Promise<ExportFileReport> {
+  return call('export_history_file', { id, format, path });
+}
+
+/** Imports a JSON history export (all or nothing); already-present conversations are skipped. */
+export function importHistoryFile(path: string): Promise<HistoryImportReport> {
+  return call('import_history_file', { path });
+}
+
+// ---------- presets (kept in the history database) ----------
+
+export function listPresets(): Promise<Preset[]> {
+  return call('list_presets');
+}
+
+/** Creates the preset, or replaces the settings of the one with that name. */
+export function savePreset(name: string, settings: ChatSettings): Promise<Preset> {
+  return call('save_preset', { name, settings });
+}
+
+export function renamePreset(from: string, to: string): Promise<void> {
+  return call('rename_preset', { from, to });
+}
+
+export function deletePreset(name: string): Promise<void> {
+  return call('delete_preset', { name });
 }
 
 export function appInfo(): Promise<AppInfo> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyCompare, columnName, columnPhase, initialRun, isHidden, liveFigures } from './compare';
+import { applyCompare, bestVotes, columnName, columnPhase, initialRun, isHidden, liveFigures, voteLabel } from './compare';
 import type { ColumnFigures, CompareOutput, ComparePlan } from './types';
 
 const plan = (blind: boolean): ComparePlan => ({
@@ -71,5 +71,25 @@ describe('compare reducer', () => {
     const s = applyCompare(initialRun(), [plan(false), { column: 1, type: 'error', code: 'worker_crashed', message: 'killed' }, { column: 0, type: 'token', text: 'ok' }], 1);
     expect(columnPhase(s.columns[1])).toBe('error');
     expect(columnPhase(s.columns[0])).toBe('answering');
+  });
+});
+
+describe('votes for 3–4 columns', () => {
+  it('offers one "best" vote per column', () => {
+    expect(bestVotes(2).map((b) => b.vote)).toEqual(['a_better', 'b_better']);
+    expect(bestVotes(4)).toEqual([
+      { vote: 'a_better', column: 0 },
+      { vote: 'b_better', column: 1 },
+      { vote: 'c_better', column: 2 },
+      { vote: 'd_better', column: 3 },
+    ]);
+    expect(bestVotes(5)).toHaveLength(4);
+  });
+  it('says what was voted', () => {
+    expect(voteLabel('a_better', 2)).toBe('A is better');
+    expect(voteLabel('a_better', 3)).toBe('A is best');
+    expect(voteLabel('c_better', 3)).toBe('C is best');
+    expect(voteLabel('both_bad', 4)).toBe('All are bad');
+    expect(voteLabel('rank:c>a=b', 3)).toBe('Ranked C > A = B');
   });
 });

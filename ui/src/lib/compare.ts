@@ -13,6 +13,7 @@ import type {
   CompareSummary,
   RevealedColumn,
   ThinkMode,
+  Vote,
 } from './types';
 
 export const MIN_COLUMNS = 2;
@@ -254,6 +255,24 @@ export function columnMessageId(run: CompareRunState, column: number): string | 
 export const VOTE_LABELS: Record<string, string> = {
   a_better: 'A is better',
   b_better: 'B is better',
+  c_better: 'C is best',
+  d_better: 'D is best',
   tie: 'Tie',
   both_bad: 'Both are bad',
 };
+
+const BEST: Vote[] = ['a_better', 'b_better', 'c_better', 'd_better'];
+
+/** The "this one is best" votes a run of `n` columns offers, one per column (at most 4). */
+export function bestVotes(n: number): { vote: Vote; column: number }[] {
+  return BEST.slice(0, Math.max(0, Math.min(n, BEST.length))).map((vote, column) => ({ vote, column }));
+}
+
+/** What the vote bar says once voted, for 2 to 4 columns. */
+export function voteLabel(v: string, n: number): string {
+  if (v.startsWith('rank:')) return `Ranked ${v.slice(5).toUpperCase().replaceAll('>', ' > ').replaceAll('=', ' = ')}`;
+  if (n > 2 && v === 'a_better') return 'A is best';
+  if (n > 2 && v === 'b_better') return 'B is best';
+  if (n > 2 && v === 'both_bad') return 'All are bad';
+  return VOTE_LABELS[v] ?? v;
+}

@@ -78,7 +78,6 @@ export function normalizeSettings(raw: unknown): ChatSettings {
 }
 
 const SETTINGS_KEY = 'conclave.settings.v1';
-const PRESETS_KEY = 'conclave.presets.v1';
 
 function storage(): Storage | null {
   try {
@@ -102,28 +101,6 @@ export function saveSettings(s: ChatSettings): void {
     storage()?.setItem(SETTINGS_KEY, JSON.stringify(s));
   } catch {
     /* storage full or unavailable: settings still apply for this session */
-  }
-}
-
-export type Presets = Record<string, ChatSettings>;
-
-export function loadPresets(): Presets {
-  try {
-    const raw = storage()?.getItem(PRESETS_KEY);
-    const obj = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
-    const out: Presets = {};
-    for (const [k, v] of Object.entries(obj)) out[k] = normalizeSettings(v);
-    return out;
-  } catch {
-    return {};
-  }
-}
-
-export function savePresets(p: Presets): void {
-  try {
-    storage()?.setItem(PRESETS_KEY, JSON.stringify(p));
-  } catch {
-    /* ignore */
   }
 }
 

@@ -3,6 +3,7 @@ import * as api from './api';
 import { FrameBatcher, applyEvents, initialStream, type StreamState } from './stream';
 import { indexTree, pathTo, siblingLeaf, deepestLeaf } from './tree';
 import { loadSettings, saveSettings } from './settings';
+import { fitWarning, initialModel } from './modelChoice';
 import type {
   ApiError,
   AppInfo,
@@ -11,6 +12,7 @@ import type {
   ChatSettings,
   ConversationSummary,
   ConversationView,
+  FitEstimate,
   LoadedModel,
   MessageView,
   ModelInfo,
@@ -50,6 +52,12 @@ export class AppStore {
   modelsLoaded = $state(false);
   modelsError = $state<ApiError | null>(null);
   selectedModelId = $state<string | null>(null);
+  /** Memory estimate per model id at the context the settings ask for (null: none). */
+  fits = $state<Record<string, FitEstimate | null>>({});
+  /** The context size `fits` was estimated at. */
+  private fitsAt = 0;
+  /** A model the user chose although it will not fit: the picker asks before loading. */
+  pendingLoad = $state<{ modelId: string; warning: string } | null>(null);
   loaded = $state<LoadedModel | null>(null);
   loading = $state<{ modelId: string; fraction: number } | null>(null);
   loadError = $state<ApiError | null>(null);
@@ -108,6 +116,7 @@ export class AppStore {
       })
       .catch(() => {});
     await Promise.all([this.refreshModels(), this.refreshConversations()]);
+    void this.refreshFits();
   }
 
   async refreshModels(): Promise<void> {
@@ -121,14 +130,46 @@ export class AppStore {
         } catch {
           /* ignore */
         }
-        const ok = this.models.filter((m) => !m.error);
-        this.selectedModelId = ok.find((m) => m.id === last)?.id ?? null;
+        this.selectedModelId = initialModel(this.models, last);
       }
     } catch (e) {
       this.modelsError = api.toApiError(e);
     } finally {
       this.modelsLoaded = true;
     }
+  }
+
+  /** Fills `fits` so the picker can show fit before anything is loaded. */
+  async refreshFits(): Promise<void> {
+    const nCtx = this.settings.n_ctx;
+    this.fitsAt = nCtx;
+    const out: Record<string, FitEstimate | null> = {};
+    for (const m of this.models.filter((m) => !m.error)) {
+      try {
+        out[m.id] = (await api.modelDetails(m.id, nCtx)).fit;
+      } catch {
+        out[m.id] = null;
+      }
+    }
+    this.fits = out;
+  }
+
+  /** The picker's choice: loads, or first asks when the estimate says it will not fit. */
+  chooseModel(modelId: string): void {
+    const m = this.models.find((x) => x.id === modelId);
+    const warning = m ? fitWarning(m.name, this.fits[modelId]) : null;
+    if (warning && this.loaded?.model_id !== modelId) {
+      this.pendingLoad = { modelId, warning };
+      return;
+    }
+    this.pendingLoad = null;
+    void this.loadModel(modelId);
+  }
+
+  confirmPendingLoad(): void {
+    const p = this.pendingLoad;
+    this.pendingLoad = null;
+    if (p) void this.loadModel(p.modelId);
   }
 
   async refreshConversations(): Promise<void> {
@@ -589,6 +630,8 @@ export class AppStore {
 
   persistSettings(): void {
     saveSettings($state.snapshot(this.settings) as ChatSettings);
+    // The picker's fit estimates depend on the context size.
+    if (this.settings.n_ctx !== this.fitsAt) void this.refreshFits();
   }
 }
 

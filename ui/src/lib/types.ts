@@ -92,6 +92,8 @@ export interface LoadedModel {
   model_id: string;
   name: string;
   load_ms: number;
+  /** The context actually allocated at load. */
+  n_ctx: number;
   n_ctx_train: number;
   has_chat_template: boolean;
   template_name: string;
@@ -180,6 +182,30 @@ export interface SearchHit {
 }
 
 export type ExportFormat = 'md' | 'json';
+
+/** Named settings kept in the history database (the core's history::Preset). */
+export interface Preset {
+  name: string;
+  settings: ChatSettings;
+  created_at: number;
+  updated_at: number;
+}
+
+/** What a file export really wrote (the core's ExportFileReport). */
+export interface ExportFileReport {
+  path: string;
+  conversations: number;
+  bytes: number;
+}
+
+/** The core's history ImportReport: conversations whose id already exists are skipped. */
+export interface HistoryImportReport {
+  conversations: number;
+  messages: number;
+  skipped_existing: string[];
+  presets?: number;
+  skipped_presets?: string[];
+}
 
 export interface AppInfo {
   version: string;
@@ -328,7 +354,8 @@ export type CompareColumnEvent = ChatEvent & { column: number };
 
 export type CompareOutput = ComparePlan | LaneLoaded | CompareSummary | CompareColumnEvent;
 
-export type Vote = 'a_better' | 'b_better' | 'tie' | 'both_bad';
+/** `x_better`: that column is the best; `rank:c>a=b`: a full ranking (see leaderboard.rs). */
+export type Vote = 'a_better' | 'b_better' | 'c_better' | 'd_better' | 'tie' | 'both_bad' | `rank:${string}`;
 
 export interface RevealedColumn {
   column: number;

@@ -5,6 +5,8 @@
 import { mockIPC } from '@tauri-apps/api/mocks';
 import type { Channel } from '@tauri-apps/api/core';
 import type {
+  ChatSettings,
+  Preset,
   ApiServerSettings,
   ApiServerStatus,
   ColumnFigures,
@@ -171,6 +173,7 @@ export function installMockIpc(params: URLSearchParams): void {
   const catalog = scenario === 'empty' ? [] : [...models];
   const convs = scenario === 'empty' ? new Map<string, ConversationView>() : sampleConversations();
   const pinned = new Set(scenario === 'empty' ? [] : ['c2']);
+  const presets = new Map<string, Preset>();
   let seq = 100;
   const timers = new Map<string, number[]>();
 
@@ -397,7 +400,7 @@ export function installMockIpc(params: URLSearchParams): void {
             await new Promise((r) => setTimeout(r, 60));
             ch.onmessage({ fraction: i / 10 });
           }
-          return { model_id: m.id, name: m.name, load_ms: 640, n_ctx_train: m.context_length ?? 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: m.reasoning_format ?? 'none', thinking_off_available: true, thinking_off_reason: null };
+          return { model_id: m.id, name: m.name, load_ms: 640, n_ctx: 4096, n_ctx_train: m.context_length ?? 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: m.reasoning_format ?? 'none', thinking_off_available: true, thinking_off_reason: null };
         }
         case 'start_chat':
           return stream(args.request as ChatRequest, args.onEvent as Channel<ChatEvent>);
@@ -462,6 +465,29 @@ export function installMockIpc(params: URLSearchParams): void {
           if (!c) return fail('not_found', 'No such conversation');
           return args.format === 'json' ? JSON.stringify(c, null, 2) : `# ${c.title}\n\n${c.messages.map((m) => `**${m.role}**: ${m.content}`).join('\n\n')}`;
         }
+        case 'list_presets':
+          return [...presets.values()].sort((a, b) => a.name.localeCompare(b.name));
+        case 'save_preset': {
+          const name = String(args.name).trim();
+          const now = Date.now();
+          presets.set(name, { name, settings: args.settings as ChatSettings, created_at: presets.get(name)?.created_at ?? now, updated_at: now });
+          return presets.get(name);
+        }
+        case 'rename_preset': {
+          const p = presets.get(String(args.from));
+          if (!p) return fail('not_found', `preset '${String(args.from)}' not found in history`);
+          if (presets.has(String(args.to))) return fail('invalid_input', `a preset named '${String(args.to)}' already exists`);
+          presets.delete(p.name);
+          presets.set(String(args.to), { ...p, name: String(args.to) });
+          return null;
+        }
+        case 'delete_preset':
+          if (!presets.delete(String(args.name))) return fail('not_found', `preset '${String(args.name)}' not found in history`);
+          return null;
+        case 'export_history_file':
+          return { path: String(args.path), conversations: args.id ? 1 : convs.size, bytes: 1234 };
+        case 'import_history_file':
+          return { conversations: 0, messages: 0, skipped_existing: [...convs.keys()] };
         case 'start_compare':
           return compare(args.request as CompareRequest, args.onEvent as Channel<CompareOutput>);
         case 'cancel_compare': {

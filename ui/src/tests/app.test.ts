@@ -42,6 +42,8 @@ async function start() {
   store.loading = null;
   store.loaded = null;
   store.selectedModelId = null;
+  store.fits = {};
+  store.pendingLoad = null;
   store.models = [];
   store.modelsError = null;
   const target = document.createElement('div');
@@ -62,6 +64,48 @@ describe('App with mocked IPC', () => {
     expect(document.body.textContent).toContain('No model yet');
     expect(document.body.textContent).toContain('make models');
     expect(document.body.textContent).toContain('Open a GGUF file');
+  });
+
+  it('first start selects the only model, shows its fit, asks before loading what will not fit, then shows the loaded context', async () => {
+    const loads: string[] = [];
+    const wontFit = {
+      n_ctx: 4096, weights_bytes: 0, kv_cache_bytes: 0, compute_bytes: 0, compute_reserved_bytes: 0, overhead_bytes: 0,
+      total_bytes: 20 * 1024 ** 3, available_bytes: 8 * 1024 ** 3, fit: 'wont_fit', notes: [],
+    };
+    mockIPC((cmd, raw) => {
+      const args = raw as Record<string, unknown>;
+      switch (cmd) {
+        case 'list_models':
+          return [model];
+        case 'list_conversations':
+          return [];
+        case 'model_details':
+          expect(args).toEqual({ modelId: 'm1', nCtx: 4096 });
+          return { model, fit: wontFit, fit_error: null };
+        case 'load_model':
+          loads.push(String(args.modelId));
+          return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx: 2048, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
+        default:
+          return null;
+      }
+    });
+    const { q, qa, store } = await start();
+    expect(store.selectedModelId).toBe('m1');
+    expect(q('model-status')?.textContent).toBe('Starts when you send');
+    expect(qa('model-option').map((o) => o.textContent)).toEqual(["Tiny Thinker · won't fit (20.0 GB)"]);
+
+    const picker = q('model-picker') as HTMLSelectElement;
+    picker.value = 'm1';
+    picker.dispatchEvent(new Event('change', { bubbles: true }));
+    await settle();
+    expect(loads).toEqual([]);
+    expect(q('fit-warning')?.textContent).toContain('needs about 20.0 GB at 4,096 tokens of context, 8.0 GB free');
+    q('load-anyway')?.click();
+    await settle();
+    expect(loads).toEqual(['m1']);
+    expect(q('fit-warning')).toBeNull();
+    // The context the worker allocated, not the trained 4,096.
+    expect(q('model-status')?.textContent).toBe('Loaded · ctx 2,048');
   });
 
   it('shows IPC failures in place instead of going blank', async () => {
@@ -88,7 +132,7 @@ describe('App with mocked IPC', () => {
           return [];
         case 'load_model':
           (args.onProgress as Channel<{ fraction: number }>).onmessage({ fraction: 1 });
-          return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
+          return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx: 2048, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
         case 'start_chat':
           channel = args.onEvent as Channel<ChatEvent>;
           return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
@@ -167,7 +211,7 @@ describe('App with mocked IPC', () => {
       const args = raw as Record<string, unknown>;
       if (cmd === 'list_models') return [model];
       if (cmd === 'list_conversations') return [];
-      if (cmd === 'load_model') return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
+      if (cmd === 'load_model') return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx: 2048, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
       if (cmd === 'start_chat') {
         channel = args.onEvent as Channel<ChatEvent>;
         return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };

@@ -47,7 +47,28 @@ pub(crate) async fn completions(
             "We could not parse the JSON body of your request ({e})."
         ))
     })?;
-    let req = types::parse_request(&value, &state.config)?;
+    let preset = match types::preset_name(&value)? {
+        Some(name) => Some(
+            state
+                .app
+                .history
+                .get_preset(&name)
+                .await
+                .map_err(|e| match e {
+                    crate::history::HistoryError::NotFound { .. } => ApiError::invalid_value(
+                        "preset",
+                        format!("There is no preset named '{name}' (see `conclave presets list`)."),
+                    ),
+                    other => {
+                        use crate::error::ErrorCode as _;
+                        ApiError::internal(other.code(), other.to_string())
+                    }
+                })?,
+        ),
+        None => None,
+    };
+    let req =
+        types::parse_request_with(&value, &state.config, preset.as_ref().map(|p| &p.settings))?;
     let served = models::resolve(&state, &req.model).await?;
     // Held until the answer ends (in the SSE body when streaming), so the bound counts
     // requests that are waiting as well as the one generating.

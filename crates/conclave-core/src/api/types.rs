@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{grammar, ApiConfig, ApiError};
 use crate::events::{Message, Role, SamplingParams, ThinkMode};
+use crate::session::ChatSettings;
 
 /// Thinking budgets for `reasoning_effort`: low, medium, high.
 pub(crate) const EFFORT_BUDGETS: [(&str, u32); 3] =
@@ -36,7 +37,27 @@ const RESERVED_TEMPLATE_VARS: &[&str] = &[
     "eos_token",
 ];
 
+#[cfg(test)]
 pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedRequest, ApiError> {
+    parse_request_with(body, cfg, None)
+}
+
+/// The `preset` field of a request (a Conclave extension): the name of a saved preset.
+pub(crate) fn preset_name(body: &Value) -> Result<Option<String>, ApiError> {
+    match body.as_object().and_then(|o| field(o, "preset")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+        Some(_) => Err(type_error("preset", "a preset name")),
+    }
+}
+
+/// Parses a request over `preset`'s settings: what the request says wins, what it leaves
+/// out comes from the preset (its system prompt is used when the messages have none).
+pub(crate) fn parse_request_with(
+    body: &Value,
+    cfg: &ApiConfig,
+    preset: Option<&ChatSettings>,
+) -> Result<ParsedRequest, ApiError> {
     let Some(obj) = body.as_object() else {
         return Err(ApiError::bad_request(
             "The request body must be a JSON object.",
@@ -47,7 +68,12 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
         None => return Err(ApiError::invalid_value("model", "`model` is required.")),
         Some(_) => return Err(type_error("model", "a string")),
     };
-    let messages = parse_messages(obj)?;
+    let mut messages = parse_messages(obj)?;
+    if let Some(p) = preset {
+        if !p.system_prompt.is_empty() && !messages.iter().any(|m| m.role == Role::System) {
+            messages.insert(0, Message::new(Role::System, p.system_prompt.clone()));
+        }
+    }
     let stream = opt_bool(obj, "stream")?.unwrap_or(false);
     let include_usage = match field(obj, "stream_options") {
         None => false,
@@ -63,11 +89,13 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
         ));
     }
 
-    let d = SamplingParams::default();
+    let d = preset.map_or_else(SamplingParams::default, |p| p.sampling.clone());
     let temperature = opt_f32(obj, "temperature", 0.0, 2.0)?.unwrap_or(d.temperature);
     let top_p = opt_f32(obj, "top_p", 0.0, 1.0)?.unwrap_or(d.top_p);
-    let frequency_penalty = opt_f32(obj, "frequency_penalty", -2.0, 2.0)?.unwrap_or(0.0);
-    let presence_penalty = opt_f32(obj, "presence_penalty", -2.0, 2.0)?.unwrap_or(0.0);
+    let frequency_penalty =
+        opt_f32(obj, "frequency_penalty", -2.0, 2.0)?.unwrap_or(d.frequency_penalty);
+    let presence_penalty =
+        opt_f32(obj, "presence_penalty", -2.0, 2.0)?.unwrap_or(d.presence_penalty);
     // llama.cpp-server extensions that local clients commonly send.
     let top_k = opt_u32(obj, "top_k")?.map_or(d.top_k, |k| k.min(i32::MAX as u32) as i32);
     let min_p = opt_f32(obj, "min_p", 0.0, 1.0)?.unwrap_or(d.min_p);
@@ -83,7 +111,7 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
         ));
     }
     let seed = match field(obj, "seed") {
-        None => None,
+        None => d.seed,
         // OpenAI takes any 64-bit integer; the engine's seed is 32-bit, so larger seeds are
         // folded (still deterministic: the same seed always replays the same answer).
         Some(v) => match (v.as_u64(), v.as_i64()) {
@@ -93,7 +121,7 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
         },
     };
     let stop = match field(obj, "stop") {
-        None => Vec::new(),
+        None => d.stop.clone(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => {
             let mut out = Vec::new();
@@ -136,7 +164,7 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
     }
 
     let (mut think, think_budget) = match field(obj, "reasoning_effort") {
-        None => (ThinkMode::Auto, None),
+        None => preset.map_or((ThinkMode::Auto, None), |p| (p.think, p.think_budget)),
         Some(Value::String(s)) => match s.as_str() {
             "none" | "minimal" => (ThinkMode::Off, None),
             other => match EFFORT_BUDGETS.iter().find(|(name, _)| *name == other) {
@@ -209,7 +237,9 @@ pub(crate) fn parse_request(body: &Value, cfg: &ApiConfig) -> Result<ParsedReque
             frequency_penalty,
             presence_penalty,
             seed,
-            max_tokens: max_tokens.unwrap_or(cfg.default_max_tokens),
+            max_tokens: max_tokens
+                .or(preset.map(|p| p.sampling.max_tokens))
+                .unwrap_or(cfg.default_max_tokens),
             stop,
             ..d
         },
@@ -411,6 +441,37 @@ mod tests {
 
     fn parse(v: Value) -> Result<ParsedRequest, ApiError> {
         parse_request(&v, &ApiConfig::default())
+    }
+
+    #[test]
+    fn a_preset_fills_what_the_request_leaves_out() {
+        let mut p = ChatSettings {
+            system_prompt: "Be brief.".into(),
+            think: ThinkMode::Off,
+            ..ChatSettings::default()
+        };
+        p.sampling.temperature = 0.1;
+        p.sampling.seed = Some(3);
+        p.sampling.max_tokens = 40;
+        p.sampling.stop = vec!["END".into()];
+        let body = json!({"model": "m", "preset": " Brief ", "temperature": 0.9,
+                          "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(preset_name(&body).unwrap().as_deref(), Some("Brief"));
+        let r = parse_request_with(&body, &ApiConfig::default(), Some(&p)).unwrap();
+        assert_eq!(r.params.temperature, 0.9, "the request wins");
+        assert_eq!(r.params.seed, Some(3));
+        assert_eq!(r.params.max_tokens, 40);
+        assert_eq!(r.params.stop, ["END"]);
+        assert_eq!(r.think, ThinkMode::Off);
+        assert_eq!(r.messages[0].role, Role::System);
+        assert_eq!(r.messages[0].content, "Be brief.");
+        // A system message in the request is kept instead of the preset's.
+        let own = json!({"model": "m", "messages": [{"role": "system", "content": "mine"}, {"role": "user", "content": "x"}]});
+        let r = parse_request_with(&own, &ApiConfig::default(), Some(&p)).unwrap();
+        assert_eq!(r.messages.len(), 2);
+        assert_eq!(r.messages[0].content, "mine");
+        assert!(preset_name(&json!({"preset": 3})).is_err());
+        assert_eq!(preset_name(&json!({"preset": null})).unwrap(), None);
     }
 
     #[test]

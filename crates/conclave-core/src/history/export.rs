@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::rows::message_insert;
 use super::rows::think_mode_str;
 use super::store::History;
-use super::{ConversationTree, HistoryError, Result, StoredMessage, Vote};
+use super::{ConversationTree, HistoryError, Preset, Result, StoredMessage, Vote};
 use crate::events::Role;
 
 pub const EXPORT_FORMAT: &str = "conclave-history";
@@ -44,6 +44,10 @@ pub struct ExportDocument {
     pub version: u32,
     pub exported_at: i64,
     pub conversations: Vec<ConversationTree>,
+    /// Every preset, in an export of the whole history (none for one conversation).
+    /// Absent in exports made before presets lived in the history.
+    #[serde(default)]
+    pub presets: Vec<Preset>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,18 +56,76 @@ pub struct ImportReport {
     pub messages: usize,
     /// Conversations whose id already exists here; they are left as they are.
     pub skipped_existing: Vec<String>,
+    #[serde(default)]
+    pub presets: usize,
+    /// Presets whose name already exists here; the local one is kept.
+    #[serde(default)]
+    pub skipped_presets: Vec<String>,
+}
+
+/// What a file export really wrote, so the app can say so instead of a bare "Saved".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportFileReport {
+    pub path: String,
+    pub conversations: usize,
+    pub bytes: u64,
 }
 
 impl History {
+    /// Exports to `path`. The text goes to a sibling temporary file first and is renamed
+    /// over the target, so a failed write never leaves a truncated export behind.
+    pub async fn export_to_file(
+        &self,
+        scope: &ExportScope,
+        format: ExportFormat,
+        path: &std::path::Path,
+    ) -> Result<ExportFileReport> {
+        let conversations = self.trees(scope).await?.len();
+        let text = self.export(scope, format).await?;
+        let file_err = |source| HistoryError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".part");
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, text.as_bytes()).map_err(file_err)?;
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            // Best effort: the rename error is the one worth reporting.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(file_err(e));
+        }
+        let bytes = std::fs::metadata(path).map_err(file_err)?.len();
+        Ok(ExportFileReport {
+            path: path.display().to_string(),
+            conversations,
+            bytes,
+        })
+    }
+
+    /// Reads a JSON export from `path` and imports it (all or nothing, see `import_json`).
+    pub async fn import_file(&self, path: &std::path::Path) -> Result<ImportReport> {
+        let text = std::fs::read_to_string(path).map_err(|source| HistoryError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.import_json(&text).await
+    }
+
     pub async fn export(&self, scope: &ExportScope, format: ExportFormat) -> Result<String> {
         let trees = self.trees(scope).await?;
         match format {
             ExportFormat::Json => {
+                let presets = match scope {
+                    ExportScope::All => self.list_presets().await?,
+                    ExportScope::Conversation(_) => Vec::new(),
+                };
                 let doc = ExportDocument {
                     format: EXPORT_FORMAT.into(),
                     version: EXPORT_VERSION,
                     exported_at: super::now_ms(),
                     conversations: trees,
+                    presets,
                 };
                 serde_json::to_string_pretty(&doc).map_err(|e| {
                     HistoryError::InvalidInput(format!("could not serialise the export: {e}"))
@@ -124,6 +186,10 @@ impl History {
             .map_err(|e| HistoryError::InvalidImport(e.to_string()))?;
         for tree in &doc.conversations {
             validate(tree)?;
+        }
+        for p in &doc.presets {
+            super::presets::check_preset_name(&p.name)
+                .map_err(|e| HistoryError::InvalidImport(format!("preset '{}': {e}", p.name)))?;
         }
 
         let mut report = ImportReport::default();
@@ -189,7 +255,7 @@ impl History {
                 .bind(&r.id)
                 .bind(&r.user_message_id)
                 .bind(r.blind)
-                .bind(r.vote.map(Vote::as_str))
+                .bind(r.vote.map(Vote::code))
                 .bind(&r.tag)
                 .bind(r.created_at)
                 .execute(&mut *tx)
@@ -210,6 +276,22 @@ impl History {
                 .await?;
             report.conversations += 1;
             report.messages += tree.messages.len();
+        }
+        for p in &doc.presets {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM presets WHERE name = ?")
+                .bind(p.name.trim())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_some() {
+                report.skipped_presets.push(p.name.clone());
+                continue;
+            }
+            let mut p = p.clone();
+            p.name = p.name.trim().to_owned();
+            super::presets::upsert(&mut tx, &p)
+                .await
+                .map_err(|e| import_db_error(e, &p.name))?;
+            report.presets += 1;
         }
         tx.commit().await?;
         Ok(report)

@@ -625,7 +625,7 @@ impl History {
             .bind(&run.id)
             .bind(&run.user_message_id)
             .bind(run.blind)
-            .bind(run.vote.map(Vote::as_str))
+            .bind(run.vote.map(Vote::code))
             .bind(&run.tag)
             .bind(run.created_at)
             .execute(&mut *tx)
@@ -637,7 +637,7 @@ impl History {
     pub async fn set_vote(&self, run_id: &str, vote: Option<Vote>) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query("UPDATE compare_runs SET vote = ? WHERE id = ?")
-            .bind(vote.map(Vote::as_str))
+            .bind(vote.map(Vote::code))
             .bind(run_id)
             .execute(&mut *tx)
             .await?
