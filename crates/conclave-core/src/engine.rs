@@ -482,7 +482,7 @@ impl Answer<'_> {
             let starts_in_thinking = rendered.starts_in_thinking;
             let gen = GenerateRequest {
                 id: self.id,
-                prompt: rendered.prompt,
+                segments: rendered.segments,
                 add_bos: rendered.add_bos,
                 params: req.params.clone(),
                 seed,

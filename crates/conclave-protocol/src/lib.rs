@@ -21,7 +21,7 @@ pub use params::{SamplingParams, StopReason};
 /// worker that reports another one, so a stale `conclave-worker` left next to a newer app
 /// fails its load with a clear message instead of misreading (or hanging on) its output.
 /// Raise it with any change that an older or newer peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Command-line flags the core passes when it starts a worker.
 pub const ARG_MODEL: &str = "--model";
@@ -36,7 +36,8 @@ pub enum WorkerRequest {
     Cancel {
         id: u64,
     },
-    /// Count tokens of a text, as the model would see it in a prompt.
+    /// Count tokens of a text, as the model would see it as message text in a prompt
+    /// (special tokens not parsed).
     Tokenize {
         id: u64,
         text: String,
@@ -53,8 +54,10 @@ pub enum WorkerRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateRequest {
     pub id: u64,
-    /// The fully rendered prompt; special tokens in it are parsed.
-    pub prompt: String,
+    /// The rendered prompt, in the order the model reads it: the template's markup, whose
+    /// special tokens are parsed, and message text, which is always read as plain text (a
+    /// pasted `<|im_end|>` is a few ordinary tokens, never the end of a turn).
+    pub segments: Vec<PromptSegment>,
     /// Prepend BOS: only when the model wants one and the template did not write it.
     pub add_bos: bool,
     pub params: SamplingParams,
@@ -67,6 +70,31 @@ pub struct GenerateRequest {
     /// A GBNF grammar constraining the output (JSON mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grammar: Option<String>,
+}
+
+/// One piece of a rendered prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptSegment {
+    pub text: String,
+    /// Tokenize with special-token parsing: true only for text the chat template wrote
+    /// itself, never for what a user, a document or a model wrote.
+    pub special: bool,
+}
+
+impl PromptSegment {
+    pub fn markup(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            special: true,
+        }
+    }
+
+    pub fn plain(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            special: false,
+        }
+    }
 }
 
 /// Budget forcing: once `max_tokens` tokens have been spent thinking without the closing
