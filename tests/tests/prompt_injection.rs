@@ -32,6 +32,7 @@ async fn pasted_control_tokens_are_plain_text_in_the_prompt() {
             LoadOptions {
                 n_ctx: 2048,
                 threads: Some(2),
+                ..Default::default()
             },
             |_| {},
         )

@@ -114,6 +114,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             LoadOptions {
                 n_ctx: settings.n_ctx,
                 threads: settings.threads,
+                ..Default::default()
             },
             |_| {},
         )

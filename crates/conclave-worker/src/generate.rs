@@ -7,8 +7,8 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
 
 use conclave_protocol::{
-    BenchRequest, BenchResult, DoneInfo, GenerateRequest, PromptSegment, ReadyInfo, ThinkBudget,
-    WorkerErrorCode, WorkerEvent, WorkerRequest,
+    BenchRequest, BenchResult, DoneInfo, GenerateRequest, PromptSegment, ReadyInfo, SandboxStatus,
+    ThinkBudget, WorkerErrorCode, WorkerEvent, WorkerRequest,
 };
 use conclave_protocol::{SamplingParams, StopReason};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -169,7 +169,7 @@ impl Generator {
         })
     }
 
-    pub fn ready_info(&self, load_time: Duration) -> ReadyInfo {
+    pub fn ready_info(&self, load_time: Duration, sandbox: SandboxStatus) -> ReadyInfo {
         let vocab = self.model.vocab();
         let piece = |t: LlamaToken| {
             String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
@@ -195,6 +195,7 @@ impl Generator {
             bos_token: piece(vocab.bos()),
             eos_token: piece(vocab.eos()),
             add_bos: vocab.should_add_bos(),
+            sandbox,
         }
     }
 

@@ -243,6 +243,7 @@ mod tests {
             bos_token: bos.into(),
             eos_token: "</s>".into(),
             add_bos,
+            sandbox: Default::default(),
         }
     }
 
