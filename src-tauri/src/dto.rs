@@ -13,6 +13,7 @@ use conclave_core::history::{
 use conclave_core::models::{display_name, ModelEntry};
 use conclave_core::session::ChatSettings;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::error::ApiError;
 
@@ -29,7 +30,8 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, ApiError> {
         .map_err(|e| ApiError::invalid_input(format!("'{s}' is not an RFC 3339 time: {e}")))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ModelInfo")]
 pub struct ModelDto {
     /// The path-based id: it stays the same once the background sha256 is known, so the
     /// UI's remembered choice survives a restart.
@@ -65,7 +67,8 @@ impl From<&ModelEntry> for ModelDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "LoadedModel")]
 pub struct LoadedModelDto {
     pub model_id: String,
     pub name: String,
@@ -100,13 +103,14 @@ impl LoadedModelDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct LoadProgress {
     pub fraction: f32,
 }
 
 /// `start_chat`'s request: the core's `SendRequest` plus which model answers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(rename = "ChatRequest")]
 pub struct ChatRequestDto {
     pub conversation_id: Option<String>,
     pub parent_id: Option<String>,
@@ -119,7 +123,8 @@ pub struct ChatRequestDto {
     pub edit_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ConversationSummary")]
 pub struct ConversationSummaryDto {
     pub id: String,
     pub title: String,
@@ -144,7 +149,8 @@ impl From<ConversationSummary> for ConversationSummaryDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "MessageView")]
 pub struct MessageDto {
     pub id: String,
     pub parent_id: Option<String>,
@@ -181,7 +187,8 @@ impl From<StoredMessage> for MessageDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ConversationView")]
 pub struct ConversationViewDto {
     pub id: String,
     pub title: String,
@@ -224,7 +231,8 @@ impl From<ConversationTree> for ConversationViewDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "SearchHit")]
 pub struct SearchHitDto {
     pub conversation_id: String,
     pub message_id: String,
@@ -246,20 +254,22 @@ impl From<SearchHit> for SearchHitDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "AppInfo")]
 pub struct AppInfoDto {
     pub version: String,
     pub data_dir: String,
     pub models_dirs: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "WorkerCrashed")]
 pub struct WorkerCrashedEvent {
     pub model_id: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct ModelLoadedEvent {
     pub model_id: String,
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::engine::{CancelHandle, ChatRequest, Engine, LoadOptions, LoadedModel, ModelInfo};
 use crate::error::CoreError;
@@ -16,7 +17,7 @@ use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, Mes
 use crate::models::Library;
 
 /// The settings a conversation is answered with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(default)]
 pub struct ChatSettings {
     pub system_prompt: String,
@@ -84,7 +85,7 @@ pub struct SendRequest {
     pub no_save: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct ChatHandle {
     pub request_id: String,
     pub conversation_id: String,

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use super::rows::message_insert;
 use super::rows::think_mode_str;
@@ -50,7 +51,8 @@ pub struct ExportDocument {
     pub presets: Vec<Preset>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(rename = "HistoryImportReport")]
 pub struct ImportReport {
     pub conversations: usize,
     pub messages: usize,
@@ -64,7 +66,7 @@ pub struct ImportReport {
 }
 
 /// What a file export really wrote, so the app can say so instead of a bare "Saved".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ExportFileReport {
     pub path: String,
     pub conversations: usize,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
+use ts_rs::TS;
 
 use super::rows::think_mode_str;
 use super::store::{not_found, History};
@@ -14,7 +15,7 @@ use crate::session::ChatSettings;
 /// Longest preset name accepted; names show in menus and on the command line.
 pub const MAX_PRESET_NAME: usize = 80;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Preset {
     pub name: String,
     pub settings: ChatSettings,
