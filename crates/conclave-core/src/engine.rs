@@ -28,6 +28,7 @@ use crate::protocol::{
     WorkerRequest,
 };
 use crate::reasoning::{self, ReasoningFormat, Splitter};
+use crate::settings::DEFAULT_N_CTX;
 use crate::template::ChatTemplate;
 
 use measure::{AnswerFacts, Timeline};
@@ -169,7 +170,9 @@ impl Engine {
         let path = path.as_ref().to_path_buf();
         let header = crate::gguf::read_header(&path)?;
         let n_ctx = match opts.n_ctx {
-            0 => header.context_length().map_or(4096, |c| c.min(4096) as u32),
+            0 => header.context_length().map_or(DEFAULT_N_CTX, |c| {
+                u32::try_from(c.min(u64::from(DEFAULT_N_CTX))).unwrap_or(DEFAULT_N_CTX)
+            }),
             n => n,
         };
         let threads = opts

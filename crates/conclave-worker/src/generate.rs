@@ -11,6 +11,10 @@ use conclave_protocol::{
     WorkerEvent, WorkerRequest,
 };
 use conclave_protocol::{SamplingParams, StopReason};
+
+/// llama.cpp's default DRY sequence breakers: a repeat that crosses one is not penalised
+/// as one sequence (llama-server's `dry_sequence_breakers`).
+const DRY_SEQUENCE_BREAKERS: [&str; 4] = ["\n", ":", "\"", "*"];
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
@@ -449,7 +453,21 @@ impl Generator {
                 p.presence_penalty,
             ));
         }
+        if p.dry_multiplier > 0.0 {
+            chain.push(LlamaSampler::dry(
+                self.model,
+                p.dry_multiplier,
+                p.dry_base,
+                p.dry_allowed_length,
+                p.dry_penalty_last_n,
+                DRY_SEQUENCE_BREAKERS,
+            ));
+        }
+        // XTC before the final pick, as llama.cpp orders it: it also changes greedy answers
+        // (the top token is what it removes). Its own draws use the request's seed.
+        let xtc = (p.xtc_probability > 0.0).then(|| LlamaSampler::xtc(p.xtc_probability, p.xtc_threshold, 1, seed));
         if p.temperature <= 0.0 {
+            chain.extend(xtc);
             chain.push(LlamaSampler::greedy());
         } else {
             if p.top_k > 0 {
@@ -461,6 +479,7 @@ impl Generator {
             if p.min_p > 0.0 {
                 chain.push(LlamaSampler::min_p(p.min_p, 1));
             }
+            chain.extend(xtc);
             chain.push(LlamaSampler::temp(p.temperature));
             chain.push(LlamaSampler::dist(seed));
         }

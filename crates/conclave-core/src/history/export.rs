@@ -508,6 +508,16 @@ fn message_markdown(m: &StoredMessage, column: Option<usize>, out: &mut String) 
             "temperature {}, top_k {}, top_p {}, min_p {}, repeat_penalty {}, max_tokens {}",
             s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.max_tokens
         ));
+        // The other parameters only where they differ from the default (DRY, XTC… off).
+        let d = crate::events::SamplingParams::default();
+        for f in crate::settings::table_stored_fields() {
+            let v = crate::settings::sampling_value(s, f.key);
+            if v != crate::settings::sampling_value(&d, f.key) {
+                if let Some(v) = v {
+                    facts.push(format!("{} {}", f.key, v as f32));
+                }
+            }
+        }
     }
     if let Some(seed) = m.seed {
         facts.push(format!("seed {seed}"));

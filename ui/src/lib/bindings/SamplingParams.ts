@@ -8,4 +8,22 @@ temperature: number, top_k: number, top_p: number, min_p: number, repeat_penalty
 /**
  * None: a random seed is drawn and reported, so any run can be replayed.
  */
-seed: number | null, max_tokens: number, stop: Array<string>, };
+seed: number | null, max_tokens: number, stop: Array<string>, 
+/**
+ * DRY ("don't repeat yourself"): penalises continuing a sequence already seen;
+ * 0 = off. The penalty is `multiplier * base^(length - allowed_length)`.
+ */
+dry_multiplier: number, dry_base: number, 
+/**
+ * Repeated sequences up to this long are not penalised.
+ */
+dry_allowed_length: number, 
+/**
+ * Tokens DRY looks back over; -1 = the whole context, 0 = off.
+ */
+dry_penalty_last_n: number, 
+/**
+ * XTC ("exclude top choices"): with this probability per token, drops every
+ * candidate above the threshold except the least likely of them; 0 = off.
+ */
+xtc_probability: number, xtc_threshold: number, };
