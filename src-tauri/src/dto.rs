@@ -200,30 +200,16 @@ pub struct ConversationViewDto {
 
 impl From<ConversationTree> for ConversationViewDto {
     fn from(tree: ConversationTree) -> Self {
-        let stored = &tree.conversation.settings;
-        // The conversation keeps thinking/context settings; sampling is recorded per answer,
-        // so the one to restore is that of the answer on screen (the newest, if none is).
-        let sampling = {
-            let path = tree.current_path();
-            path.into_iter()
-                .rev()
-                .chain(tree.messages.iter().rev())
-                .find_map(|m| m.sampling.clone())
-        };
-        let settings = sampling.map(|sampling| ChatSettings {
-            system_prompt: stored.system_prompt.clone().unwrap_or_default(),
-            sampling,
-            think: stored.think_mode,
-            think_budget: stored.think_budget,
-            keep_thoughts: stored.keep_thoughts,
-            n_ctx: stored.n_ctx.unwrap_or(0),
-            threads: stored.threads,
-            template: stored.template_override.clone(),
-        });
+        let settings = ChatSettings::of_tree(&tree);
         Self {
             id: tree.conversation.id.clone(),
             title: tree.conversation.title.clone(),
-            system_prompt: stored.system_prompt.clone().unwrap_or_default(),
+            system_prompt: tree
+                .conversation
+                .settings
+                .system_prompt
+                .clone()
+                .unwrap_or_default(),
             settings,
             current_leaf_id: tree.conversation.current_leaf_id.clone(),
             messages: tree.messages.into_iter().map(MessageDto::from).collect(),

@@ -94,6 +94,9 @@ async fn engine_dry_breaks_a_loop_and_xtc_changes_a_greedy_answer() {
 }
 
 fn cli_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CONCLAVE_CLI_BIN") {
+        return PathBuf::from(p);
+    }
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join("conclave")
 }
@@ -140,7 +143,11 @@ async fn answers(db: &Path) -> Vec<StoredMessage> {
     convs.reverse();
     for c in convs {
         let tree = h.get_conversation(&c.id).await.unwrap();
-        out.extend(tree.messages.into_iter().filter(|m| m.role == Role::Assistant));
+        out.extend(
+            tree.messages
+                .into_iter()
+                .filter(|m| m.role == Role::Assistant),
+        );
     }
     h.close().await;
     out
@@ -186,7 +193,12 @@ async fn cli_flags_change_the_answer_and_are_stored_and_exported() {
     assert_eq!(s[3].xtc_probability, 1.0);
     assert_eq!(s[3].xtc_threshold, 0.1);
     assert_eq!(
-        (s[4].dry_multiplier, s[4].dry_base, s[4].dry_allowed_length, s[4].dry_penalty_last_n),
+        (
+            s[4].dry_multiplier,
+            s[4].dry_base,
+            s[4].dry_allowed_length,
+            s[4].dry_penalty_last_n
+        ),
         (0.5, 2.0, 3, 64)
     );
 
@@ -211,9 +223,16 @@ async fn cli_flags_change_the_answer_and_are_stored_and_exported() {
         .env("CONCLAVE_DATA_DIR", data.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.contains("\"dry_multiplier\": 0.8") || text.contains("\"dry_multiplier\":0.8"), "{text}");
+    assert!(
+        text.contains("\"dry_multiplier\": 0.8") || text.contains("\"dry_multiplier\":0.8"),
+        "{text}"
+    );
     assert!(text.contains("xtc_probability"), "{text}");
 }
 
@@ -259,7 +278,12 @@ async fn api_fields_change_the_answer_are_stored_and_checked() {
             (status, v)
         }
     };
-    let content = |v: &Value| v["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    let content = |v: &Value| {
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
 
     let (st, plain) = ask(REPEAT, json!({})).await;
     assert_eq!(st, 200, "{plain}");
@@ -280,7 +304,11 @@ async fn api_fields_change_the_answer_are_stored_and_checked() {
     )
     .await;
     assert_eq!(st, 200, "{with_xtc}");
-    assert_ne!(content(&with_xtc), content(&story), "xtc_probability 1 changed nothing");
+    assert_ne!(
+        content(&with_xtc),
+        content(&story),
+        "xtc_probability 1 changed nothing"
+    );
 
     for bad in [
         json!({"xtc_probability": 1.5}),

@@ -493,7 +493,9 @@ impl Answer<'_> {
                 budget: plan.budget(req.think_budget, starts_in_thinking),
                 grammar: req.grammar.clone(),
             };
-            self.worker.request(&WorkerRequest::Generate(gen)).await?;
+            self.worker
+                .request(&WorkerRequest::Generate(Box::new(gen)))
+                .await?;
             if self.cancel.is_cancelled() {
                 // Cancelled before the request reached the worker: that cancel line may
                 // have come first, and the worker ignores a cancel for a request it has

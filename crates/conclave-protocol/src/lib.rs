@@ -31,23 +31,17 @@ pub const ARG_THREADS: &str = "--threads";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerRequest {
-    Generate(GenerateRequest),
+    /// Boxed: a request carries every sampling parameter, far larger than the others.
+    Generate(Box<GenerateRequest>),
     /// Stop the generation with this id within one token (also during prompt decoding).
-    Cancel {
-        id: u64,
-    },
+    Cancel { id: u64 },
     /// Count tokens of a text, as the model would see it in a prompt.
-    Tokenize {
-        id: u64,
-        text: String,
-    },
+    Tokenize { id: u64, text: String },
     /// Raw llama.cpp speed, measured the way llama-bench does: no template, no sampling.
     Bench(BenchRequest),
     /// Use this many threads from the next token on (also mid-answer): a side-by-side run
     /// gives the cores of a finished column to the ones still generating.
-    SetThreads {
-        threads: u32,
-    },
+    SetThreads { threads: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

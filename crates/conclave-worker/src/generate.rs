@@ -459,13 +459,20 @@ impl Generator {
                 p.dry_multiplier,
                 p.dry_base,
                 p.dry_allowed_length,
-                p.dry_penalty_last_n,
+                // -1 = the whole context, as llama-server documents it; this llama.cpp
+                // clamps negative windows to 0 (off), so the worker resolves it.
+                if p.dry_penalty_last_n < 0 {
+                    i32::try_from(self.model.n_ctx_train()).unwrap_or(i32::MAX)
+                } else {
+                    p.dry_penalty_last_n
+                },
                 DRY_SEQUENCE_BREAKERS,
             ));
         }
         // XTC before the final pick, as llama.cpp orders it: it also changes greedy answers
         // (the top token is what it removes). Its own draws use the request's seed.
-        let xtc = (p.xtc_probability > 0.0).then(|| LlamaSampler::xtc(p.xtc_probability, p.xtc_threshold, 1, seed));
+        let xtc = (p.xtc_probability > 0.0)
+            .then(|| LlamaSampler::xtc(p.xtc_probability, p.xtc_threshold, 1, seed));
         if p.temperature <= 0.0 {
             chain.extend(xtc);
             chain.push(LlamaSampler::greedy());

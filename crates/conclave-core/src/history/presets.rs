@@ -164,7 +164,7 @@ pub(crate) async fn upsert(
 impl History {
     /// Every preset, by name.
     pub async fn list_presets(&self) -> Result<Vec<Preset>> {
-        let rows = sqlx::query(&format!("SELECT * FROM presets ORDER BY name"))
+        let rows = sqlx::query("SELECT * FROM presets ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
@@ -174,7 +174,7 @@ impl History {
     }
 
     pub async fn get_preset(&self, name: &str) -> Result<Preset> {
-        let row = sqlx::query(&format!("SELECT * FROM presets WHERE name = ?"))
+        let row = sqlx::query("SELECT * FROM presets WHERE name = ?")
             .bind(name.trim())
             .fetch_optional(&self.pool)
             .await?;
