@@ -207,6 +207,45 @@ mod tests {
                 "{} default {v} outside its range",
                 f.key
             );
+            assert_eq!(f.flag, f.key.replace('_', "-"));
         }
+    }
+
+    #[test]
+    fn set_sampling_sets_by_name_and_checks_the_range() {
+        let mut p = SamplingParams::default();
+        assert_eq!(set_sampling(&mut p, "dry_multiplier", 0.8), Ok(()));
+        assert_eq!(set_sampling(&mut p, "dry_allowed_length", 3.0), Ok(()));
+        assert_eq!(set_sampling(&mut p, "xtc_threshold", 0.2), Ok(()));
+        assert_eq!(p.dry_multiplier, 0.8);
+        assert_eq!(p.dry_allowed_length, 3);
+        assert_eq!(p.xtc_threshold, 0.2);
+        assert!(set_sampling(&mut p, "xtc_probability", 1.5).is_err());
+        assert!(set_sampling(&mut p, "dry_allowed_length", 2.5).is_err());
+        assert!(set_sampling(&mut p, "nope", 1.0).is_err());
+        assert_eq!(p.xtc_probability, 0.0);
+        assert_eq!(sampling_value(&p, "dry_allowed_length"), Some(3.0));
+    }
+
+    #[test]
+    fn every_table_stored_field_has_its_history_columns() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let h = crate::history::History::open(dir.path().join("h.sqlite3"))
+                .await
+                .expect("open history");
+            let mut s = ChatSettings::default();
+            s.sampling.dry_multiplier = 0.8;
+            s.sampling.dry_penalty_last_n = 128;
+            s.sampling.xtc_probability = 0.5;
+            h.save_preset("P", &s).await.expect("save preset");
+            let back = h.get_preset("P").await.expect("get preset");
+            assert_eq!(back.settings.sampling, s.sampling);
+            h.close().await;
+        });
     }
 }
