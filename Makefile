@@ -9,7 +9,7 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 REL := $(CARGO_TARGET_DIR)/release
 
-.PHONY: run test setup models models-all ui-build build build-release check test-rust test-ui bench bench-app bench-stream
+.PHONY: run test setup models models-all ui-build build build-release check bindings test-rust test-ui bench bench-app bench-stream
 
 # What users run is optimised: a release build starts faster and idles in less memory.
 run: setup models ui-build build-release
@@ -39,10 +39,16 @@ build:
 build-release:
 	$(CARGO) build --release -p conclave-worker -p conclave-cli -p conclave-app
 
+# The TypeScript bindings in ui/src/lib/bindings must be what the Rust types generate:
+# the test fails on any difference (`make bindings` rewrites them).
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test -p conclave-app --lib bindings::
 	cd ui && npm run check && npm run lint
+
+bindings:
+	CONCLAVE_UPDATE_BINDINGS=1 $(CARGO) test -p conclave-app --lib bindings::
 
 test-rust:
 	CONCLAVE_E2E=1 scripts/with-xvfb $(CARGO) test --workspace --no-fail-fast

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 use tauri::State;
 use tokio::sync::Notify;
+use ts_rs::TS;
 
 use crate::commands::Shell;
 use crate::error::{ApiError, ApiResult};
@@ -50,7 +51,8 @@ impl CompareRuns {
 }
 
 /// One column as the UI names it: a catalog id, not a path.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(rename = "CompareColumnRequest")]
 pub struct CompareColumnDto {
     pub model_id: String,
     #[serde(default)]
@@ -59,7 +61,8 @@ pub struct CompareColumnDto {
     pub label: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(rename = "CompareRequest")]
 pub struct CompareRequestDto {
     pub prompt: String,
     pub columns: Vec<CompareColumnDto>,
@@ -67,7 +70,8 @@ pub struct CompareRequestDto {
     pub options: CompareOptions,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "CompareStarted")]
 pub struct CompareStartedDto {
     /// The handle for `cancel_compare`: the stored run's id, or a session-local one for a
     /// run that is not saved.

@@ -13,6 +13,7 @@ use conclave_core::history::{
 use conclave_core::models::{display_name, ModelEntry};
 use conclave_core::session::ChatSettings;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::error::ApiError;
 
@@ -29,7 +30,8 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, ApiError> {
         .map_err(|e| ApiError::invalid_input(format!("'{s}' is not an RFC 3339 time: {e}")))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ModelInfo")]
 pub struct ModelDto {
     /// The path-based id: it stays the same once the background sha256 is known, so the
     /// UI's remembered choice survives a restart.
@@ -65,7 +67,8 @@ impl From<&ModelEntry> for ModelDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "LoadedModel")]
 pub struct LoadedModelDto {
     pub model_id: String,
     pub name: String,
@@ -100,13 +103,14 @@ impl LoadedModelDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct LoadProgress {
     pub fraction: f32,
 }
 
 /// `start_chat`'s request: the core's `SendRequest` plus which model answers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(rename = "ChatRequest")]
 pub struct ChatRequestDto {
     pub conversation_id: Option<String>,
     pub parent_id: Option<String>,
@@ -119,7 +123,8 @@ pub struct ChatRequestDto {
     pub edit_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ConversationSummary")]
 pub struct ConversationSummaryDto {
     pub id: String,
     pub title: String,
@@ -144,7 +149,8 @@ impl From<ConversationSummary> for ConversationSummaryDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "MessageView")]
 pub struct MessageDto {
     pub id: String,
     pub parent_id: Option<String>,
@@ -181,7 +187,8 @@ impl From<StoredMessage> for MessageDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ConversationView")]
 pub struct ConversationViewDto {
     pub id: String,
     pub title: String,
@@ -193,30 +200,16 @@ pub struct ConversationViewDto {
 
 impl From<ConversationTree> for ConversationViewDto {
     fn from(tree: ConversationTree) -> Self {
-        let stored = &tree.conversation.settings;
-        // The conversation keeps thinking/context settings; sampling is recorded per answer,
-        // so the one to restore is that of the answer on screen (the newest, if none is).
-        let sampling = {
-            let path = tree.current_path();
-            path.into_iter()
-                .rev()
-                .chain(tree.messages.iter().rev())
-                .find_map(|m| m.sampling.clone())
-        };
-        let settings = sampling.map(|sampling| ChatSettings {
-            system_prompt: stored.system_prompt.clone().unwrap_or_default(),
-            sampling,
-            think: stored.think_mode,
-            think_budget: stored.think_budget,
-            keep_thoughts: stored.keep_thoughts,
-            n_ctx: stored.n_ctx.unwrap_or(0),
-            threads: stored.threads,
-            template: stored.template_override.clone(),
-        });
+        let settings = ChatSettings::of_tree(&tree);
         Self {
             id: tree.conversation.id.clone(),
             title: tree.conversation.title.clone(),
-            system_prompt: stored.system_prompt.clone().unwrap_or_default(),
+            system_prompt: tree
+                .conversation
+                .settings
+                .system_prompt
+                .clone()
+                .unwrap_or_default(),
             settings,
             current_leaf_id: tree.conversation.current_leaf_id.clone(),
             messages: tree.messages.into_iter().map(MessageDto::from).collect(),
@@ -224,7 +217,8 @@ impl From<ConversationTree> for ConversationViewDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "SearchHit")]
 pub struct SearchHitDto {
     pub conversation_id: String,
     pub message_id: String,
@@ -246,20 +240,22 @@ impl From<SearchHit> for SearchHitDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "AppInfo")]
 pub struct AppInfoDto {
     pub version: String,
     pub data_dir: String,
     pub models_dirs: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "WorkerCrashed")]
 pub struct WorkerCrashedEvent {
     pub model_id: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct ModelLoadedEvent {
     pub model_id: String,
 }

@@ -2,6 +2,7 @@
 //! lives in `conclave-core`, which knows nothing about Tauri.
 
 pub mod api_commands;
+pub mod bindings;
 pub mod commands;
 pub mod compare_commands;
 pub mod dto;

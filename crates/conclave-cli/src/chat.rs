@@ -52,6 +52,8 @@ pub struct ChatArgs {
     /// it is dropped, and the cost line reports the tokens that saved.
     #[arg(long)]
     pub keep_thoughts: bool,
+    #[command(flatten)]
+    pub sampling: crate::sampling_flags::SamplingFlags,
     /// Stop strings (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
@@ -71,9 +73,9 @@ pub struct ChatArgs {
 impl ChatArgs {
     /// The settings of this run: `base` (a preset's, or the defaults) with every option
     /// given on the command line put over it.
-    pub fn settings(&self, base: ChatSettings) -> ChatSettings {
+    pub fn settings(&self, base: ChatSettings) -> anyhow::Result<ChatSettings> {
         let d = base.sampling;
-        ChatSettings {
+        let mut settings = ChatSettings {
             system_prompt: self.system.clone().unwrap_or(base.system_prompt),
             sampling: SamplingParams {
                 temperature: self.temp.unwrap_or(d.temperature),
@@ -96,7 +98,9 @@ impl ChatArgs {
             n_ctx: self.ctx.unwrap_or(base.n_ctx),
             threads: self.threads.or(base.threads),
             template: self.template.clone().or(base.template),
-        }
+        };
+        self.sampling.apply(&mut settings.sampling)?;
+        Ok(settings)
     }
 }
 
@@ -107,7 +111,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         Some(name) => app.history.get_preset(name).await?.settings,
         None => ChatSettings::default(),
     };
-    let settings = args.settings(base);
+    let settings = args.settings(base)?;
     let model = app
         .load(
             &path,

@@ -9,6 +9,7 @@ mod history_cmd;
 mod leaderboard_cmd;
 mod models_cmd;
 mod presets_cmd;
+mod sampling_flags;
 mod serve_cmd;
 
 use std::io::IsTerminal;

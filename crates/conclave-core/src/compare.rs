@@ -31,6 +31,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use ts_rs::TS;
 
 use crate::engine::{LoadOptions, LoadedModel};
 use crate::error::{CoreError, ErrorCode};
@@ -100,7 +101,7 @@ impl CompareColumn {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 #[serde(default)]
 pub struct CompareOptions {
     /// Hide model names and shuffle the columns until a vote.
@@ -133,14 +134,14 @@ pub struct CompareRequest {
 }
 
 /// A column's [`ChatEvent`], flattened: `{"column":0,"type":"token","text":"…"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct CompareEvent {
     pub column: usize,
     #[serde(flatten)]
     pub event: ChatEvent,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct PlanColumn {
     pub column: usize,
     /// "Model A"… in blind mode.
@@ -152,8 +153,7 @@ pub struct PlanColumn {
 }
 
 /// How the run will go, sent before anything loads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "plan")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct ComparePlan {
     pub run_id: Option<String>,
     pub conversation_id: Option<String>,
@@ -172,8 +172,7 @@ pub struct ComparePlan {
 }
 
 /// A worker is up (sent before its columns start).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "loaded")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct LaneLoaded {
     pub lane: usize,
     pub columns: Vec<usize>,
@@ -182,7 +181,7 @@ pub struct LaneLoaded {
     pub load_ms: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnStatus {
     Done,
@@ -191,7 +190,7 @@ pub enum ColumnStatus {
 }
 
 /// What one column's answer cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct ColumnFigures {
     pub column: usize,
     pub label: String,
@@ -215,8 +214,7 @@ pub struct ColumnFigures {
 }
 
 /// The end of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "summary")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct CompareSummary {
     pub run_id: Option<String>,
     pub blind: bool,
@@ -234,17 +232,19 @@ pub struct CompareSummary {
 }
 
 /// Everything a run streams, one JSON object per line when serialised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum CompareOutput {
     Plan(ComparePlan),
     Loaded(LaneLoaded),
     Summary(CompareSummary),
+    /// A column's chat event carries its own `type` (`token`, `done`…).
+    #[serde(untagged)]
     Column(CompareEvent),
 }
 
 /// Who a column was, once it may be shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct RevealedColumn {
     pub column: usize,
     pub model: String,

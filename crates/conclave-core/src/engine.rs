@@ -28,6 +28,7 @@ use crate::protocol::{
     WorkerRequest,
 };
 use crate::reasoning::{self, ReasoningFormat, Splitter};
+use crate::settings::DEFAULT_N_CTX;
 use crate::template::ChatTemplate;
 
 use measure::{AnswerFacts, Timeline};
@@ -209,7 +210,9 @@ impl Engine {
         let path = path.as_ref().to_path_buf();
         let header = crate::gguf::read_header(&path)?;
         let n_ctx = match opts.n_ctx {
-            0 => header.context_length().map_or(4096, |c| c.min(4096) as u32),
+            0 => header.context_length().map_or(DEFAULT_N_CTX, |c| {
+                u32::try_from(c.min(u64::from(DEFAULT_N_CTX))).unwrap_or(DEFAULT_N_CTX)
+            }),
             n => n,
         };
         let threads = opts
@@ -532,7 +535,9 @@ impl Answer<'_> {
                 budget: plan.budget(req.think_budget, starts_in_thinking),
                 grammar: req.grammar.clone(),
             };
-            self.worker.request(&WorkerRequest::Generate(gen)).await?;
+            self.worker
+                .request(&WorkerRequest::Generate(Box::new(gen)))
+                .await?;
             if self.cancel.is_cancelled() {
                 // Cancelled before the request reached the worker: that cancel line may
                 // have come first, and the worker ignores a cancel for a request it has

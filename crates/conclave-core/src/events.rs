@@ -3,12 +3,13 @@
 //! these; streams carry deltas, never the accumulated text.
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 // Sampling parameters and stop reasons travel to and from the worker, so the protocol crate
 // owns them; they stay reachable here, where the rest of the app has always found them.
 pub use conclave_protocol::{SamplingParams, StopReason};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -47,7 +48,7 @@ impl Message {
 }
 
 /// Whether the model should think before answering, where its template lets us choose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum ThinkMode {
     On,
@@ -68,7 +69,7 @@ impl std::str::FromStr for ThinkMode {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct Usage {
     pub prompt_tokens: u32,
     /// Prompt tokens whose KV cache was reused from the previous turn.
@@ -79,7 +80,7 @@ pub struct Usage {
 }
 
 /// What one answer cost, measured (never estimated, except energy, whose method is named).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct Metrics {
     /// From the request reaching the engine to the first streamed token.
     pub ttft_ms: f64,
@@ -122,7 +123,7 @@ pub struct Metrics {
 }
 
 /// One event of a streamed answer. Text events are deltas.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatEvent {
     Started {

@@ -19,6 +19,7 @@ pub mod paths;
 pub use conclave_protocol as protocol;
 pub mod reasoning;
 pub mod session;
+pub mod settings;
 pub mod template;
 
 pub use error::{CoreError, ErrorCode};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::engine::{CancelHandle, ChatRequest, Engine, LoadOptions, LoadedModel, ModelInfo};
 use crate::error::CoreError;
@@ -16,7 +17,7 @@ use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, Mes
 use crate::models::Library;
 
 /// The settings a conversation is answered with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(default)]
 pub struct ChatSettings {
     pub system_prompt: String,
@@ -46,6 +47,33 @@ impl Default for ChatSettings {
 }
 
 impl ChatSettings {
+    /// The settings a stored conversation was answered with: its own columns plus the
+    /// sampling of one answer (sampling is recorded per answer, not per conversation).
+    pub fn from_stored(stored: &ConversationSettings, sampling: SamplingParams) -> Self {
+        Self {
+            system_prompt: stored.system_prompt.clone().unwrap_or_default(),
+            sampling,
+            think: stored.think_mode,
+            think_budget: stored.think_budget,
+            keep_thoughts: stored.keep_thoughts,
+            n_ctx: stored.n_ctx.unwrap_or(0),
+            threads: stored.threads,
+            template: stored.template_override.clone(),
+        }
+    }
+
+    /// The settings of the answer on screen (the newest, if none is), None when nothing
+    /// was generated yet.
+    pub fn of_tree(tree: &crate::history::ConversationTree) -> Option<Self> {
+        let path = tree.current_path();
+        let sampling = path
+            .into_iter()
+            .rev()
+            .chain(tree.messages.iter().rev())
+            .find_map(|m| m.sampling.clone())?;
+        Some(Self::from_stored(&tree.conversation.settings, sampling))
+    }
+
     fn to_stored(&self, model: &Path) -> ConversationSettings {
         ConversationSettings {
             system_prompt: Some(self.system_prompt.clone()).filter(|s| !s.is_empty()),
@@ -84,7 +112,7 @@ pub struct SendRequest {
     pub no_save: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct ChatHandle {
     pub request_id: String,
     pub conversation_id: String,

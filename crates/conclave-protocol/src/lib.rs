@@ -42,7 +42,8 @@ pub const ARG_CHECK_OPEN: &str = "--check-open";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerRequest {
-    Generate(GenerateRequest),
+    /// Boxed: a request carries every sampling parameter, far larger than the others.
+    Generate(Box<GenerateRequest>),
     /// Stop the generation with this id within one token (also during prompt decoding).
     Cancel {
         id: u64,
@@ -57,9 +58,7 @@ pub enum WorkerRequest {
     Bench(BenchRequest),
     /// Use this many threads from the next token on (also mid-answer): a side-by-side run
     /// gives the cores of a finished column to the ones still generating.
-    SetThreads {
-        threads: u32,
-    },
+    SetThreads { threads: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,10 @@ use conclave_protocol::{
     ThinkBudget, WorkerErrorCode, WorkerEvent, WorkerRequest,
 };
 use conclave_protocol::{SamplingParams, StopReason};
+
+/// llama.cpp's default DRY sequence breakers: a repeat that crosses one is not penalised
+/// as one sequence (llama-server's `dry_sequence_breakers`).
+const DRY_SEQUENCE_BREAKERS: [&str; 4] = ["\n", ":", "\"", "*"];
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
@@ -454,7 +458,28 @@ impl Generator {
                 p.presence_penalty,
             ));
         }
+        if p.dry_multiplier > 0.0 {
+            chain.push(LlamaSampler::dry(
+                self.model,
+                p.dry_multiplier,
+                p.dry_base,
+                p.dry_allowed_length,
+                // -1 = the whole context, as llama-server documents it; this llama.cpp
+                // clamps negative windows to 0 (off), so the worker resolves it.
+                if p.dry_penalty_last_n < 0 {
+                    i32::try_from(self.model.n_ctx_train()).unwrap_or(i32::MAX)
+                } else {
+                    p.dry_penalty_last_n
+                },
+                DRY_SEQUENCE_BREAKERS,
+            ));
+        }
+        // XTC before the final pick, as llama.cpp orders it: it also changes greedy answers
+        // (the top token is what it removes). Its own draws use the request's seed.
+        let xtc = (p.xtc_probability > 0.0)
+            .then(|| LlamaSampler::xtc(p.xtc_probability, p.xtc_threshold, 1, seed));
         if p.temperature <= 0.0 {
+            chain.extend(xtc);
             chain.push(LlamaSampler::greedy());
         } else {
             if p.top_k > 0 {
@@ -466,6 +491,7 @@ impl Generator {
             if p.min_p > 0.0 {
                 chain.push(LlamaSampler::min_p(p.min_p, 1));
             }
+            chain.extend(xtc);
             chain.push(LlamaSampler::temp(p.temperature));
             chain.push(LlamaSampler::dist(seed));
         }

@@ -306,7 +306,7 @@ fn run(
         match incoming {
             Incoming::BadLine(msg) => out.error(None, WorkerErrorCode::BadRequest, msg),
             Incoming::Request(WorkerRequest::Generate(req)) => {
-                engine.generate(req, &mut queue, out)
+                engine.generate(*req, &mut queue, out)
             }
             Incoming::Request(WorkerRequest::Tokenize { id, text }) => {
                 let tokens = engine.count_tokens(&text);

@@ -94,6 +94,8 @@ function metrics(p: Partial<Metrics> = {}): Metrics {
     budget_cut_at: null,
     reasoning_cut_off: false,
     thoughts_dropped_tokens: 0,
+    first_reasoning_ms: null,
+    first_answer_ms: null,
     ...p,
   };
 }

@@ -62,6 +62,23 @@ fn f32_or0(row: &SqliteRow, col: &str) -> Result<f32, sqlx::Error> {
     Ok(f64_or0(row, col)? as f32)
 }
 
+/// The sampling parameters stored by the table (`settings::table_stored_fields`): a NULL
+/// column (an answer or preset older than the parameter) keeps the default, which is off.
+pub(crate) fn read_table_sampling(
+    row: &SqliteRow,
+    p: &mut SamplingParams,
+) -> Result<(), sqlx::Error> {
+    for f in crate::settings::table_stored_fields() {
+        // Unchecked: INTEGER columns (whole-number parameters) read as numbers too.
+        if let Some(v) = row.try_get_unchecked::<Option<f64>, _>(f.key)? {
+            if let Err(e) = crate::settings::set_sampling(p, f.key, v) {
+                tracing::warn!("history column {}: {e}; using the default", f.key);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// SQLite turns NaN into NULL anyway; infinities would not survive JSON export.
 pub(crate) fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
@@ -187,9 +204,17 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                 seed: u32_of(row.try_get("seed_requested")?),
                 max_tokens: u32_or0(row, "max_tokens")?,
                 stop,
+                ..SamplingParams::default()
             })
         } else {
             None
+        };
+        let sampling = match sampling {
+            Some(mut p) => {
+                read_table_sampling(row, &mut p)?;
+                Some(p)
+            }
+            None => None,
         };
         let usage = if row.try_get::<Option<i64>, _>("prompt_tokens")?.is_some() {
             Some(Usage {
@@ -342,6 +367,16 @@ pub(crate) fn message_insert(
         s.and_then(|s| finite(f64::from(s.presence_penalty)))
     );
     col!("seed_requested", s.and_then(|s| s.seed.map(i64::from)));
+    for f in crate::settings::table_stored_fields() {
+        cols.push(f.key);
+        let v = s.and_then(|s| crate::settings::sampling_value(s, f.key));
+        if f.integer {
+            args.add(v.map(|x| x as i64))
+        } else {
+            args.add(v.and_then(finite))
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
     col!("max_tokens", s.map(|s| i64::from(s.max_tokens)));
     col!(
         "stop_strings",
