@@ -15,6 +15,9 @@ use crate::events::{ChatEvent, Message, Role, SamplingParams, ThinkMode};
 use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, MessageStatus};
 use crate::models::Library;
 
+mod replay;
+pub use replay::ReplayReport;
+
 /// The settings a conversation is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -225,6 +228,10 @@ impl Conclave {
             None
         } else {
             let header = crate::gguf::read_header(&info.path).ok();
+            // Every saved answer names its model by content, so that it can be replayed
+            // (and counted on the leaderboard) even if the background hash after `load`
+            // has not finished yet; the hash is cached, so this costs once per file.
+            let sha256 = self.ensure_model_hash(&info.path).await;
             let meta = AnswerMeta {
                 model: crate::history::ModelInfo {
                     file: info
@@ -232,11 +239,7 @@ impl Conclave {
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    sha256: self
-                        .hashes
-                        .lock()
-                        .ok()
-                        .and_then(|h| h.get(&info.path).cloned()),
+                    sha256,
                     architecture: Some(info.architecture.clone()),
                     quantization: header.and_then(|h| h.file_type()),
                 },
@@ -371,9 +374,8 @@ impl Conclave {
     }
 
     /// The sha256 of a model file, computed now (off the async threads) unless known, and
-    /// remembered for the answers' metadata. `send` records only hashes known when it
-    /// starts, and the background hash after `load` may still be running then; callers
-    /// that need the content id on every answer (the leaderboard's) await this first.
+    /// remembered for the answers' metadata (`send` awaits it, since the background hash
+    /// after `load` may still be running when an answer starts).
     pub async fn ensure_model_hash(&self, path: &Path) -> Option<String> {
         if let Some(h) = self.hashes.lock().ok().and_then(|h| h.get(path).cloned()) {
             return Some(h);

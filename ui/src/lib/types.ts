@@ -366,6 +366,22 @@ export interface RevealedColumn {
 
 export type DiffOp = { op: 'equal' | 'insert' | 'delete'; text: string };
 
+/** What a replay of a saved answer found (`replay_answer`). */
+export interface ReplayReport {
+  message_id: string;
+  model_path: string;
+  sha256: string;
+  template: string | null;
+  seed: number;
+  identical: boolean;
+  original: string;
+  replayed: string;
+  diff: DiffOp[];
+  original_reasoning: string;
+  replayed_reasoning: string;
+  reasoning_diff: DiffOp[];
+}
+
 export interface ColumnDiff {
   answer: DiffOp[];
   thinking: DiffOp[];
