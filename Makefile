@@ -9,14 +9,14 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 REL := $(CARGO_TARGET_DIR)/release
 
-.PHONY: run test setup models models-all ui-build build build-release check test-rust test-ui bench bench-app bench-stream
+.PHONY: run test setup models models-all ui-build build build-release package check test-rust test-ui bench bench-app bench-stream
 
 # What users run is optimised: a release build starts faster and idles in less memory.
 run: setup models ui-build build-release
 	$(REL)/conclave-app
 
 # The UI is built first: the shell embeds ui/dist at compile time, clippy included.
-test: setup models-all ui-build check build test-rust test-ui
+test: setup models-all ui-build check build package test-rust test-ui
 	@echo "make test: all checks and tests passed"
 
 setup:
@@ -39,12 +39,26 @@ build:
 build-release:
 	$(CARGO) build --release -p conclave-worker -p conclave-cli -p conclave-app
 
+# The Debian package: the release app with `conclave-worker` next to it and `conclave` on
+# the PATH, all in /usr/bin, plus the desktop entry and icons Tauri writes. tauri-cli comes
+# from npm (ui's devDependencies: a prebuilt binary, where crates.io's would compile for
+# minutes). It builds the app crate in the same CARGO_TARGET_DIR and profile as
+# build-release, so only the bundling is new work. No AppImage: its tools are downloaded
+# at build time.
+DEB_FILES := {"/usr/bin/conclave":"$(REL)/conclave","/usr/bin/conclave-worker":"$(REL)/conclave-worker"}
+package: setup ui-build build-release
+	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb --ci \
+	  --config '{"build":{"beforeBuildCommand":""},"bundle":{"linux":{"deb":{"files":$(DEB_FILES)}}}}'
+	@ls -1 $(REL)/bundle/deb/*.deb
+
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd ui && npm run check && npm run lint
 
+# CONCLAVE_DEB: the package test installs this .deb into a temporary root and runs it.
 test-rust:
+	CONCLAVE_DEB=$$(ls -t $(REL)/bundle/deb/*.deb | head -1) \
 	CONCLAVE_E2E=1 scripts/with-xvfb $(CARGO) test --workspace --no-fail-fast
 
 test-ui:

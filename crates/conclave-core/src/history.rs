@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{ContextOverflow, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
 
 pub mod bench;
 mod export;
@@ -344,6 +344,7 @@ pub struct ConversationSettings {
     pub threads: Option<u32>,
     pub template_override: Option<String>,
     pub default_model: Option<String>,
+    pub context_overflow: ContextOverflow,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

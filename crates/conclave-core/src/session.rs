@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{CancelHandle, ChatRequest, Engine, LoadOptions, LoadedModel, ModelInfo};
 use crate::error::CoreError;
-use crate::events::{ChatEvent, Message, Role, SamplingParams, ThinkMode};
+use crate::events::{ChatEvent, ContextOverflow, Message, Role, SamplingParams, ThinkMode};
 use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, MessageStatus};
 use crate::models::Library;
 
@@ -31,6 +31,8 @@ pub struct ChatSettings {
     pub n_ctx: u32,
     pub threads: Option<u32>,
     pub template: Option<String>,
+    /// What to leave out when the conversation no longer fits the context.
+    pub context_overflow: ContextOverflow,
 }
 
 impl Default for ChatSettings {
@@ -44,6 +46,7 @@ impl Default for ChatSettings {
             n_ctx: 0,
             threads: None,
             template: None,
+            context_overflow: ContextOverflow::default(),
         }
     }
 }
@@ -59,6 +62,7 @@ impl ChatSettings {
             threads: self.threads,
             template_override: self.template.clone(),
             default_model: Some(model.display().to_string()),
+            context_overflow: self.context_overflow,
         }
     }
 }
@@ -223,6 +227,7 @@ impl Conclave {
             threads: settings.threads,
             grammar: None,
             template_vars: Vec::new(),
+            overflow: settings.context_overflow,
         };
         let mut writer = if req.no_save {
             None

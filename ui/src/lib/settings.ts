@@ -27,6 +27,7 @@ export function defaultSettings(): ChatSettings {
     n_ctx: 4096,
     threads: null,
     template: null,
+    context_overflow: 'drop_oldest',
   };
 }
 
@@ -74,6 +75,8 @@ export function normalizeSettings(raw: unknown): ChatSettings {
     n_ctx: Math.max(256, Math.round(num(r.n_ctx, d.n_ctx))),
     threads: typeof r.threads === 'number' && r.threads > 0 ? Math.round(r.threads) : null,
     template: typeof r.template === 'string' && r.template ? r.template : null,
+    context_overflow:
+      r.context_overflow === 'stop' || r.context_overflow === 'truncate_middle' ? r.context_overflow : 'drop_oldest',
   };
 }
 

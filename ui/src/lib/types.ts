@@ -4,6 +4,8 @@
 export type ThinkMode = 'on' | 'off' | 'auto';
 export type Role = 'user' | 'assistant' | 'system';
 export type StopReason = 'eos' | 'max_tokens' | 'stop_string' | 'cancelled' | 'context_full';
+/** What to leave out when a conversation no longer fits the context. */
+export type ContextOverflow = 'stop' | 'drop_oldest' | 'truncate_middle';
 export type MessageStatus = 'streaming' | 'complete' | 'cancelled' | 'interrupted' | 'error';
 
 export interface SamplingParams {
@@ -46,6 +48,8 @@ export interface Metrics {
   energy_answer_wh: number;
   energy_method: string;
   dropped_messages: number;
+  /** The policy that chose the dropped messages. */
+  context_overflow?: ContextOverflow;
   seed: number;
   template: string;
   reasoning_format: string;
@@ -117,6 +121,7 @@ export interface ChatSettings {
   n_ctx: number;
   threads: number | null;
   template: string | null;
+  context_overflow: ContextOverflow;
 }
 
 export interface ChatRequest {

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{grammar, ApiConfig, ApiError};
-use crate::events::{Message, Role, SamplingParams, ThinkMode};
+use crate::events::{ContextOverflow, Message, Role, SamplingParams, ThinkMode};
 use crate::session::ChatSettings;
 
 /// Thinking budgets for `reasoning_effort`: low, medium, high.
@@ -27,6 +27,9 @@ pub(crate) struct ParsedRequest {
     /// Extra chat-template variables: `chat_template_kwargs` (less `enable_thinking`,
     /// which sets `think`) and `reasoning_effort`, which gpt-oss's template reads.
     pub template_vars: Vec<(String, Value)>,
+    /// `context_overflow` (a Conclave extension): what to leave out when the messages do
+    /// not fit the context.
+    pub overflow: ContextOverflow,
 }
 
 /// Variables the renderer sets itself; a request may not replace them.
@@ -223,6 +226,18 @@ pub(crate) fn parse_request_with(
         think = ThinkMode::Off;
     }
 
+    let overflow = match field(obj, "context_overflow") {
+        None | Some(Value::Null) => preset.map(|p| p.context_overflow).unwrap_or_default(),
+        Some(Value::String(s)) => s
+            .parse::<ContextOverflow>()
+            .map_err(|e| ApiError::invalid_value("context_overflow", e))?,
+        Some(_) => {
+            return Err(type_error(
+                "context_overflow",
+                "one of \"stop\", \"drop_oldest\", \"truncate_middle\"",
+            ))
+        }
+    };
     Ok(ParsedRequest {
         model,
         messages,
@@ -247,6 +262,7 @@ pub(crate) fn parse_request_with(
         think_budget,
         grammar,
         template_vars,
+        overflow,
     })
 }
 

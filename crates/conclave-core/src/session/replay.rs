@@ -90,6 +90,7 @@ impl Conclave {
             threads: settings.threads,
             grammar: None,
             template_vars: Vec::new(),
+            overflow: settings.context_overflow,
         };
         let mut stream = loaded.chat(chat).await?;
         let (mut replayed, mut replayed_reasoning) = (String::new(), String::new());
