@@ -42,13 +42,13 @@ build-release:
 # The Debian package: the release app with `conclave-worker` next to it and `conclave` on
 # the PATH, all in /usr/bin, plus the desktop entry and icons Tauri writes. tauri-cli comes
 # from npm (ui's devDependencies: a prebuilt binary, where crates.io's would compile for
-# minutes). It builds the app crate in the same CARGO_TARGET_DIR and profile as
-# build-release, so only the bundling is new work. No AppImage: its tools are downloaded
-# at build time.
+# minutes). `tauri bundle` packs the binaries build-release already made in this
+# CARGO_TARGET_DIR (`tauri build` would compile the app again with other feature
+# unification). No AppImage: its tools are downloaded while bundling.
 DEB_FILES := {"/usr/bin/conclave":"$(REL)/conclave","/usr/bin/conclave-worker":"$(REL)/conclave-worker"}
 package: setup ui-build build-release
-	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb --ci \
-	  --config '{"build":{"beforeBuildCommand":""},"bundle":{"linux":{"deb":{"files":$(DEB_FILES)}}}}'
+	cd src-tauri && ../ui/node_modules/.bin/tauri bundle --bundles deb --ci \
+	  --config '{"bundle":{"linux":{"deb":{"files":$(DEB_FILES)}}}}'
 	@ls -1 $(REL)/bundle/deb/*.deb
 
 check:
