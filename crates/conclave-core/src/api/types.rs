@@ -562,6 +562,26 @@ mod tests {
     }
 
     #[test]
+    fn context_overflow_is_a_named_policy() {
+        let msgs = json!([{"role": "user", "content": "x"}]);
+        let r = parse(json!({"model": "m", "messages": msgs})).unwrap();
+        assert_eq!(r.overflow, ContextOverflow::DropOldest);
+        for (v, want) in [
+            ("stop", ContextOverflow::Stop),
+            ("truncate_middle", ContextOverflow::TruncateMiddle),
+            ("drop_oldest", ContextOverflow::DropOldest),
+        ] {
+            let r = parse(json!({"model": "m", "messages": msgs, "context_overflow": v})).unwrap();
+            assert_eq!(r.overflow, want);
+        }
+        for bad in [json!("keep_all"), json!(3)] {
+            let e = parse(json!({"model": "m", "messages": msgs, "context_overflow": bad}))
+                .unwrap_err();
+            assert!(format!("{e:?}").contains("context_overflow"), "{e:?}");
+        }
+    }
+
+    #[test]
     fn chat_template_kwargs_become_template_variables() {
         let r = parse(json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
             "reasoning_effort": "low",
