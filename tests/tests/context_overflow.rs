@@ -69,7 +69,7 @@ fn settings(policy: ContextOverflow) -> ChatSettings {
 }
 
 enum Outcome {
-    Done { text: String, metrics: Metrics },
+    Done { text: String, metrics: Box<Metrics> },
     Failed { code: String, message: String },
 }
 
@@ -98,7 +98,8 @@ async fn send(s: &Setup, req: SendRequest) -> (String, Outcome) {
         match ev {
             ChatEvent::Token { text: t } => text.push_str(&t),
             ChatEvent::Done { metrics, .. } => {
-                return (handle.conversation_id, Outcome::Done { text, metrics })
+                let metrics = Box::new(metrics);
+                return (handle.conversation_id, Outcome::Done { text, metrics });
             }
             ChatEvent::Error { code, message } => {
                 return (handle.conversation_id, Outcome::Failed { code, message })
@@ -153,7 +154,7 @@ async fn ask_name(s: &Setup, conv: &str, policy: ContextOverflow) -> (String, Me
     )
     .await;
     match out {
-        Outcome::Done { text, metrics } => (text, metrics),
+        Outcome::Done { text, metrics } => (text, *metrics),
         Outcome::Failed { code, message } => panic!("{code}: {message}"),
     }
 }
