@@ -1,6 +1,7 @@
 //! End-to-end: the Replay action on an answer in the real app. A SmolLM2 answer sampled at
 //! temperature 0.8 with a seed replays "identical ✓"; after the saved text is changed (an
-//! export edited and imported again), the replay shows a word diff.
+//! export edited and imported again), the replay shows a word diff. The context policy
+//! chosen in the settings drawer is stored with the conversation.
 //!
 //! Run like e2e_app.rs: `CONCLAVE_E2E=1 cargo test -p conclave-tests --test e2e_replay`.
 
@@ -38,6 +39,15 @@ async fn replay_says_identical_then_shows_a_word_diff() -> Res {
     app.set_value("setting-max-tokens", "32").await?;
     app.set_value("setting-temperature", "0.8").await?;
     app.set_value("setting-seed", "77").await?;
+    // The conversation's context policy is set here too, and stored with it (checked below).
+    app.set_value("setting-context-overflow", "truncate_middle")
+        .await?;
+    app.js(
+        "document.querySelector('[data-testid=\"setting-context-overflow\"]').scrollIntoView()",
+        vec![],
+    )
+    .await?;
+    app.shot("settings-context-overflow").await?;
     app.close_settings().await?;
     app.send("Write one sentence about mountains.").await?;
     assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
@@ -54,6 +64,10 @@ async fn replay_says_identical_then_shows_a_word_diff() -> Res {
     let db = data.path().join("history.sqlite3");
     let history = History::open(&db).await?;
     let conv = history.list_conversations(10, None).await?.remove(0).id;
+    assert_eq!(
+        history.conversation(&conv).await?.settings.context_overflow,
+        conclave_core::ContextOverflow::TruncateMiddle
+    );
     let tree = history.get_conversation(&conv).await?;
     let answer = tree
         .messages
