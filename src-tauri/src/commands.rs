@@ -131,6 +131,7 @@ pub async fn start_chat(
     let opts = LoadOptions {
         n_ctx: request.settings.n_ctx,
         threads: request.settings.threads,
+        ..Default::default()
     };
     let model = core.load(&entry.path, opts, |_| {}).await?;
     let send = SendRequest {

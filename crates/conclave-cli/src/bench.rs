@@ -103,6 +103,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             LoadOptions {
                 n_ctx: ctx,
                 threads: Some(threads),
+                ..Default::default()
             },
             |_| {},
         )

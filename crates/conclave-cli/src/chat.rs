@@ -120,6 +120,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             LoadOptions {
                 n_ctx: settings.n_ctx,
                 threads: settings.threads,
+                ..Default::default()
             },
             |_| {},
         )

@@ -4,6 +4,7 @@
 mod bench;
 mod chat;
 mod compare_cmd;
+mod doctor_cmd;
 mod history_cmd;
 mod leaderboard_cmd;
 mod models_cmd;
@@ -54,6 +55,8 @@ enum Command {
         #[command(subcommand)]
         command: presets_cmd::PresetsCommand,
     },
+    /// What confines the model workers on this machine (Landlock, seccomp), tried for real.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Reasoning tools.
     Reasoning {
         #[command(subcommand)]
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
             Command::Compare(args) => compare_cmd::run(args).await,
             Command::Leaderboard(args) => leaderboard_cmd::run(args).await,
             Command::Serve(args) => serve_cmd::run(args).await,
+            Command::Doctor(args) => doctor_cmd::run(args).await,
             Command::Reasoning { command: ReasoningCommand::Split { batch } } => {
                 if !batch {
                     anyhow::bail!("only --batch is supported: pipe JSON lines to `conclave reasoning split --batch`");

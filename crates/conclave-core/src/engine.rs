@@ -114,6 +114,12 @@ pub struct LoadOptions {
     pub n_ctx: u32,
     /// Threads; None = all physical cores.
     pub threads: Option<u32>,
+    /// TCP ports the worker may connect to, for llama.cpp RPC servers (#14). Empty (the
+    /// default): the worker has no network at all. Given: its sandbox allows TCP stream
+    /// sockets and, where the kernel has Landlock ABI 4, connects to these ports only (to
+    /// any address: neither seccomp nor Landlock can filter by address); UDP, raw sockets
+    /// and so DNS stay denied, so endpoints must be given as IP addresses.
+    pub allow_tcp_ports: Vec<u16>,
 }
 
 /// What a loaded model reports about itself.
@@ -138,6 +144,8 @@ pub struct ModelInfo {
     pub thinking_off_available: bool,
     pub thinking_off_reason: Option<String>,
     pub pid: u32,
+    /// What confines the worker process (see `conclave-worker`'s sandbox module).
+    pub sandbox: crate::protocol::SandboxStatus,
 }
 
 /// Starts workers. Cancelling an answer goes through its [`CancelHandle`] (or dropping its
@@ -158,6 +166,38 @@ impl Engine {
         Self {
             worker_bin: Arc::new(worker_bin),
         }
+    }
+
+    /// Runs `conclave-worker --sandbox-check`: the worker applies its sandbox as it would
+    /// before loading `model`, then tries to read a file outside it, create one, connect to
+    /// a loopback port that is listening, and open a UDP socket. Says what held.
+    pub async fn sandbox_check(
+        &self,
+        model: Option<&Path>,
+    ) -> Result<crate::protocol::SandboxCheck, EngineError> {
+        // A listener, so a refused connect means the sandbox and not an empty port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut cmd = tokio::process::Command::new(self.worker_bin.as_path());
+        cmd.env_clear()
+            .arg(crate::protocol::ARG_SANDBOX_CHECK)
+            .arg(crate::protocol::ARG_CHECK_CONNECT)
+            .arg(addr.to_string())
+            .kill_on_drop(true);
+        if let Some(m) = model {
+            cmd.arg(crate::protocol::ARG_MODEL).arg(m);
+        }
+        let out = tokio::time::timeout(std::time::Duration::from_secs(20), cmd.output())
+            .await
+            .map_err(|_| std::io::Error::other("the sandbox check did not finish in 20 s"))??;
+        drop(listener);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(stdout.trim()).map_err(|e| {
+            EngineError::Io(std::io::Error::other(format!(
+                "the sandbox check printed no report ({e}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        })
     }
 
     /// Validates the GGUF header in Rust (no worker starts for a broken file), then starts
@@ -182,6 +222,7 @@ impl Engine {
             path,
             n_ctx,
             threads,
+            tcp_ports: opts.allow_tcp_ports,
         };
         let worker = Worker::spawn(&spec, Box::new(progress)).await?;
         Ok(LoadedModel {
@@ -255,6 +296,7 @@ impl LoadedModel {
             thinking_off_available: support.off_available,
             thinking_off_reason: support.off_reason,
             pid: r.pid,
+            sandbox: r.sandbox.clone(),
         }
     }
 
@@ -487,7 +529,7 @@ impl Answer<'_> {
             let starts_in_thinking = rendered.starts_in_thinking;
             let gen = GenerateRequest {
                 id: self.id,
-                prompt: rendered.prompt,
+                segments: rendered.segments,
                 add_bos: rendered.add_bos,
                 params: req.params.clone(),
                 seed,

@@ -21,12 +21,23 @@ pub use params::{SamplingParams, StopReason};
 /// worker that reports another one, so a stale `conclave-worker` left next to a newer app
 /// fails its load with a clear message instead of misreading (or hanging on) its output.
 /// Raise it with any change that an older or newer peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Command-line flags the core passes when it starts a worker.
 pub const ARG_MODEL: &str = "--model";
 pub const ARG_N_CTX: &str = "--n-ctx";
 pub const ARG_THREADS: &str = "--threads";
+/// `--sandbox off` starts the worker without its sandbox (for debugging only).
+pub const ARG_SANDBOX: &str = "--sandbox";
+/// Allows TCP connects to this port (repeatable): llama.cpp RPC servers the user entered.
+/// Without it the worker has no network at all.
+pub const ARG_ALLOW_TCP_CONNECT: &str = "--allow-tcp-connect";
+/// Applies the sandbox, tries what it must deny, prints a [`SandboxCheck`] as JSON, exits.
+pub const ARG_SANDBOX_CHECK: &str = "--sandbox-check";
+/// With `--sandbox-check`: the TCP address the check tries to connect to.
+pub const ARG_CHECK_CONNECT: &str = "--check-connect";
+/// With `--sandbox-check`: the file outside the sandbox the check tries to read.
+pub const ARG_CHECK_OPEN: &str = "--check-open";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -36,7 +47,8 @@ pub enum WorkerRequest {
     Cancel {
         id: u64,
     },
-    /// Count tokens of a text, as the model would see it in a prompt.
+    /// Count tokens of a text, as the model would see it as message text in a prompt
+    /// (special tokens not parsed).
     Tokenize {
         id: u64,
         text: String,
@@ -53,8 +65,10 @@ pub enum WorkerRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateRequest {
     pub id: u64,
-    /// The fully rendered prompt; special tokens in it are parsed.
-    pub prompt: String,
+    /// The rendered prompt, in the order the model reads it: the template's markup, whose
+    /// special tokens are parsed, and message text, which is always read as plain text (a
+    /// pasted `<|im_end|>` is a few ordinary tokens, never the end of a turn).
+    pub segments: Vec<PromptSegment>,
     /// Prepend BOS: only when the model wants one and the template did not write it.
     pub add_bos: bool,
     pub params: SamplingParams,
@@ -67,6 +81,31 @@ pub struct GenerateRequest {
     /// A GBNF grammar constraining the output (JSON mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grammar: Option<String>,
+}
+
+/// One piece of a rendered prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptSegment {
+    pub text: String,
+    /// Tokenize with special-token parsing: true only for text the chat template wrote
+    /// itself, never for what a user, a document or a model wrote.
+    pub special: bool,
+}
+
+impl PromptSegment {
+    pub fn markup(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            special: true,
+        }
+    }
+
+    pub fn plain(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            special: false,
+        }
+    }
 }
 
 /// Budget forcing: once `max_tokens` tokens have been spent thinking without the closing
@@ -217,6 +256,58 @@ pub struct ReadyInfo {
     pub bos_token: String,
     pub eos_token: String,
     pub add_bos: bool,
+    /// What confines this worker (absent from workers built before the sandbox).
+    #[serde(default)]
+    pub sandbox: SandboxStatus,
+}
+
+/// What of the worker's sandbox holds on this machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    /// False when the worker was started with `--sandbox off`, or by a worker without one.
+    pub enabled: bool,
+    pub no_new_privs: bool,
+    pub parent_death_signal: bool,
+    /// The seccomp filter on `socket()` and `io_uring_setup()` is installed.
+    pub seccomp: bool,
+    /// Landlock enforcement: "full", "partial" or "none".
+    pub landlock: String,
+    /// The kernel's Landlock ABI version (0: none).
+    pub landlock_abi: i32,
+    /// "none", or "tcp-connect:PORTS" when RPC servers were given.
+    pub network: String,
+    /// Every layer the kernel lacks, said in words (also logged by the worker).
+    pub warnings: Vec<String>,
+}
+
+impl SandboxStatus {
+    /// Every layer is in force.
+    pub fn complete(&self) -> bool {
+        self.enabled
+            && self.no_new_privs
+            && self.parent_death_signal
+            && self.seccomp
+            && self.landlock == "full"
+    }
+}
+
+/// What `conclave-worker --sandbox-check` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxCheck {
+    pub status: SandboxStatus,
+    pub probes: Vec<SandboxProbe>,
+}
+
+/// One thing the check tried under the sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxProbe {
+    /// "open_outside", "connect_tcp", "open_model", ...
+    pub name: String,
+    pub target: String,
+    /// The sandbox refused it (EACCES / EPERM).
+    pub denied: bool,
+    /// What happened, in words ("ok" when it succeeded).
+    pub result: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

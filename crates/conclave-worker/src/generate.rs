@@ -7,8 +7,8 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
 
 use conclave_protocol::{
-    BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget, WorkerErrorCode,
-    WorkerEvent, WorkerRequest,
+    BenchRequest, BenchResult, DoneInfo, GenerateRequest, PromptSegment, ReadyInfo, SandboxStatus,
+    ThinkBudget, WorkerErrorCode, WorkerEvent, WorkerRequest,
 };
 use conclave_protocol::{SamplingParams, StopReason};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -169,7 +169,7 @@ impl Generator {
         })
     }
 
-    pub fn ready_info(&self, load_time: Duration) -> ReadyInfo {
+    pub fn ready_info(&self, load_time: Duration, sandbox: SandboxStatus) -> ReadyInfo {
         let vocab = self.model.vocab();
         let piece = |t: LlamaToken| {
             String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
@@ -195,27 +195,32 @@ impl Generator {
             bos_token: piece(vocab.bos()),
             eos_token: piece(vocab.eos()),
             add_bos: vocab.should_add_bos(),
+            sandbox,
         }
     }
 
-    fn tokenize(&self, text: &str, add_bos: bool) -> Vec<LlamaToken> {
-        let vocab = self.model.vocab();
-        let mut tokens = vocab.tokenize(text.as_bytes(), false, true);
-        if add_bos {
-            tokens.insert(0, vocab.bos());
-        }
-        tokens
+    /// `special`: parse special tokens, for the template's markup only; message text is
+    /// always read as plain text.
+    fn tokenize(&self, text: &str, special: bool) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), false, special)
     }
 
     /// The prompt's tokens with the bytes each stands for, for matching against the cache.
-    fn prompt_seq(&self, text: &str, add_bos: bool) -> TokenSeq {
+    /// Each segment is tokenized on its own, so no token spans markup and message text.
+    fn prompt_seq(&self, segments: &[PromptSegment], add_bos: bool) -> TokenSeq {
         let mut seq = TokenSeq::default();
-        for t in self.tokenize(text, add_bos) {
-            push_token(self.model, &mut seq, t);
+        if add_bos {
+            push_token(self.model, &mut seq, self.model.vocab().bos());
+        }
+        for s in segments {
+            for t in self.tokenize(&s.text, s.special) {
+                push_token(self.model, &mut seq, t);
+            }
         }
         seq
     }
 
+    /// Tokens of a message text (special tokens not parsed, as in a prompt).
     pub fn count_tokens(&self, text: &str) -> u32 {
         u32::try_from(self.tokenize(text, false).len()).unwrap_or(u32::MAX)
     }
@@ -490,7 +495,7 @@ impl Generator {
         let id = req.id;
         self.set_threads(req.threads)?;
         let t0 = Instant::now();
-        let prompt = self.prompt_seq(&req.prompt, req.add_bos);
+        let prompt = self.prompt_seq(&req.segments, req.add_bos);
         if prompt.is_empty() {
             out.error(
                 Some(id),
@@ -589,7 +594,8 @@ impl Generator {
                 }
             };
             if let Some(inject) = budget.after_token(&text) {
-                forced = self.tokenize(&inject, false);
+                // The engine's own markers, as a template would write them.
+                forced = self.tokenize(&inject, true);
                 shown.push_str(&inject);
             }
             send_delta(out, id, shown, 1);

@@ -7,44 +7,92 @@
 //! llama.cpp logs goes to stderr, which the core keeps the tail of for crash reports.
 
 mod generate;
+mod lines;
 mod prefix;
+mod sandbox;
 mod text;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use conclave_protocol::{self as protocol, WorkerErrorCode, WorkerEvent, WorkerRequest};
+use conclave_protocol::{
+    self as protocol, SandboxCheck, SandboxProbe, SandboxStatus, WorkerErrorCode, WorkerEvent,
+    WorkerRequest,
+};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 
+/// The longest request line read from the core. A request carries a whole rendered
+/// prompt: a million-token context is a few megabytes of text, more once JSON-escaped.
+const MAX_REQUEST_LINE: usize = 64 << 20;
+
 struct Args {
-    model: std::path::PathBuf,
+    model: Option<PathBuf>,
     n_ctx: u32,
     threads: u32,
+    sandbox: bool,
+    tcp_ports: Vec<u16>,
+    check: bool,
+    check_connect: String,
+    check_open: PathBuf,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut model = None;
-    let mut n_ctx = 4096;
-    let mut threads = 1;
+    let mut args = Args {
+        model: None,
+        n_ctx: 4096,
+        threads: 1,
+        sandbox: true,
+        tcp_ports: Vec::new(),
+        check: false,
+        check_connect: "127.0.0.1:9".into(),
+        check_open: "/etc/passwd".into(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            protocol::ARG_MODEL => model = Some(value()?.into()),
-            protocol::ARG_N_CTX => n_ctx = value()?.parse().context("--n-ctx")?,
-            protocol::ARG_THREADS => threads = value()?.parse().context("--threads")?,
+            protocol::ARG_MODEL => args.model = Some(value()?.into()),
+            protocol::ARG_N_CTX => args.n_ctx = value()?.parse().context("--n-ctx")?,
+            protocol::ARG_THREADS => args.threads = value()?.parse().context("--threads")?,
+            protocol::ARG_SANDBOX => {
+                args.sandbox = match value()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => bail!("--sandbox takes on or off, not {other}"),
+                }
+            }
+            protocol::ARG_ALLOW_TCP_CONNECT => args.tcp_ports.push(
+                value()?
+                    .parse()
+                    .context("--allow-tcp-connect takes a port")?,
+            ),
+            protocol::ARG_SANDBOX_CHECK => args.check = true,
+            protocol::ARG_CHECK_CONNECT => args.check_connect = value()?,
+            protocol::ARG_CHECK_OPEN => args.check_open = value()?.into(),
             other => bail!("unknown argument {other}"),
         }
     }
-    Ok(Args {
-        model: model.context("--model is required")?,
-        n_ctx,
-        threads: threads.max(1),
-    })
+    args.threads = args.threads.max(1);
+    Ok(args)
+}
+
+impl Args {
+    fn policy(&self) -> sandbox::Policy {
+        sandbox::Policy {
+            model: self.model.clone(),
+            network: if self.tcp_ports.is_empty() {
+                sandbox::Network::None
+            } else {
+                sandbox::Network::TcpConnect(self.tcp_ports.clone())
+            },
+        }
+    }
 }
 
 /// Writes protocol events to stdout, one flushed line each, so tokens stream without delay.
@@ -75,22 +123,36 @@ pub enum Incoming {
     BadLine(String),
 }
 
+/// True until the model is loaded: a core that closes our stdin by then has given up on
+/// the load, and nothing would ever read the answer.
+static LOADING: AtomicBool = AtomicBool::new(true);
+
+/// Started before the model is loaded, so a closed pipe ends a load in progress.
 fn spawn_stdin_reader() -> mpsc::Receiver<Incoming> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            let Ok(line) = line else { break };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let msg = match serde_json::from_str::<WorkerRequest>(&line) {
-                Ok(req) => Incoming::Request(req),
-                Err(e) => Incoming::BadLine(format!("bad request line: {e}")),
+        let mut reader = lines::CappedLines::new(stdin.lock(), MAX_REQUEST_LINE);
+        loop {
+            let msg = match reader.next_line() {
+                Ok(lines::Line::Text(line)) if line.trim().is_empty() => continue,
+                Ok(lines::Line::Text(line)) => match serde_json::from_str::<WorkerRequest>(&line) {
+                    Ok(req) => Incoming::Request(req),
+                    Err(e) => Incoming::BadLine(format!("bad request line: {e}")),
+                },
+                Ok(lines::Line::TooLong { len }) => Incoming::BadLine(format!(
+                    "request line longer than {MAX_REQUEST_LINE} bytes ({len} read) was skipped"
+                )),
+                Ok(lines::Line::Eof) | Err(_) => break,
             };
             if tx.send(msg).is_err() {
                 break;
             }
+        }
+        if LOADING.load(Ordering::SeqCst) {
+            // llama.cpp's load cannot be interrupted from another thread; the weights are
+            // mapped, and exiting frees them at once.
+            std::process::exit(0);
         }
         // Dropping `tx` tells the main loop that the core closed our stdin.
     });
@@ -110,14 +172,100 @@ fn main() {
         )
         .init();
     let mut out = Out(std::io::stdout());
-    if let Err(e) = run(&mut out) {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            out.error(None, WorkerErrorCode::LoadFailed, format!("{e:#}"));
+            std::process::exit(2);
+        }
+    };
+    if args.check {
+        sandbox_check(&args);
+        return;
+    }
+    // Before any thread starts: the sandbox binds the calling thread and its children.
+    let sandbox = if args.sandbox {
+        sandbox::apply(&args.policy())
+    } else {
+        tracing::warn!("sandbox: off (--sandbox off)");
+        SandboxStatus {
+            warnings: vec!["the worker was started with --sandbox off".into()],
+            ..SandboxStatus::default()
+        }
+    };
+    let rx = spawn_stdin_reader();
+    if let Err(e) = run(&mut out, &args, rx, sandbox) {
         out.error(None, WorkerErrorCode::LoadFailed, format!("{e:#}"));
         std::process::exit(2);
     }
 }
 
-fn run(out: &mut Out) -> anyhow::Result<()> {
-    let args = parse_args()?;
+/// `--sandbox-check`: applies the sandbox, then tries what it must refuse and what the
+/// worker needs, and prints the outcome as one JSON line.
+fn sandbox_check(args: &Args) {
+    let status = sandbox::apply(&args.policy());
+    let mut probes = Vec::new();
+    let probe = |name: &str, target: String, result: std::io::Result<()>| SandboxProbe {
+        name: name.into(),
+        target,
+        denied: matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied),
+        result: match result {
+            Ok(()) => "ok".into(),
+            Err(e) => e.to_string(),
+        },
+    };
+    probes.push(probe(
+        "open_outside",
+        args.check_open.display().to_string(),
+        std::fs::File::open(&args.check_open).map(drop),
+    ));
+    let dir = std::env::temp_dir().join(format!("conclave-sandbox-check-{}", std::process::id()));
+    probes.push(probe(
+        "create_outside",
+        dir.display().to_string(),
+        std::fs::create_dir(&dir).map(|()| {
+            let _ = std::fs::remove_dir(&dir);
+        }),
+    ));
+    let connect = args
+        .check_connect
+        .parse::<std::net::SocketAddr>()
+        .map_err(std::io::Error::other)
+        .and_then(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)).map(drop)
+        });
+    probes.push(probe("connect_tcp", args.check_connect.clone(), connect));
+    // A name lookup needs a UDP (or TCP) socket to a resolver: the first step is refused.
+    probes.push(probe(
+        "udp_socket",
+        "0.0.0.0:0".into(),
+        std::net::UdpSocket::bind("0.0.0.0:0").map(drop),
+    ));
+    if let Some(model) = &args.model {
+        let read = std::fs::File::open(model).and_then(|mut f| {
+            let mut magic = [0u8; 4];
+            std::io::Read::read_exact(&mut f, &mut magic)
+        });
+        probes.push(probe("read_model", model.display().to_string(), read));
+    }
+    probes.push(probe(
+        "read_proc_self",
+        "/proc/self/status".into(),
+        std::fs::read_to_string("/proc/self/status").map(drop),
+    ));
+    println!(
+        "{}",
+        serde_json::to_string(&SandboxCheck { status, probes }).unwrap_or_default()
+    );
+}
+
+fn run(
+    out: &mut Out,
+    args: &Args,
+    rx: mpsc::Receiver<Incoming>,
+    sandbox: SandboxStatus,
+) -> anyhow::Result<()> {
+    let model_path = args.model.clone().context("--model is required")?;
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
     let backend = LlamaBackend::init().context("initialising llama.cpp")?;
 
@@ -137,10 +285,10 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
             }
             true
         });
-    let model = LlamaModel::load_from_file(&backend, &args.model, &params).map_err(|e| {
+    let model = LlamaModel::load_from_file(&backend, &model_path, &params).map_err(|e| {
         anyhow::anyhow!(
             "llama.cpp could not load {} ({e}); see the worker log for the reason",
-            args.model.display()
+            model_path.display()
         )
     })?;
     // The model lives as long as the process; leaking it lets contexts borrow it for 'static.
@@ -148,9 +296,11 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
     let backend: &'static LlamaBackend = Box::leak(Box::new(backend));
 
     let mut engine = generate::Generator::new(backend, model, args.n_ctx, args.threads)?;
-    out.send(&WorkerEvent::Ready(engine.ready_info(started.elapsed())));
+    LOADING.store(false, Ordering::SeqCst);
+    out.send(&WorkerEvent::Ready(
+        engine.ready_info(started.elapsed(), sandbox),
+    ));
 
-    let rx = spawn_stdin_reader();
     let mut queue = generate::Queue::new(rx);
     while let Some(incoming) = queue.next_blocking() {
         match incoming {

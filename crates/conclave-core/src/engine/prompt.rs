@@ -4,7 +4,7 @@
 //! turns are dropped when the conversation does not fit. No worker is needed to test them.
 
 use crate::events::{Message, Role, ThinkMode};
-use crate::protocol::{ReadyInfo, ThinkBudget};
+use crate::protocol::{PromptSegment, ReadyInfo, ThinkBudget};
 use crate::reasoning::{self, PromptPlan, ReasoningFormat};
 use crate::template::{ChatTemplate, RenderInput, TemplateError};
 
@@ -24,7 +24,10 @@ pub(super) struct Prepared {
 /// A rendered prompt, ready for the worker.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Rendered {
+    /// The whole prompt as text (the segments joined).
     pub prompt: String,
+    /// The same, split into template markup and message text for the worker.
+    pub segments: Vec<PromptSegment>,
     pub add_bos: bool,
     /// The prompt ends inside an opened thinking block, so the output starts in thought.
     pub starts_in_thinking: bool,
@@ -117,9 +120,9 @@ impl Prepared {
         messages: &[Message],
         ready: &ReadyInfo,
     ) -> Result<Rendered, TemplateError> {
-        let rendered = self
+        let segments = self
             .template
-            .render_async(&RenderInput {
+            .render_segments_async(&RenderInput {
                 messages,
                 add_generation_prompt: true,
                 bos_token: &ready.bos_token,
@@ -128,18 +131,27 @@ impl Prepared {
                 extra: &self.extra_vars,
             })
             .await?;
-        Ok(self.finish(&rendered, ready))
+        Ok(self.finish(segments, ready))
     }
 
     /// The prompt for a rendered template: the plan's prefill, and whether BOS is added.
-    fn finish(&self, rendered: &str, ready: &ReadyInfo) -> Rendered {
-        let prompt = self.thinking.finish(rendered);
+    fn finish(&self, mut segments: Vec<PromptSegment>, ready: &ReadyInfo) -> Rendered {
+        let rendered: String = segments.iter().map(|s| s.text.as_str()).collect();
+        let prompt = self.thinking.finish(&rendered);
+        // The prefill is markup the engine adds after the template's.
+        if let Some(prefill) = prompt.strip_prefix(&rendered).filter(|p| !p.is_empty()) {
+            segments.push(PromptSegment::markup(prefill));
+        }
         let starts_in_thinking = reasoning::prompt_ends_in_thinking(self.format(), &prompt);
-        // Only when the model wants one and the template did not write it already.
-        let add_bos =
-            ready.add_bos && !(ready.bos_token.is_empty() || prompt.starts_with(&ready.bos_token));
+        // Only when the model wants one and the template did not write it already (as
+        // markup: a message that starts with the BOS text is plain text, not a BOS).
+        let template_wrote_bos = segments
+            .first()
+            .is_some_and(|s| s.special && s.text.starts_with(&ready.bos_token));
+        let add_bos = ready.add_bos && !(ready.bos_token.is_empty() || template_wrote_bos);
         Rendered {
             prompt,
+            segments,
             add_bos,
             starts_in_thinking,
         }
@@ -258,6 +270,7 @@ mod tests {
             bos_token: bos.into(),
             eos_token: "</s>".into(),
             add_bos,
+            sandbox: Default::default(),
         }
     }
 
