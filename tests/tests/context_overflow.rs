@@ -43,6 +43,7 @@ async fn setup() -> Setup {
             LoadOptions {
                 n_ctx: N_CTX,
                 threads: Some(2),
+                ..Default::default()
             },
             |_| {},
         )

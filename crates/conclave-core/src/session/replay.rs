@@ -74,6 +74,7 @@ impl Conclave {
                 LoadOptions {
                     n_ctx: settings.n_ctx.unwrap_or(0),
                     threads: settings.threads,
+                    ..Default::default()
                 },
                 |_| {},
             )
