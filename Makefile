@@ -9,14 +9,14 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 REL := $(CARGO_TARGET_DIR)/release
 
-.PHONY: run test setup models models-all ui-build build build-release check bindings test-rust test-ui bench bench-app bench-stream
+.PHONY: run test setup models models-all ui-build build build-release package check bindings test-rust test-ui bench bench-app bench-stream
 
 # What users run is optimised: a release build starts faster and idles in less memory.
 run: setup models ui-build build-release
 	$(REL)/conclave-app
 
 # The UI is built first: the shell embeds ui/dist at compile time, clippy included.
-test: setup models-all ui-build check build test-rust test-ui
+test: setup models-all ui-build check build package test-rust test-ui
 	@echo "make test: all checks and tests passed"
 
 setup:
@@ -39,6 +39,18 @@ build:
 build-release:
 	$(CARGO) build --release -p conclave-worker -p conclave-cli -p conclave-app
 
+# The Debian package: the release app with `conclave-worker` next to it and `conclave` on
+# the PATH, all in /usr/bin, plus the desktop entry and icons Tauri writes. tauri-cli comes
+# from npm (ui's devDependencies: a prebuilt binary, where crates.io's would compile for
+# minutes). `tauri bundle` packs the binaries build-release already made in this
+# CARGO_TARGET_DIR (`tauri build` would compile the app again with other feature
+# unification). No AppImage: its tools are downloaded while bundling.
+DEB_FILES := {"/usr/bin/conclave":"$(REL)/conclave","/usr/bin/conclave-worker":"$(REL)/conclave-worker"}
+package: setup ui-build build-release
+	cd src-tauri && ../ui/node_modules/.bin/tauri bundle --bundles deb --ci \
+	  --config '{"bundle":{"linux":{"deb":{"files":$(DEB_FILES)}}}}'
+	@ls -1 $(REL)/bundle/deb/*.deb
+
 # The TypeScript bindings in ui/src/lib/bindings must be what the Rust types generate:
 # the test fails on any difference (`make bindings` rewrites them).
 check:
@@ -50,7 +62,9 @@ check:
 bindings:
 	CONCLAVE_UPDATE_BINDINGS=1 $(CARGO) test -p conclave-app --lib bindings::
 
+# CONCLAVE_DEB: the package test installs this .deb into a temporary root and runs it.
 test-rust:
+	CONCLAVE_DEB=$$(ls -t $(REL)/bundle/deb/*.deb | head -1) \
 	CONCLAVE_E2E=1 scripts/with-xvfb $(CARGO) test --workspace --no-fail-fast
 
 test-ui:

@@ -7,6 +7,7 @@ const COMMANDS: &[&str] = &[
     "load_model",
     "start_chat",
     "cancel",
+    "replay_answer",
     "list_conversations",
     "get_conversation",
     "set_current_leaf",

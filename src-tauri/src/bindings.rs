@@ -21,12 +21,13 @@ pub fn export_all(dir: &Path) -> Result<(), ExportError> {
     use conclave_core::compare::{ColumnDiff, CompareOutput, RevealedColumn};
     use conclave_core::history::{ExportFileReport, ImportReport, Preset, Vote};
     use conclave_core::leaderboard::Leaderboard;
-    use conclave_core::session::{ChatHandle, ChatSettings};
+    use conclave_core::session::{ChatHandle, ChatSettings, ReplayReport};
     use conclave_core::ChatEvent;
     export!(
         ChatEvent,
         ChatSettings,
         ChatHandle,
+        ReplayReport,
         Preset,
         ExportFileReport,
         ImportReport,

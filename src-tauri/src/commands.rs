@@ -9,7 +9,7 @@ use conclave_core::history::{
 };
 use conclave_core::models::{ImportMode, Library, ModelEntry, ModelsError};
 use conclave_core::protocol::WorkerErrorCode;
-use conclave_core::session::{ChatHandle, ChatSettings, Conclave, SendRequest};
+use conclave_core::session::{ChatHandle, ChatSettings, Conclave, ReplayReport, SendRequest};
 use conclave_core::{frames, ChatEvent};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, State};
@@ -162,6 +162,26 @@ pub async fn start_chat(
         .send(&model, send, move |event| page.send(event))
         .await?;
     Ok(handle)
+}
+
+/// Answers a saved question again with the saved answer's model (checked by sha256),
+/// template, sampler and seed; the new text streams to `on_event`, and the comparison with
+/// the saved answer is returned at the end. Nothing is saved.
+#[tauri::command]
+pub async fn replay_answer(
+    shell: State<'_, Shell>,
+    message_id: String,
+    on_event: Channel<ChatEvent>,
+) -> ApiResult<ReplayReport> {
+    let core = shell.core()?;
+    let report = core
+        .replay(&message_id, None, move |event| {
+            if let Err(e) = on_event.send(event.clone()) {
+                tracing::debug!("replay channel closed: {e}");
+            }
+        })
+        .await?;
+    Ok(report)
 }
 
 #[tauri::command]

@@ -29,6 +29,7 @@ macro_rules! conclave_handlers {
             $crate::commands::load_model,
             $crate::commands::start_chat,
             $crate::commands::cancel,
+            $crate::commands::replay_answer,
             $crate::commands::list_conversations,
             $crate::commands::get_conversation,
             $crate::commands::set_current_leaf,

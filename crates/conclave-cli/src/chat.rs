@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use conclave_core::engine::LoadOptions;
 use conclave_core::session::{ChatSettings, Conclave, SendRequest};
-use conclave_core::{ChatEvent, SamplingParams, ThinkMode};
+use conclave_core::{ChatEvent, ContextOverflow, SamplingParams, ThinkMode};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -52,6 +52,11 @@ pub struct ChatArgs {
     /// it is dropped, and the cost line reports the tokens that saved.
     #[arg(long)]
     pub keep_thoughts: bool,
+    /// When the conversation no longer fits the context: stop (an error, nothing is left
+    /// out), drop-oldest (the oldest turns go; the default) or truncate-middle (the first
+    /// exchange and the latest turns stay). Saved with the conversation.
+    #[arg(long, value_name = "POLICY")]
+    pub context_overflow: Option<ContextOverflow>,
     #[command(flatten)]
     pub sampling: crate::sampling_flags::SamplingFlags,
     /// Stop strings (repeatable).
@@ -98,6 +103,7 @@ impl ChatArgs {
             n_ctx: self.ctx.unwrap_or(base.n_ctx),
             threads: self.threads.or(base.threads),
             template: self.template.clone().or(base.template),
+            context_overflow: self.context_overflow.unwrap_or(base.context_overflow),
         };
         self.sampling.apply(&mut settings.sampling)?;
         Ok(settings)
@@ -216,8 +222,11 @@ impl Printer {
                         0 => String::new(),
                         n => format!(" · {n} tokens saved"),
                     };
+                    let dropped = context_note(metrics)
+                        .map(|n| format!(" · {n}"))
+                        .unwrap_or_default();
                     eprintln!(
-                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}]\x1b[0m",
+                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{dropped}]\x1b[0m",
                         usage.completion_tokens,
                         metrics.gen_tps,
                         metrics.ttft_ms,
@@ -232,4 +241,18 @@ impl Printer {
         out.flush()?;
         Ok(())
     }
+}
+
+/// What the cost line says when turns were left out to fit the context.
+pub fn context_note(m: &conclave_core::Metrics) -> Option<String> {
+    let n = m.dropped_messages;
+    if n == 0 {
+        return None;
+    }
+    let which = match m.context_overflow {
+        ContextOverflow::TruncateMiddle => "middle",
+        ContextOverflow::DropOldest | ContextOverflow::Stop => "oldest",
+    };
+    let s = if n == 1 { "" } else { "s" };
+    Some(format!("context full: dropped {n} {which} message{s}"))
 }

@@ -21,7 +21,9 @@ use futures::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::events::{ChatEvent, Message, Metrics, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{
+    ChatEvent, ContextOverflow, Message, Metrics, SamplingParams, StopReason, ThinkMode, Usage,
+};
 use crate::metrics::{self, EnergyMeter};
 use crate::protocol::{
     self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, WorkerErrorCode, WorkerEvent,
@@ -254,6 +256,8 @@ pub struct ChatRequest {
     /// Extra chat-template variables (the API's `chat_template_kwargs`); they win over
     /// the ones the thinking mode sets.
     pub template_vars: Vec<(String, serde_json::Value)>,
+    /// What to leave out when the conversation does not fit the context.
+    pub overflow: ContextOverflow,
 }
 
 #[derive(Clone)]
@@ -405,6 +409,7 @@ impl LoadedModel {
                 energy_method: finished.energy_method,
                 peak_rss_bytes: metrics::sample_process(worker.ready.pid).peak_rss_bytes,
                 dropped_messages: started.dropped_messages,
+                context_overflow: req.overflow,
                 seed: started.seed,
                 template: plan.template.name.clone(),
                 reasoning_format: finished.format,
@@ -576,7 +581,20 @@ impl Answer<'_> {
                     prompt_tokens,
                     ..
                 }) => {
-                    if !prompt::drop_oldest_exchange(&mut messages, &mut dropped_messages) {
+                    let dropped = match req.overflow {
+                        ContextOverflow::Stop => {
+                            return Err(EngineError::ContextOverflow {
+                                detail: format!("{message} (prompt {} tokens). The conversation's policy is 'stop', so nothing was left out and nothing is lost: start a new conversation, raise the context length, or choose drop_oldest or truncate_middle.", prompt_tokens.unwrap_or(0)),
+                            });
+                        }
+                        ContextOverflow::DropOldest => {
+                            prompt::drop_oldest_exchange(&mut messages, &mut dropped_messages)
+                        }
+                        ContextOverflow::TruncateMiddle => {
+                            prompt::drop_middle_exchange(&mut messages, &mut dropped_messages)
+                        }
+                    };
+                    if !dropped {
                         return Err(EngineError::ContextOverflow {
                             detail: format!("{message}; even the last message alone is too long (prompt {} tokens). Raise the context length or shorten the message.", prompt_tokens.unwrap_or(0)),
                         });

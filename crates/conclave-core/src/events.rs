@@ -69,6 +69,44 @@ impl std::str::FromStr for ThinkMode {
     }
 }
 
+/// What to do when a conversation no longer fits the model's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextOverflow {
+    /// Refuse to answer and say so; nothing is dropped.
+    Stop,
+    /// Leave out the oldest turns (after the system prompt) until it fits.
+    #[default]
+    DropOldest,
+    /// Keep the system prompt, the first exchange (which usually sets the task) and the
+    /// latest turns; leave out turns from the middle.
+    TruncateMiddle,
+}
+
+impl ContextOverflow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::DropOldest => "drop_oldest",
+            Self::TruncateMiddle => "truncate_middle",
+        }
+    }
+}
+
+impl std::str::FromStr for ContextOverflow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.replace('-', "_").as_str() {
+            "stop" => Ok(Self::Stop),
+            "drop_oldest" => Ok(Self::DropOldest),
+            "truncate_middle" => Ok(Self::TruncateMiddle),
+            _ => Err(format!(
+                "unknown context overflow policy '{s}' (stop, drop_oldest, truncate_middle)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct Usage {
     pub prompt_tokens: u32,
@@ -100,8 +138,11 @@ pub struct Metrics {
     pub energy_answer_wh: f64,
     /// "rapl" or "cpu-time" (CPU seconds × watts per core).
     pub energy_method: String,
-    /// Oldest turns dropped so the conversation fits the context.
+    /// Messages left out so the conversation fits the context.
     pub dropped_messages: u32,
+    /// The policy that chose them (oldest first, or from the middle).
+    #[serde(default)]
+    pub context_overflow: ContextOverflow,
     pub seed: u32,
     pub template: String,
     /// Reasoning format detected for this answer ("none" when the model does not think).

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::events::{Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{ContextOverflow, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
 
 pub mod bench;
 mod export;
@@ -372,6 +372,7 @@ pub struct ConversationSettings {
     pub threads: Option<u32>,
     pub template_override: Option<String>,
     pub default_model: Option<String>,
+    pub context_overflow: ContextOverflow,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

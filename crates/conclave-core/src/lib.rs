@@ -23,4 +23,7 @@ pub mod settings;
 pub mod template;
 
 pub use error::{CoreError, ErrorCode};
-pub use events::{ChatEvent, Message, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+pub use events::{
+    ChatEvent, ContextOverflow, Message, Metrics, Role, SamplingParams, StopReason, ThinkMode,
+    Usage,
+};

@@ -12,9 +12,12 @@ use ts_rs::TS;
 
 use crate::engine::{CancelHandle, ChatRequest, Engine, LoadOptions, LoadedModel, ModelInfo};
 use crate::error::CoreError;
-use crate::events::{ChatEvent, Message, Role, SamplingParams, ThinkMode};
+use crate::events::{ChatEvent, ContextOverflow, Message, Role, SamplingParams, ThinkMode};
 use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, MessageStatus};
 use crate::models::Library;
+
+mod replay;
+pub use replay::ReplayReport;
 
 /// The settings a conversation is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
@@ -29,6 +32,8 @@ pub struct ChatSettings {
     pub n_ctx: u32,
     pub threads: Option<u32>,
     pub template: Option<String>,
+    /// What to leave out when the conversation no longer fits the context.
+    pub context_overflow: ContextOverflow,
 }
 
 impl Default for ChatSettings {
@@ -42,6 +47,7 @@ impl Default for ChatSettings {
             n_ctx: 0,
             threads: None,
             template: None,
+            context_overflow: ContextOverflow::default(),
         }
     }
 }
@@ -59,6 +65,7 @@ impl ChatSettings {
             n_ctx: stored.n_ctx.unwrap_or(0),
             threads: stored.threads,
             template: stored.template_override.clone(),
+            context_overflow: stored.context_overflow,
         }
     }
 
@@ -84,6 +91,7 @@ impl ChatSettings {
             threads: self.threads,
             template_override: self.template.clone(),
             default_model: Some(model.display().to_string()),
+            context_overflow: self.context_overflow,
         }
     }
 }
@@ -248,11 +256,16 @@ impl Conclave {
             threads: settings.threads,
             grammar: None,
             template_vars: Vec::new(),
+            overflow: settings.context_overflow,
         };
         let mut writer = if req.no_save {
             None
         } else {
             let header = crate::gguf::read_header(&info.path).ok();
+            // Every saved answer names its model by content, so that it can be replayed
+            // (and counted on the leaderboard) even if the background hash after `load`
+            // has not finished yet; the hash is cached, so this costs once per file.
+            let sha256 = self.ensure_model_hash(&info.path).await;
             let meta = AnswerMeta {
                 model: crate::history::ModelInfo {
                     file: info
@@ -260,11 +273,7 @@ impl Conclave {
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    sha256: self
-                        .hashes
-                        .lock()
-                        .ok()
-                        .and_then(|h| h.get(&info.path).cloned()),
+                    sha256,
                     architecture: Some(info.architecture.clone()),
                     quantization: header.and_then(|h| h.file_type()),
                 },
@@ -399,9 +408,8 @@ impl Conclave {
     }
 
     /// The sha256 of a model file, computed now (off the async threads) unless known, and
-    /// remembered for the answers' metadata. `send` records only hashes known when it
-    /// starts, and the background hash after `load` may still be running then; callers
-    /// that need the content id on every answer (the leaderboard's) await this first.
+    /// remembered for the answers' metadata (`send` awaits it, since the background hash
+    /// after `load` may still be running when an answer starts).
     pub async fn ensure_model_hash(&self, path: &Path) -> Option<String> {
         if let Some(h) = self.hashes.lock().ok().and_then(|h| h.get(path).cloned()) {
             return Some(h);

@@ -226,6 +226,7 @@ async fn conversation_fields_and_paging() {
         threads: Some(4),
         template_override: Some("qwen3".into()),
         default_model: Some("q.gguf".into()),
+        context_overflow: conclave_core::ContextOverflow::TruncateMiddle,
     };
     let mut ids = Vec::new();
     for i in 0..5 {

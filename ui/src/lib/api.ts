@@ -30,6 +30,7 @@ import type {
   ModelInfo,
   ModelLoadedEvent,
   Preset,
+  ReplayReport,
   RevealedColumn,
   SearchHit,
   Vote,
@@ -102,6 +103,16 @@ export function startChat(
   const channel = new Channel<ChatEvent>();
   channel.onmessage = onEvent;
   return call('start_chat', { request, onEvent: channel });
+}
+
+/** Answers a saved question again with the same model, template, sampler and seed. */
+export function replayAnswer(
+  messageId: string,
+  onEvent: (e: ChatEvent) => void,
+): Promise<ReplayReport> {
+  const channel = new Channel<ChatEvent>();
+  channel.onmessage = onEvent;
+  return call('replay_answer', { messageId, onEvent: channel });
 }
 
 export function cancel(requestId: string): Promise<void> {

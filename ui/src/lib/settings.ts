@@ -64,6 +64,8 @@ export function normalizeSettings(raw: unknown): ChatSettings {
     n_ctx: Math.max(APP_CONSTANTS.min_n_ctx, Math.round(num(r.n_ctx, d.n_ctx))),
     threads: typeof r.threads === 'number' && r.threads > 0 ? Math.round(r.threads) : null,
     template: typeof r.template === 'string' && TEMPLATES.includes(r.template) ? r.template : null,
+    context_overflow:
+      r.context_overflow === 'stop' || r.context_overflow === 'truncate_middle' ? r.context_overflow : 'drop_oldest',
   };
 }
 

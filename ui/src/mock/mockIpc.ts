@@ -96,6 +96,7 @@ function metrics(p: Partial<Metrics> = {}): Metrics {
     thoughts_dropped_tokens: 0,
     first_reasoning_ms: null,
     first_answer_ms: null,
+    context_overflow: 'drop_oldest',
     ...p,
   };
 }

@@ -179,7 +179,7 @@ describe('App with mocked IPC', () => {
       energy_thinking_wh: 0.006, energy_answer_wh: 0.004, energy_method: 'rapl', dropped_messages: 0, seed: 1,
       template: 'chatml', reasoning_format: 'deepseek', thinking: 'auto' as const, budget_cut_at: null,
       reasoning_cut_off: false, thoughts_dropped_tokens: 0,
-      first_reasoning_ms: null, first_answer_ms: null,
+      first_reasoning_ms: null, first_answer_ms: null, context_overflow: 'drop_oldest' as const,
     };
     const usage = { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 7, reasoning_tokens: 5, answer_tokens: 2 };
     conv = {

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{grammar, ApiConfig, ApiError};
-use crate::events::{Message, Role, SamplingParams, ThinkMode};
+use crate::events::{ContextOverflow, Message, Role, SamplingParams, ThinkMode};
 use crate::session::ChatSettings;
 
 /// Thinking budgets for `reasoning_effort`: low, medium, high.
@@ -27,6 +27,9 @@ pub(crate) struct ParsedRequest {
     /// Extra chat-template variables: `chat_template_kwargs` (less `enable_thinking`,
     /// which sets `think`) and `reasoning_effort`, which gpt-oss's template reads.
     pub template_vars: Vec<(String, Value)>,
+    /// `context_overflow` (a Conclave extension): what to leave out when the messages do
+    /// not fit the context.
+    pub overflow: ContextOverflow,
 }
 
 /// Variables the renderer sets itself; a request may not replace them.
@@ -248,6 +251,18 @@ pub(crate) fn parse_request_with(
             .map_err(|msg| ApiError::invalid_value(f.key, format!("{msg}.")))?;
     }
 
+    let overflow = match field(obj, "context_overflow") {
+        None | Some(Value::Null) => preset.map(|p| p.context_overflow).unwrap_or_default(),
+        Some(Value::String(s)) => s
+            .parse::<ContextOverflow>()
+            .map_err(|e| ApiError::invalid_value("context_overflow", e))?,
+        Some(_) => {
+            return Err(type_error(
+                "context_overflow",
+                "one of \"stop\", \"drop_oldest\", \"truncate_middle\"",
+            ))
+        }
+    };
     Ok(ParsedRequest {
         model,
         messages,
@@ -258,6 +273,7 @@ pub(crate) fn parse_request_with(
         think_budget,
         grammar,
         template_vars,
+        overflow,
     })
 }
 
@@ -571,6 +587,26 @@ mod tests {
             let e = parse(body).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
             assert_eq!(e.param.as_deref(), Some(param), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn context_overflow_is_a_named_policy() {
+        let msgs = json!([{"role": "user", "content": "x"}]);
+        let r = parse(json!({"model": "m", "messages": msgs})).unwrap();
+        assert_eq!(r.overflow, ContextOverflow::DropOldest);
+        for (v, want) in [
+            ("stop", ContextOverflow::Stop),
+            ("truncate_middle", ContextOverflow::TruncateMiddle),
+            ("drop_oldest", ContextOverflow::DropOldest),
+        ] {
+            let r = parse(json!({"model": "m", "messages": msgs, "context_overflow": v})).unwrap();
+            assert_eq!(r.overflow, want);
+        }
+        for bad in [json!("keep_all"), json!(3)] {
+            let e = parse(json!({"model": "m", "messages": msgs, "context_overflow": bad}))
+                .unwrap_err();
+            assert!(format!("{e:?}").contains("context_overflow"), "{e:?}");
         }
     }
 

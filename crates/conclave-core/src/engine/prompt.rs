@@ -209,6 +209,33 @@ pub(super) fn drop_oldest_exchange(messages: &mut Vec<Message>, dropped: &mut u3
     true
 }
 
+/// The middle rule: keep every system message, the first exchange (a user message and the
+/// replies that follow it) and the last user message; drop the oldest exchange after the
+/// first one. With nothing left between them, it falls back to dropping the first exchange
+/// too. Returns false when nothing more can be dropped.
+pub(super) fn drop_middle_exchange(messages: &mut Vec<Message>, dropped: &mut u32) -> bool {
+    let users: Vec<usize> = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == Role::User)
+        .map(|(i, _)| i)
+        .collect();
+    // The first exchange, something between, and the last question.
+    if users.len() < 3 {
+        return drop_oldest_exchange(messages, dropped);
+    }
+    let (start, end) = (users[1], users[2]);
+    let before = messages.len();
+    let mut i = 0;
+    messages.retain(|m| {
+        let keep = !(start..end).contains(&i) || m.role == Role::System;
+        i += 1;
+        keep
+    });
+    *dropped += (before - messages.len()) as u32;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -415,5 +442,31 @@ mod tests {
         );
         assert!(!drop_oldest_exchange(&mut msgs, &mut dropped));
         assert_eq!(dropped, 4);
+    }
+
+    #[test]
+    fn middle_rule_keeps_the_first_exchange_and_the_last_question() {
+        let mut msgs = vec![
+            m(Role::System, "sys"),
+            m(Role::User, "u1"),
+            m(Role::Assistant, "a1"),
+            m(Role::User, "u2"),
+            m(Role::Assistant, "a2"),
+            m(Role::User, "u3"),
+            m(Role::Assistant, "a3"),
+            m(Role::User, "u4"),
+        ];
+        let texts = |v: &[Message]| v.iter().map(|m| m.content.clone()).collect::<Vec<_>>();
+        let mut dropped = 0;
+        assert!(drop_middle_exchange(&mut msgs, &mut dropped));
+        assert_eq!(texts(&msgs), ["sys", "u1", "a1", "u3", "a3", "u4"]);
+        assert!(drop_middle_exchange(&mut msgs, &mut dropped));
+        assert_eq!(texts(&msgs), ["sys", "u1", "a1", "u4"]);
+        assert_eq!(dropped, 4);
+        // Nothing left between: the first exchange goes too, then nothing more.
+        assert!(drop_middle_exchange(&mut msgs, &mut dropped));
+        assert_eq!(texts(&msgs), ["sys", "u4"]);
+        assert!(!drop_middle_exchange(&mut msgs, &mut dropped));
+        assert_eq!(dropped, 6);
     }
 }

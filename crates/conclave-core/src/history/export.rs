@@ -210,8 +210,8 @@ impl History {
             let s = &c.settings;
             sqlx::query(
                 "INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, think_mode, think_budget, \
-                 keep_thoughts, n_ctx, threads, template_override, default_model, pinned, folder) \
-                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                 keep_thoughts, n_ctx, threads, template_override, default_model, pinned, folder, \
+                 context_overflow) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             )
             .bind(&c.id)
             .bind(&c.title)
@@ -227,6 +227,7 @@ impl History {
             .bind(&s.default_model)
             .bind(c.pinned)
             .bind(&c.folder)
+            .bind(s.context_overflow.as_str())
             .execute(&mut *tx)
             .await
             .map_err(|e| import_db_error(e, &c.id))?;

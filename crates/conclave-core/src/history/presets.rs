@@ -92,6 +92,8 @@ fn from_fixed_columns(row: &SqliteRow) -> std::result::Result<Preset, sqlx::Erro
             n_ctx: u32_opt(Some(row.try_get("n_ctx")?)).unwrap_or(0),
             threads: u32_opt(row.try_get("threads")?),
             template: row.try_get("template")?,
+            // A conversation's policy, not a preset's: presets do not store it.
+            context_overflow: Default::default(),
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

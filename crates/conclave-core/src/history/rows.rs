@@ -9,7 +9,7 @@ use super::{
     CompareRun, Conversation, ConversationSettings, ConversationSummary, MessageStatus, ModelInfo,
     StoredMessage, Vote,
 };
-use crate::events::{Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{ContextOverflow, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
 
 fn bad(column: &str, value: &str) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -44,6 +44,12 @@ fn stop_reason_from(s: &str) -> Option<StopReason> {
         "context_full" => StopReason::ContextFull,
         _ => return None,
     })
+}
+
+fn overflow_from(row: &SqliteRow, col: &str) -> Result<Option<ContextOverflow>, sqlx::Error> {
+    let v: Option<String> = row.try_get(col)?;
+    v.map(|v| v.parse::<ContextOverflow>().map_err(|_| bad(col, &v)))
+        .transpose()
 }
 
 fn u32_of(v: Option<i64>) -> Option<u32> {
@@ -114,6 +120,7 @@ impl FromRow<'_, SqliteRow> for Conversation {
                 threads: u32_of(row.try_get("threads")?),
                 template_override: row.try_get("template_override")?,
                 default_model: row.try_get("default_model")?,
+                context_overflow: overflow_from(row, "context_overflow")?.unwrap_or_default(),
             },
             pinned: row.try_get("pinned")?,
             folder: row.try_get("folder")?,
@@ -255,6 +262,7 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                     energy_answer_wh: f64_or0(row, "energy_answer_wh")?,
                     energy_method,
                     dropped_messages: u32_or0(row, "dropped_messages")?,
+                    context_overflow: overflow_from(row, "context_overflow")?.unwrap_or_default(),
                     seed: seed.unwrap_or(0),
                     template: template.clone().unwrap_or_default(),
                     reasoning_format: reasoning_format.clone().unwrap_or_default(),
@@ -450,6 +458,7 @@ pub(crate) fn push_metrics(
         "dropped_messages",
         mx.map(|x| i64::from(x.dropped_messages))
     );
+    col!("context_overflow", mx.map(|x| x.context_overflow.as_str()));
     col!("thinking", mx.map(|x| think_mode_str(x.thinking)));
     col!(
         "budget_cut_at",

@@ -40,7 +40,8 @@ export const APP_CONSTANTS: AppConstants = {
     "keep_thoughts": false,
     "n_ctx": 4096,
     "threads": null,
-    "template": null
+    "template": null,
+    "context_overflow": "drop_oldest"
   },
   "default_sampling": {
     "temperature": 0.8,
