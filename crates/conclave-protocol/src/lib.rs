@@ -45,15 +45,10 @@ pub enum WorkerRequest {
     /// Boxed: a request carries every sampling parameter, far larger than the others.
     Generate(Box<GenerateRequest>),
     /// Stop the generation with this id within one token (also during prompt decoding).
-    Cancel {
-        id: u64,
-    },
+    Cancel { id: u64 },
     /// Count tokens of a text, as the model would see it as message text in a prompt
     /// (special tokens not parsed).
-    Tokenize {
-        id: u64,
-        text: String,
-    },
+    Tokenize { id: u64, text: String },
     /// Raw llama.cpp speed, measured the way llama-bench does: no template, no sampling.
     Bench(BenchRequest),
     /// Use this many threads from the next token on (also mid-answer): a side-by-side run
