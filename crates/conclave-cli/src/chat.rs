@@ -64,6 +64,8 @@ pub struct ChatArgs {
     /// One JSON event per line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub placement: crate::PlacementArgs,
     /// The prompt.
     pub prompt: String,
 }
@@ -111,10 +113,11 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let model = app
         .load(
             &path,
-            LoadOptions {
+            args.placement.apply(LoadOptions {
                 n_ctx: settings.n_ctx,
                 threads: settings.threads,
-            },
+                ..LoadOptions::default()
+            }),
             |_| {},
         )
         .await?;
@@ -211,8 +214,12 @@ impl Printer {
                         0 => String::new(),
                         n => format!(" · {n} tokens saved"),
                     };
+                    let devices = match metrics.devices.as_str() {
+                        "" => String::new(),
+                        d => format!(" · {d}"),
+                    };
                     eprintln!(
-                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}]\x1b[0m",
+                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{devices}]\x1b[0m",
                         usage.completion_tokens,
                         metrics.gen_tps,
                         metrics.ttft_ms,

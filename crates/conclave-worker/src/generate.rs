@@ -195,6 +195,10 @@ impl Generator {
             bos_token: piece(vocab.bos()),
             eos_token: piece(vocab.eos()),
             add_bos: vocab.should_add_bos(),
+            devices: Vec::new(),
+            gpu_layers: 0,
+            gpu_layers_source: String::new(),
+            memory: Vec::new(),
         }
     }
 

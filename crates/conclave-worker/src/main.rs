@@ -6,6 +6,7 @@
 //! The core reads our stdout line by line (see `conclave_protocol`); everything
 //! llama.cpp logs goes to stderr, which the core keeps the tail of for crash reports.
 
+mod devices;
 mod generate;
 mod prefix;
 mod text;
@@ -17,34 +18,58 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use conclave_protocol::{self as protocol, WorkerErrorCode, WorkerEvent, WorkerRequest};
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
+use protocol::GpuLayers;
 
 struct Args {
-    model: std::path::PathBuf,
+    model: Option<std::path::PathBuf>,
     n_ctx: u32,
     threads: u32,
+    rpc: Vec<String>,
+    gpu_layers: GpuLayers,
+    rpc_server: bool,
+    list_devices: bool,
+    host: String,
+    port: u16,
+    allow_lan: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut model = None;
-    let mut n_ctx = 4096;
-    let mut threads = 1;
+    let mut args = Args {
+        model: None,
+        n_ctx: 4096,
+        threads: 1,
+        rpc: Vec::new(),
+        gpu_layers: GpuLayers::Auto,
+        rpc_server: false,
+        list_devices: false,
+        host: "127.0.0.1".into(),
+        port: 50052,
+        allow_lan: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            protocol::ARG_MODEL => model = Some(value()?.into()),
-            protocol::ARG_N_CTX => n_ctx = value()?.parse().context("--n-ctx")?,
-            protocol::ARG_THREADS => threads = value()?.parse().context("--threads")?,
+            protocol::ARG_MODEL => args.model = Some(value()?.into()),
+            protocol::ARG_N_CTX => args.n_ctx = value()?.parse().context("--n-ctx")?,
+            protocol::ARG_THREADS => args.threads = value()?.parse().context("--threads")?,
+            protocol::ARG_RPC => {
+                args.rpc = protocol::parse_rpc_list(&value()?).map_err(anyhow::Error::msg)?
+            }
+            protocol::ARG_GPU_LAYERS => {
+                args.gpu_layers = GpuLayers::parse(&value()?).map_err(anyhow::Error::msg)?
+            }
+            protocol::ARG_RPC_SERVER => args.rpc_server = true,
+            protocol::ARG_LIST_DEVICES => args.list_devices = true,
+            protocol::ARG_HOST => args.host = value()?,
+            protocol::ARG_PORT => args.port = value()?.parse().context("--port")?,
+            protocol::ARG_ALLOW_LAN => args.allow_lan = true,
             other => bail!("unknown argument {other}"),
         }
     }
-    Ok(Args {
-        model: model.context("--model is required")?,
-        n_ctx,
-        threads: threads.max(1),
-    })
+    args.threads = args.threads.max(1);
+    Ok(args)
 }
 
 /// Writes protocol events to stdout, one flushed line each, so tokens stream without delay.
@@ -55,6 +80,13 @@ impl Out {
         let line = protocol::to_line(event);
         let mut lock = self.0.lock();
         // A write error means the core is gone; the stdin reader notices and we exit.
+        let _ = lock.write_all(line.as_bytes());
+        let _ = lock.flush();
+    }
+
+    /// One line that is not an event (the device list of `--list-devices`).
+    pub fn send_raw(&mut self, line: &str) {
+        let mut lock = self.0.lock();
         let _ = lock.write_all(line.as_bytes());
         let _ = lock.flush();
     }
@@ -100,13 +132,26 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Incoming> {
 fn main() {
     // llama.cpp's log goes to stderr through tracing, warnings and errors only: load
     // failures are explained only there, and the core shows the tail of it.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_WORKER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    // Each layer filters for itself: the log goes to stderr at `warn`, while the layer
+    // log sees llama.cpp's debug lines only during the load (see devices::LayerLog).
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_WORKER_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                ),
+        )
+        .with(
+            devices::LayerLogLayer.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                devices::LayerLog::capturing() && meta.target() == "llama-cpp-2"
+            })),
         )
         .init();
     let mut out = Out(std::io::stdout());
@@ -121,11 +166,31 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
     let backend = LlamaBackend::init().context("initialising llama.cpp")?;
 
+    if args.rpc_server {
+        if !protocol::rpc_host_allowed(&args.host, args.allow_lan) {
+            bail!(
+                "refusing to serve RPC on {}: {}. Use 127.0.0.1, or pass --allow-lan on a \
+                 network you trust",
+                args.host,
+                protocol::RPC_NO_AUTH
+            );
+        }
+        return devices::serve_rpc(&format!("{}:{}", args.host, args.port), args.threads);
+    }
+    devices::add_rpc_servers(&args.rpc)?;
+    let list = devices::list();
+    if args.list_devices {
+        out.send_raw(&protocol::to_line(&list));
+        return Ok(());
+    }
+    let model_path = args.model.clone().context("--model is required")?;
+
     let started = Instant::now();
+    let placement = devices::place(&model_path, args.n_ctx, args.gpu_layers, &list)?;
     let mut last_reported = -1.0f32;
     let progress_out = std::io::stdout();
-    let params = LlamaModelParams::default()
-        .with_use_mmap(true)
+    let params = placement
+        .params
         .with_progress_callback(move |fraction| {
             // Throttled: the callback fires per tensor.
             if fraction - last_reported >= 0.05 || fraction >= 1.0 {
@@ -137,18 +202,53 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
             }
             true
         });
-    let model = LlamaModel::load_from_file(&backend, &args.model, &params).map_err(|e| {
-        anyhow::anyhow!(
-            "llama.cpp could not load {} ({e}); see the worker log for the reason",
-            args.model.display()
-        )
+    devices::LayerLog::start();
+    let loaded = LlamaModel::load_from_file(&backend, &model_path, &params);
+    let placed = devices::LayerLog::finish(&list);
+    let model = loaded.map_err(|e| {
+        let offloaded: u32 = placed
+            .iter()
+            .filter(|d| d.device.kind != "cpu")
+            .map(|d| d.layers)
+            .sum();
+        if offloaded > 0 {
+            anyhow::anyhow!(
+                "llama.cpp could not load {} with {offloaded} layers on {} ({e}); a device may \
+                 be out of memory: try fewer layers (--gpu-layers {}) or --gpu-layers 0 for \
+                 the CPU only",
+                model_path.display(),
+                placed
+                    .iter()
+                    .filter(|d| d.device.kind != "cpu")
+                    .map(|d| d.device.label())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                offloaded / 2
+            )
+        } else {
+            anyhow::anyhow!(
+                "llama.cpp could not load {} ({e}); see the worker log for the reason",
+                model_path.display()
+            )
+        }
     })?;
     // The model lives as long as the process; leaking it lets contexts borrow it for 'static.
     let model: &'static LlamaModel = Box::leak(Box::new(model));
     let backend: &'static LlamaBackend = Box::leak(Box::new(backend));
 
-    let mut engine = generate::Generator::new(backend, model, args.n_ctx, args.threads)?;
-    out.send(&WorkerEvent::Ready(engine.ready_info(started.elapsed())));
+    let engine = generate::Generator::new(backend, model, args.n_ctx, args.threads);
+    let memory = devices::LayerLog::memory(&list);
+    let mut engine = engine?;
+    let mut ready = engine.ready_info(started.elapsed());
+    ready.memory = memory;
+    ready.gpu_layers = placed
+        .iter()
+        .filter(|d| d.device.kind != "cpu")
+        .map(|d| d.layers)
+        .sum();
+    ready.devices = placed;
+    ready.gpu_layers_source = placement.source;
+    out.send(&WorkerEvent::Ready(ready));
 
     let rx = spawn_stdin_reader();
     let mut queue = generate::Queue::new(rx);

@@ -56,6 +56,8 @@ export interface Metrics {
   /** From the request to the first thought / first answer text; absent when none. */
   first_reasoning_ms?: number | null;
   first_answer_ms?: number | null;
+  /** Where the layers ran when more than the CPU took part (not kept in the history). */
+  devices?: string;
 }
 
 export type ChatEvent =
@@ -86,6 +88,8 @@ export interface ModelInfo {
   reasoning_format: string | null;
   /** Set when the file is broken / unreadable. */
   error: string | null;
+  /** Layers on GPU and RPC devices chosen for this model; null = auto (llama.cpp's fit). */
+  gpu_layers?: number | null;
 }
 
 export interface LoadedModel {
@@ -102,6 +106,9 @@ export interface LoadedModel {
   thinking_off_available: boolean;
   /** Why Off does nothing with this model; null when it works. */
   thinking_off_reason: string | null;
+  /** Where the layers run when more than the CPU takes part, e.g.
+   * `CPU: 16 layers, rpc 10.0.0.2:50052: 15 layers`; empty for the CPU alone. */
+  devices?: string;
 }
 
 export interface LoadProgress {

@@ -241,6 +241,7 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                     thoughts_dropped_tokens: u32_or0(row, "thoughts_dropped_tokens")?,
                     first_reasoning_ms: row.try_get("first_reasoning_ms")?,
                     first_answer_ms: row.try_get("first_answer_ms")?,
+                    devices: String::new(),
                 })
             }
         };
