@@ -289,6 +289,7 @@ async fn a_server_killed_mid_answer_is_named_and_the_rest_goes_on() {
         }
     }
     let (code, message) = error.expect("the answer should fail when its server dies");
+    eprintln!("the error: {message}");
     assert_eq!(code, "rpc_lost", "{message}");
     assert!(message.contains(&b.endpoint), "{message}");
     assert!(!message.contains(&a.endpoint), "{message}");
@@ -300,6 +301,7 @@ async fn a_server_killed_mid_answer_is_named_and_the_rest_goes_on() {
     // A load that still names the dead server fails at once, naming it.
     let again = e.load(&path, opts(&[&a, &b], GpuLayers::Auto), |_| {}).await;
     let err = again.err().expect("a dead server cannot be loaded on").to_string();
+    eprintln!("the load error: {err}");
     assert!(err.contains(&b.endpoint), "{err}");
 
     // Without it, the model loads on the server that is left.
@@ -389,14 +391,21 @@ async fn the_fit_splits_layers_when_free_memory_is_short() {
     let roomy = run(None);
     assert_eq!(layers(&roomy, &rpc), 31, "{roomy}");
 
-    let short = run(Some("48"));
+    // At 1024 tokens SmolLM2 needs about 200 MiB on a device holding all of it, about
+    // 100 MiB of which is the compute buffer (measured with `models info --load`).
+    let short = run(Some("200"));
     let (on_rpc, on_cpu) = (layers(&short, &rpc), layers(&short, "CPU"));
-    assert!(on_rpc > 0 && on_rpc < 31, "48 MiB takes some layers: {short}");
+    assert!(on_rpc > 0 && on_rpc < 31, "200 MiB takes some layers: {short}");
     assert_eq!(on_rpc + on_cpu, 31, "{short}");
 
-    let tighter = run(Some("24"));
+    let tighter = run(Some("150"));
+    let fewer = layers(&tighter, &rpc);
     assert!(
-        layers(&tighter, &rpc) < on_rpc,
+        fewer > 0 && fewer < on_rpc,
         "less memory, fewer layers: {tighter} vs {short}"
     );
+
+    // Not even the compute buffer fits: everything stays on the CPU.
+    let none = run(Some("48"));
+    assert_eq!(none, "", "{none}");
 }

@@ -195,7 +195,8 @@ pub fn serve_rpc(endpoint: &str, threads: u32) -> anyhow::Result<()> {
     if has_gpu {
         devs.retain(|&d| {
             // SAFETY: a device from the registry.
-            unsafe { sys::ggml_backend_dev_type(d) } != sys::GGML_BACKEND_DEVICE_TYPE_CPU
+            let kind = unsafe { sys::ggml_backend_dev_type(d) };
+            kind != sys::GGML_BACKEND_DEVICE_TYPE_CPU
         });
     }
     if devs.is_empty() {

@@ -130,6 +130,10 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Incoming> {
 }
 
 fn main() {
+    // On an abort ggml attaches gdb for a backtrace, whose output lands on our stdout, the
+    // protocol's channel: the core would then report unreadable output instead of the
+    // crash (and, with RPC, of the server that went away).
+    std::env::set_var("GGML_NO_BACKTRACE", "1");
     // llama.cpp's log goes to stderr through tracing, warnings and errors only: load
     // failures are explained only there, and the core shows the tail of it.
     use tracing_subscriber::layer::SubscriberExt as _;
