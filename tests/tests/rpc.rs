@@ -152,7 +152,10 @@ async fn all_remote_and_split_loads_answer_as_the_local_cpu_does() {
     let expected = collect(local.chat(greedy(48)).await.unwrap()).await;
     assert!(expected.error.is_none(), "{expected:?}");
     assert!(!expected.text.is_empty());
-    assert_eq!(expected.metrics.devices, "", "the CPU alone is not pointed out");
+    assert_eq!(
+        expected.metrics.devices, "",
+        "the CPU alone is not pointed out"
+    );
     local.unload().await;
     // SmolLM2: 30 repeating layers and the output layer.
     let all = total_layers(&local_info);
@@ -190,7 +193,11 @@ async fn all_remote_and_split_loads_answer_as_the_local_cpu_does() {
         layers_on(&info, "CPU"),
     );
     assert_eq!(on_a + on_b, 20, "{:?}", info.devices);
-    assert!(on_a > 0 && on_b > 0, "both servers take layers: {:?}", info.devices);
+    assert!(
+        on_a > 0 && on_b > 0,
+        "both servers take layers: {:?}",
+        info.devices
+    );
     assert_eq!(on_cpu, all - 20, "{:?}", info.devices);
     let answer = collect(split.chat(greedy(48)).await.unwrap()).await;
     assert!(answer.error.is_none(), "{answer:?}");
@@ -226,7 +233,10 @@ async fn devices_lists_both_servers_with_their_memory() {
     );
     let list: DeviceList = serde_json::from_slice(&out.stdout).unwrap();
     assert!(list.backends.iter().any(|b| b == "CPU"), "{list:?}");
-    assert!(list.backends.iter().any(|b| b.starts_with("RPC")), "{list:?}");
+    assert!(
+        list.backends.iter().any(|b| b.starts_with("RPC")),
+        "{list:?}"
+    );
     let cpu = list.devices.iter().find(|d| d.kind == "cpu").unwrap();
     assert!(cpu.total_bytes > 0 && cpu.free_bytes > 0, "{cpu:?}");
     for server in [&a, &b] {
@@ -299,8 +309,13 @@ async fn a_server_killed_mid_answer_is_named_and_the_rest_goes_on() {
     assert!(!other.text.is_empty());
 
     // A load that still names the dead server fails at once, naming it.
-    let again = e.load(&path, opts(&[&a, &b], GpuLayers::Auto), |_| {}).await;
-    let err = again.err().expect("a dead server cannot be loaded on").to_string();
+    let again = e
+        .load(&path, opts(&[&a, &b], GpuLayers::Auto), |_| {})
+        .await;
+    let err = again
+        .err()
+        .expect("a dead server cannot be loaded on")
+        .to_string();
     eprintln!("the load error: {err}");
     assert!(err.contains(&b.endpoint), "{err}");
 
@@ -395,7 +410,10 @@ async fn the_fit_splits_layers_when_free_memory_is_short() {
     // 100 MiB of which is the compute buffer (measured with `models info --load`).
     let short = run(Some("200"));
     let (on_rpc, on_cpu) = (layers(&short, &rpc), layers(&short, "CPU"));
-    assert!(on_rpc > 0 && on_rpc < 31, "200 MiB takes some layers: {short}");
+    assert!(
+        on_rpc > 0 && on_rpc < 31,
+        "200 MiB takes some layers: {short}"
+    );
     assert_eq!(on_rpc + on_cpu, 31, "{short}");
 
     let tighter = run(Some("150"));

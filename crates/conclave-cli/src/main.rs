@@ -92,7 +92,10 @@ pub struct PlacementArgs {
 }
 
 impl PlacementArgs {
-    pub fn apply(&self, opts: conclave_core::engine::LoadOptions) -> conclave_core::engine::LoadOptions {
+    pub fn apply(
+        &self,
+        opts: conclave_core::engine::LoadOptions,
+    ) -> conclave_core::engine::LoadOptions {
         conclave_core::engine::LoadOptions {
             rpc: self.rpc.clone(),
             gpu_layers: self.gpu_layers.unwrap_or_default(),

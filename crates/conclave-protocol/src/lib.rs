@@ -81,7 +81,9 @@ pub fn parse_endpoint(endpoint: &str) -> Result<(String, u16), String> {
         .parse()
         .map_err(|_| format!("`{endpoint}`: the port must be a number from 1 to 65535"))?;
     if port == 0 {
-        return Err(format!("`{endpoint}`: the port must be a number from 1 to 65535"));
+        return Err(format!(
+            "`{endpoint}`: the port must be a number from 1 to 65535"
+        ));
     }
     Ok((host.to_owned(), port))
 }
@@ -476,7 +478,10 @@ mod tests {
         assert!(parse_endpoint(":50052").is_err());
         assert!(parse_endpoint("host:0").is_err());
         assert!(parse_endpoint("host:70000").is_err());
-        assert!(parse_endpoint("::1:50052").is_err(), "IPv6 is not parsed by llama.cpp");
+        assert!(
+            parse_endpoint("::1:50052").is_err(),
+            "IPv6 is not parsed by llama.cpp"
+        );
         assert_eq!(
             parse_rpc_list("a:1, b:2,a:1,,"),
             Ok(vec!["a:1".to_owned(), "b:2".to_owned()])

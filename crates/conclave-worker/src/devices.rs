@@ -69,7 +69,9 @@ fn probe(endpoint: &str) -> anyhow::Result<()> {
         }
     }
     match last {
-        Some(e) => bail!("cannot reach the RPC server {endpoint}: {e} (is `conclave rpc-server` running there?)"),
+        Some(e) => bail!(
+            "cannot reach the RPC server {endpoint}: {e} (is `conclave rpc-server` running there?)"
+        ),
         None => bail!("the RPC server {endpoint} resolves to no address"),
     }
 }

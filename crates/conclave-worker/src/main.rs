@@ -193,19 +193,17 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
     let placement = devices::place(&model_path, args.n_ctx, args.gpu_layers, &list)?;
     let mut last_reported = -1.0f32;
     let progress_out = std::io::stdout();
-    let params = placement
-        .params
-        .with_progress_callback(move |fraction| {
-            // Throttled: the callback fires per tensor.
-            if fraction - last_reported >= 0.05 || fraction >= 1.0 {
-                last_reported = fraction;
-                let line = protocol::to_line(&WorkerEvent::LoadProgress { fraction });
-                let mut lock = progress_out.lock();
-                let _ = lock.write_all(line.as_bytes());
-                let _ = lock.flush();
-            }
-            true
-        });
+    let params = placement.params.with_progress_callback(move |fraction| {
+        // Throttled: the callback fires per tensor.
+        if fraction - last_reported >= 0.05 || fraction >= 1.0 {
+            last_reported = fraction;
+            let line = protocol::to_line(&WorkerEvent::LoadProgress { fraction });
+            let mut lock = progress_out.lock();
+            let _ = lock.write_all(line.as_bytes());
+            let _ = lock.flush();
+        }
+        true
+    });
     devices::LayerLog::start();
     let loaded = LlamaModel::load_from_file(&backend, &model_path, &params);
     let placed = devices::LayerLog::finish(&list);

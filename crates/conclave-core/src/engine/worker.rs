@@ -148,7 +148,7 @@ impl Worker {
             match tokio::time::timeout(stall, load_rx.recv()).await {
                 Ok(Some(Loading::Progress(fraction))) => progress(fraction),
                 Ok(Some(Loading::Ready(info))) if info.protocol == protocol::PROTOCOL_VERSION => {
-                    break Ok(info)
+                    break Ok(*info)
                 }
                 Ok(Some(Loading::Ready(info))) => break Err(mismatch(spec, info.protocol)),
                 Ok(Some(Loading::Failed { message })) => {
@@ -309,7 +309,7 @@ impl Worker {
 /// What a loading worker reports, passed from the reader to [`Worker::spawn`].
 enum Loading {
     Progress(f32),
-    Ready(ReadyInfo),
+    Ready(Box<ReadyInfo>),
     Failed {
         message: String,
     },
@@ -362,7 +362,7 @@ impl Reader {
     fn event(&mut self, event: WorkerEvent) {
         match event {
             WorkerEvent::LoadProgress { fraction } => self.load_report(Loading::Progress(fraction)),
-            WorkerEvent::Ready(info) => self.load_report(Loading::Ready(info)),
+            WorkerEvent::Ready(info) => self.load_report(Loading::Ready(Box::new(info))),
             WorkerEvent::Error {
                 id: None,
                 code,
