@@ -6,7 +6,7 @@
 //! Run: `cd ui && npm run build`, `cargo build -p conclave-app -p conclave-worker -p
 //! conclave-cli`, then `CONCLAVE_E2E=1 scripts/with-xvfb cargo test -p conclave-tests --test
 //! e2e_remote_devices`. Without the app (or tauri-driver) it says SKIPPED and passes, unless
-//! CONCLAVE_E2E=1. Screenshots: `remote-<nn>-<label>.png` in CONCLAVE_SHOTS_DIR.
+//! CONCLAVE_E2E=1. Screenshots: `remote-<nn>-<label>.png` and `remote-restart-<nn>-<label>.png` in CONCLAVE_SHOTS_DIR.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -82,12 +82,16 @@ async fn answer_devices(app: &App) -> Res<String> {
         .wait_js(
             "const d = document.querySelectorAll('[data-testid=\"cost-line\"] dl'); \
              if (!d.length) return null; const e = d[d.length - 1].querySelector('[data-testid=\"cost-devices\"]'); \
-             return e ? e.textContent.trim() : '';",
+             return e ? e.textContent.trim() : '(none)';",
             10,
             "the cost details",
         )
         .await?;
-    Ok(v.as_str().unwrap_or_default().to_owned())
+    // The wait needs a truthy value: "(none)" stands for no devices row.
+    Ok(match v.as_str().unwrap_or_default() {
+        "(none)" => String::new(),
+        d => d.to_owned(),
+    })
 }
 
 #[tokio::test]
@@ -153,7 +157,7 @@ async fn remote_devices_in_settings_spread_the_next_load() -> Res {
     app.close().await?;
 
     // Kept across a restart; removing it brings the CPU alone back.
-    let app = App::start(&setup, data.path(), "remote").await?;
+    let app = App::start(&setup, data.path(), "remote-restart").await?;
     app.open_settings().await?;
     let v = app
         .wait_js(
@@ -174,6 +178,7 @@ async fn remote_devices_in_settings_spread_the_next_load() -> Res {
     app.load_smollm2().await?;
     let devices = answer_devices(&app).await?;
     assert_eq!(devices, "", "CPU alone after removing the server");
+    app.shot("answered-local").await?;
     app.close().await?;
     Ok(())
 }

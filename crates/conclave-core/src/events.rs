@@ -120,8 +120,7 @@ pub struct Metrics {
     #[serde(default)]
     pub first_answer_ms: Option<f64>,
     /// Where the model's layers ran when more than the CPU took part, e.g.
-    /// `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`; empty for the CPU alone. Not kept
-    /// in the history.
+    /// `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`; empty for the CPU alone.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub devices: String,
 }

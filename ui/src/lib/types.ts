@@ -56,7 +56,7 @@ export interface Metrics {
   /** From the request to the first thought / first answer text; absent when none. */
   first_reasoning_ms?: number | null;
   first_answer_ms?: number | null;
-  /** Where the layers ran when more than the CPU took part (not kept in the history). */
+  /** Where the layers ran when more than the CPU took part (e.g. `rpc host:port: 31 layers`). */
   devices?: string;
 }
 
