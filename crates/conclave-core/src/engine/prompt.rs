@@ -231,6 +231,10 @@ mod tests {
             bos_token: bos.into(),
             eos_token: "</s>".into(),
             add_bos,
+            devices: Vec::new(),
+            gpu_layers: 0,
+            gpu_layers_source: String::new(),
+            memory: Vec::new(),
         }
     }
 
