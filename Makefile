@@ -1,15 +1,26 @@
 # Conclave: `make run` sets up, fetches the default model, builds and launches the app;
 # `make test` sets up and runs every test (Rust, UI, end-to-end under Xvfb).
 
+# GPU=vulkan or GPU=cuda compiles that llama.cpp backend into the worker (README: GPU
+# builds). Each backend gets its own build folder, so switching does not rebuild the others.
+GPU ?=
+ifneq ($(GPU),)
+ifeq ($(filter $(GPU),vulkan cuda),)
+$(error GPU must be vulkan or cuda, not $(GPU))
+endif
+WORKER_FEATURES := --features conclave-worker/$(GPU)
+TARGET_SUFFIX := -$(GPU)
+endif
+
 # One shared build folder outside the clone: llama.cpp and Tauri take minutes to compile,
 # and CI reruns on the same machine reuse them.
-export CARGO_TARGET_DIR ?= /var/tmp/conclave-target
+export CARGO_TARGET_DIR ?= /var/tmp/conclave-target$(TARGET_SUFFIX)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 REL := $(CARGO_TARGET_DIR)/release
 
-.PHONY: run test setup models models-all ui-build build build-release package check bindings test-rust test-ui bench bench-app bench-stream
+.PHONY: run test setup models models-all ui-build build build-release package check bindings test-rust test-ui bench bench-app bench-stream bench-rpc
 
 # What users run is optimised: a release build starts faster and idles in less memory.
 run: setup models ui-build build-release
@@ -34,10 +45,10 @@ ui-build:
 # The worker sits next to every binary that spawns it (CLI, app, test executables find
 # it in the same target folder).
 build:
-	$(CARGO) build -p conclave-worker -p conclave-cli -p conclave-app
+	$(CARGO) build -p conclave-worker -p conclave-cli -p conclave-app $(WORKER_FEATURES)
 
 build-release:
-	$(CARGO) build --release -p conclave-worker -p conclave-cli -p conclave-app
+	$(CARGO) build --release -p conclave-worker -p conclave-cli -p conclave-app $(WORKER_FEATURES)
 
 # The Debian package: the release app with `conclave-worker` next to it and `conclave` on
 # the PATH, all in /usr/bin, plus the desktop entry and icons Tauri writes. tauri-cli comes
@@ -72,6 +83,10 @@ test-ui:
 
 bench:
 	$(BIN)/conclave bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2
+
+# The same model spread over a loopback RPC server against the CPU alone, in one run.
+bench-rpc: setup models build
+	bench/rpc.sh
 
 # Cold start and idle memory of the release app against a blank Tauri window (the floor).
 bench-app: setup ui-build build-release

@@ -61,6 +61,16 @@ impl Shell {
     }
 }
 
+/// Where the user wants a model to run: the remote devices of Settings and the model's
+/// own GPU layers (both kept in the library's settings file).
+fn placement(shell: &Shell, path: &std::path::Path) -> LoadOptions {
+    LoadOptions {
+        rpc: shell.library().rpc_servers(),
+        gpu_layers: shell.library().gpu_layers(path),
+        ..LoadOptions::default()
+    }
+}
+
 #[tauri::command]
 pub async fn list_models(shell: State<'_, Shell>) -> ApiResult<Vec<ModelDto>> {
     shell
@@ -102,8 +112,9 @@ pub async fn load_model(
 ) -> ApiResult<LoadedModelDto> {
     let core = shell.core()?;
     let entry = shell.model(model_id.clone()).await?;
+    let opts = placement(&shell, &entry.path);
     let model = core
-        .load(&entry.path, LoadOptions::default(), move |fraction| {
+        .load(&entry.path, opts, move |fraction| {
             // A closed window drops the channel; loading goes on regardless.
             let _ = on_progress.send(LoadProgress { fraction });
         })
@@ -131,7 +142,7 @@ pub async fn start_chat(
     let opts = LoadOptions {
         n_ctx: request.settings.n_ctx,
         threads: request.settings.threads,
-        ..Default::default()
+        ..placement(&shell, &entry.path)
     };
     let model = core.load(&entry.path, opts, |_| {}).await?;
     let send = SendRequest {

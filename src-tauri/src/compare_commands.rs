@@ -91,12 +91,14 @@ pub async fn start_compare(
 ) -> ApiResult<CompareStartedDto> {
     let core = shell.core()?.clone();
     let ids: Vec<String> = request.columns.iter().map(|c| c.model_id.clone()).collect();
-    let paths = shell
+    let (paths, rpc) = shell
         .blocking(move |lib| {
             let catalog = lib.catalog();
-            ids.iter()
+            let paths = ids
+                .iter()
                 .map(|id| catalog.resolve(id).map(|e| e.path.clone()))
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((paths, lib.rpc_servers()))
         })
         .await?;
     let columns = request
@@ -112,7 +114,11 @@ pub async fn start_compare(
     let req = CompareRequest {
         prompt: request.prompt,
         columns,
-        options: request.options,
+        // The Remote devices from Settings take part as they do in a chat.
+        options: CompareOptions {
+            rpc,
+            ..request.options
+        },
     };
     let mut stream = compare::start(&core, req).await?;
     let handle = match stream.run_id() {

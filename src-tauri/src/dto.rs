@@ -46,6 +46,8 @@ pub struct ModelDto {
     pub has_chat_template: bool,
     pub reasoning_format: Option<String>,
     pub error: Option<String>,
+    /// Layers on GPU and RPC devices chosen for this model; None = auto (the fit).
+    pub gpu_layers: Option<u32>,
 }
 
 impl From<&ModelEntry> for ModelDto {
@@ -63,6 +65,7 @@ impl From<&ModelEntry> for ModelDto {
             has_chat_template: meta.is_some_and(|x| x.has_chat_template),
             reasoning_format: meta.and_then(|x| x.reasoning_format).map(|f| f.to_string()),
             error: m.error.as_ref().map(|e| e.message.clone()),
+            gpu_layers: m.gpu_layers,
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct LoadedModelDto {
     /// unavailable with `thinking_off_reason`.
     pub thinking_off_available: bool,
     pub thinking_off_reason: Option<String>,
+    /// Where the layers run when more than the CPU takes part ("" for the CPU alone).
+    pub devices: String,
 }
 
 impl LoadedModelDto {
@@ -99,6 +104,7 @@ impl LoadedModelDto {
             reasoning_format: info.reasoning_format.clone(),
             thinking_off_available: info.thinking_off_available,
             thinking_off_reason: info.thinking_off_reason.clone(),
+            devices: conclave_core::engine::placement_label(&info.devices),
         }
     }
 }

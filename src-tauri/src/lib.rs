@@ -57,6 +57,9 @@ macro_rules! conclave_handlers {
             $crate::models_commands::cancel_download,
             $crate::models_commands::remove_model,
             $crate::models_commands::rename_model,
+            $crate::models_commands::set_model_gpu_layers,
+            $crate::models_commands::remote_devices,
+            $crate::models_commands::set_remote_devices,
             $crate::api_commands::api_server_status,
             $crate::api_commands::set_api_server,
         ]

@@ -304,3 +304,37 @@ pub async fn rename_model(
 ) -> ApiResult<()> {
     shell.blocking(move |lib| lib.rename(&model_id, name)).await
 }
+
+/// Layers on GPU and RPC devices when this model loads: a count, or None for auto (the
+/// fit). Applies from the next load.
+#[tauri::command]
+pub async fn set_model_gpu_layers(
+    shell: State<'_, Shell>,
+    model_id: String,
+    layers: Option<u32>,
+) -> ApiResult<()> {
+    let layers = match layers {
+        Some(n) => conclave_core::protocol::GpuLayers::Count(n),
+        None => conclave_core::protocol::GpuLayers::Auto,
+    };
+    shell
+        .blocking(move |lib| lib.set_gpu_layers(&model_id, layers))
+        .await
+}
+
+/// The llama.cpp RPC servers (`host:port`) models are spread over.
+#[tauri::command]
+pub async fn remote_devices(shell: State<'_, Shell>) -> ApiResult<Vec<String>> {
+    shell.blocking(|lib| Ok(lib.rpc_servers())).await
+}
+
+/// Replaces the remote devices; each must be `host:port`. Returns the list as saved.
+#[tauri::command]
+pub async fn set_remote_devices(
+    shell: State<'_, Shell>,
+    servers: Vec<String>,
+) -> ApiResult<Vec<String>> {
+    shell
+        .blocking(move |lib| lib.set_rpc_servers(servers))
+        .await
+}

@@ -26,6 +26,8 @@ pub struct BenchArgs {
     pub reps: u32,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub placement: crate::PlacementArgs,
 }
 
 #[derive(clap::Subcommand)]
@@ -55,6 +57,8 @@ struct Side {
 #[derive(Serialize)]
 struct Report {
     model: String,
+    /// Where the layers ran (empty: the CPU alone).
+    devices: String,
     threads: u32,
     reps: u32,
     raw: Side,
@@ -97,19 +101,110 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| conclave_core::metrics::threads_per_worker(1));
     let ctx = (args.prompt_tokens + args.gen_tokens + 64).max(512);
-    let model = engine
-        .load(
-            &path,
-            LoadOptions {
-                n_ctx: ctx,
-                threads: Some(threads),
-                ..Default::default()
-            },
-            |_| {},
-        )
-        .await?;
-    let reps = args.reps.max(1);
+    let base = LoadOptions {
+        n_ctx: ctx,
+        threads: Some(threads),
+        ..LoadOptions::default()
+    };
+    if args.placement.rpc.is_empty() {
+        let report = measure(&engine, &path, args.placement.apply(base), &args, threads).await?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print_report(&report);
+        }
+        return Ok(());
+    }
+    // Spread over RPC servers: the same model on this machine's CPU alone is measured in
+    // the same run, so the cost of the network is a ratio from one machine state.
+    let local = measure(
+        &engine,
+        &path,
+        LoadOptions {
+            gpu_layers: conclave_core::protocol::GpuLayers::Count(0),
+            ..base.clone()
+        },
+        &args,
+        threads,
+    )
+    .await?;
+    let remote = measure(&engine, &path, args.placement.apply(base), &args, threads).await?;
+    let ratio = RpcRatio {
+        raw_gen: div(remote.raw.gen_tps, local.raw.gen_tps),
+        raw_prompt: div(remote.raw.prompt_tps, local.raw.prompt_tps),
+        pipeline_gen: div(remote.pipeline.gen_tps, local.pipeline.gen_tps),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"local": local, "rpc": remote, "ratio": ratio})
+        );
+    } else {
+        println!("== local (CPU only)");
+        print_report(&local);
+        println!("== with --rpc {}", args.placement.rpc.join(","));
+        print_report(&remote);
+        println!(
+            "rpc/local gen {:.3}×   prompt {:.3}×   pipeline gen {:.3}×",
+            ratio.raw_gen, ratio.raw_prompt, ratio.pipeline_gen
+        );
+    }
+    Ok(())
+}
 
+#[derive(Serialize)]
+struct RpcRatio {
+    /// Raw generation t/s with the RPC servers over the CPU alone.
+    raw_gen: f64,
+    raw_prompt: f64,
+    pipeline_gen: f64,
+}
+
+fn div(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+fn print_report(report: &Report) {
+    println!(
+        "model     {}  ({} threads, {} reps)",
+        report.model, report.threads, report.reps
+    );
+    println!(
+        "devices   {}",
+        if report.devices.is_empty() {
+            "CPU"
+        } else {
+            &report.devices
+        }
+    );
+    println!("            prompt t/s   gen t/s   TTFT ms   prompt/gen tokens");
+    for (name, s) in [("raw", &report.raw), ("pipeline", &report.pipeline)] {
+        println!(
+            "{name:<10}{:>12.1}{:>10.1}{:>10.1}   {}/{}",
+            s.prompt_tps, s.gen_tps, s.ttft_ms, s.prompt_tokens, s.gen_tokens
+        );
+    }
+    println!(
+        "ratio     gen {:.3}×   ttft {:.3}×  (pipeline / raw)",
+        report.ratio.gen, report.ratio.ttft
+    );
+}
+
+/// Raw and pipeline speed of one model loaded one way.
+async fn measure(
+    engine: &Engine,
+    path: &std::path::Path,
+    opts: LoadOptions,
+    args: &BenchArgs,
+    threads: u32,
+) -> anyhow::Result<Report> {
+    let model = engine.load(path, opts, |_| {}).await?;
+    let devices = conclave_core::engine::placement_label(&model.info().await.devices);
+    let reps = args.reps.max(1);
     // The chat prompt: a real question, grown from a real paragraph until its rendered
     // prompt is as long as the raw benchmark's, so both decode the same number of tokens.
     let essay = |n: usize| {
@@ -167,6 +262,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let report = Report {
         model: path.display().to_string(),
+        devices,
         threads,
         reps,
         ratio: Ratio {
@@ -184,26 +280,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         raw,
         pipeline,
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!(
-            "model     {}  ({} threads, {} reps)",
-            report.model, report.threads, report.reps
-        );
-        println!("            prompt t/s   gen t/s   TTFT ms   prompt/gen tokens");
-        for (name, s) in [("raw", &report.raw), ("pipeline", &report.pipeline)] {
-            println!(
-                "{name:<10}{:>12.1}{:>10.1}{:>10.1}   {}/{}",
-                s.prompt_tps, s.gen_tps, s.ttft_ms, s.prompt_tokens, s.gen_tokens
-            );
-        }
-        println!(
-            "ratio     gen {:.3}×   ttft {:.3}×  (pipeline / raw)",
-            report.ratio.gen, report.ratio.ttft
-        );
-    }
-    Ok(())
+    Ok(report)
 }
 
 struct PipeRun {

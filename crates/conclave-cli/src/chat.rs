@@ -71,6 +71,8 @@ pub struct ChatArgs {
     /// One JSON event per line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub placement: crate::PlacementArgs,
     /// The prompt.
     pub prompt: String,
 }
@@ -121,11 +123,11 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let model = app
         .load(
             &path,
-            LoadOptions {
+            args.placement.apply(LoadOptions {
                 n_ctx: settings.n_ctx,
                 threads: settings.threads,
-                ..Default::default()
-            },
+                ..LoadOptions::default()
+            }),
             |_| {},
         )
         .await?;
@@ -225,8 +227,12 @@ impl Printer {
                     let dropped = context_note(metrics)
                         .map(|n| format!(" · {n}"))
                         .unwrap_or_default();
+                    let devices = match metrics.devices.as_str() {
+                        "" => String::new(),
+                        d => format!(" · {d}"),
+                    };
                     eprintln!(
-                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{dropped}]\x1b[0m",
+                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{dropped}{devices}]\x1b[0m",
                         usage.completion_tokens,
                         metrics.gen_tps,
                         metrics.ttft_ms,

@@ -59,9 +59,12 @@ pub struct CompareArgs {
     /// Continue a saved conversation.
     #[arg(long)]
     pub conversation: Option<String>,
-    /// Run the columns one after another.
+    /// Run the columns one after another (always so with --rpc: llama.cpp's RPC server
+    /// serves one model at a time).
     #[arg(long)]
     pub sequential: bool,
+    #[command(flatten)]
+    pub placement: crate::PlacementArgs,
     /// Memory the run may plan for (bytes or 512M, 2G); default: what is available.
     #[arg(long)]
     pub memory_limit: Option<String>,
@@ -205,6 +208,8 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
             conversation_id: args.conversation.clone(),
             memory_limit_bytes,
             sequential: args.sequential,
+            rpc: args.placement.rpc.clone(),
+            gpu_layers: args.placement.gpu_layers.unwrap_or_default(),
             ..CompareOptions::default()
         },
     };

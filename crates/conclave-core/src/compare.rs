@@ -123,6 +123,11 @@ pub struct CompareOptions {
     pub cores: Option<usize>,
     /// Seed of the blind shuffle, for reproducible tests; None = random.
     pub shuffle_seed: Option<u64>,
+    /// llama.cpp RPC servers every column's model is spread over. llama.cpp's RPC server
+    /// serves one client at a time, so a run with them loads one model at a time.
+    pub rpc: Vec<String>,
+    /// GPU/RPC layers for every column's model.
+    pub gpu_layers: crate::protocol::GpuLayers,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -390,7 +395,7 @@ pub async fn start(
         cores,
         threads_for,
         memory_budget: schedule::memory_budget(options.memory_limit_bytes),
-        force_sequential: options.sequential,
+        force_sequential: options.sequential || !options.rpc.is_empty(),
     });
     tracing::info!(
         columns = columns.len(),
@@ -483,6 +488,8 @@ pub async fn start(
         user_message_id: user_message_id.clone(),
         run_id: run_id.clone(),
         threads: sched.threads_per_worker,
+        rpc: options.rpc.clone(),
+        gpu_layers: options.gpu_layers,
         thread_budget: sched.threads_per_worker * (sched.concurrency.max(1) as u32),
         generating: Mutex::new(HashMap::new()),
         out: tx,
@@ -646,6 +653,8 @@ struct RunCtx {
     user_message_id: Option<String>,
     run_id: Option<String>,
     threads: u32,
+    rpc: Vec<String>,
+    gpu_layers: crate::protocol::GpuLayers,
     /// Threads all concurrent lanes share; a lane that finishes leaves its part to the rest.
     thread_budget: u32,
     /// Lanes whose worker is generating now, by lane index.
@@ -801,6 +810,8 @@ async fn run_lane(
         let opts = LoadOptions {
             n_ctx: lane.n_ctx,
             threads: Some(ctx.threads),
+            rpc: ctx.rpc.clone(),
+            gpu_layers: ctx.gpu_layers,
             ..Default::default()
         };
         let loaded = ctx.conclave.engine.load(&lane.model, opts, |_| {}).await;

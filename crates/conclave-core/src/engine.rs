@@ -67,6 +67,14 @@ pub enum EngineError {
         code: WorkerErrorCode,
         message: String,
     },
+    #[error("the RPC server {} stopped answering while {model} had layers on it ({cause}); this answer is lost. Load the model again without it (leave it out of --rpc / Remote devices), or restart `conclave rpc-server` there", .hosts.join(", "))]
+    RpcLost {
+        model: String,
+        hosts: Vec<String>,
+        cause: String,
+    },
+    #[error("could not list devices: {0}")]
+    Devices(String),
     #[error("could not talk to the worker: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -84,6 +92,8 @@ impl crate::error::ErrorCode for EngineError {
             EngineError::ContextOverflow { .. } => WorkerErrorCode::ContextOverflow.as_str(),
             EngineError::Template(e) => crate::error::ErrorCode::code(e),
             EngineError::Worker { code, .. } => code.as_str(),
+            EngineError::RpcLost { .. } => WorkerErrorCode::RpcLost.as_str(),
+            EngineError::Devices(_) => "devices_failed",
             EngineError::Io(_) => "io",
         }
     }
@@ -121,6 +131,10 @@ pub struct LoadOptions {
     /// any address: neither seccomp nor Landlock can filter by address); UDP, raw sockets
     /// and so DNS stay denied, so endpoints must be given as IP addresses.
     pub allow_tcp_ports: Vec<u16>,
+    /// llama.cpp RPC servers (`host:port`) whose devices take layers of the model.
+    pub rpc: Vec<String>,
+    /// Layers on GPU and RPC devices: auto (llama.cpp's fit), a count, or 0 for the CPU.
+    pub gpu_layers: protocol::GpuLayers,
 }
 
 /// What a loaded model reports about itself.
@@ -147,6 +161,111 @@ pub struct ModelInfo {
     pub pid: u32,
     /// What confines the worker process (see `conclave-worker`'s sandbox module).
     pub sandbox: crate::protocol::SandboxStatus,
+    /// Where the layers went (CPU first), as llama.cpp reported while loading.
+    pub devices: Vec<protocol::DeviceLayers>,
+    /// Layers on GPU and RPC devices.
+    pub gpu_layers: u32,
+    /// How that count was chosen ("fit", "set", "cpu only"…).
+    pub gpu_layers_source: String,
+    /// Weights, KV cache and compute buffers per device: host RAM apart from VRAM and
+    /// the memory of RPC servers.
+    pub memory: Vec<protocol::MemoryUse>,
+}
+
+/// `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`: where a model runs, for cost lines,
+/// bench and `models info`. Empty when the CPU holds every layer (nothing to point out).
+pub fn placement_label(devices: &[protocol::DeviceLayers]) -> String {
+    if devices.iter().all(|d| d.device.kind == "cpu") {
+        return String::new();
+    }
+    devices
+        .iter()
+        .map(|d| format!("{}: {} layers", d.device.label(), d.layers))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The RPC servers as `ip:port`. The worker's sandbox allows TCP to the servers' ports but
+/// no name lookups (no DNS, no /etc/hosts), so host names are resolved here, by the app.
+async fn resolve_rpc(rpc: &[String]) -> Result<Vec<String>, EngineError> {
+    let mut out = Vec::with_capacity(rpc.len());
+    for endpoint in rpc {
+        let (host, port) = protocol::parse_endpoint(endpoint).map_err(EngineError::Devices)?;
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            out.push(format!("{host}:{port}"));
+            continue;
+        }
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut a| a.find(|a| a.is_ipv4()))
+            .ok_or_else(|| {
+                EngineError::Devices(format!(
+                    "the RPC server {endpoint}: `{host}` has no IPv4 address (llama.cpp's RPC \
+                     takes IPv4 only)"
+                ))
+            })?;
+        out.push(addr.to_string());
+    }
+    Ok(out)
+}
+
+/// The TCP ports the worker's sandbox lets it connect to: its RPC servers' and any asked for.
+fn worker_tcp_ports(allowed: &[u16], rpc: &[String]) -> Vec<u16> {
+    let mut ports = allowed.to_vec();
+    for port in rpc
+        .iter()
+        .filter_map(|e| protocol::parse_endpoint(e).ok().map(|(_, p)| p))
+    {
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// The devices a worker sees, with those of the given RPC servers: starts a worker that
+/// lists them and exits.
+pub async fn list_devices(
+    worker_bin: &Path,
+    rpc: &[String],
+) -> Result<protocol::DeviceList, EngineError> {
+    let rpc = resolve_rpc(rpc).await?;
+    let rpc = rpc.as_slice();
+    let mut cmd = tokio::process::Command::new(worker_bin);
+    cmd.arg(protocol::ARG_LIST_DEVICES)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if !rpc.is_empty() {
+        cmd.arg(protocol::ARG_RPC).arg(rpc.join(","));
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .map_err(|_| EngineError::Devices("the worker did not answer within 60 s".into()))?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                EngineError::WorkerNotFound(worker_bin.display().to_string())
+            }
+            _ => EngineError::Io(e),
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        if let Ok(list) = serde_json::from_str::<protocol::DeviceList>(line) {
+            return Ok(list);
+        }
+        if let Ok(WorkerEvent::Error { message, .. }) = serde_json::from_str(line) {
+            return Err(EngineError::Devices(message));
+        }
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(EngineError::Devices(format!(
+        "the worker {}{}",
+        match out.status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was killed".to_owned(),
+        },
+        tail_hint(&stderr)
+    )))
 }
 
 /// Starts workers. Cancelling an answer goes through its [`CancelHandle`] (or dropping its
@@ -201,6 +320,16 @@ impl Engine {
         })
     }
 
+    /// The worker program this engine starts.
+    pub fn worker_bin(&self) -> &Path {
+        &self.worker_bin
+    }
+
+    /// The devices a worker sees, with those of `rpc` servers.
+    pub async fn devices(&self, rpc: &[String]) -> Result<protocol::DeviceList, EngineError> {
+        list_devices(&self.worker_bin, rpc).await
+    }
+
     /// Validates the GGUF header in Rust (no worker starts for a broken file), then starts
     /// a worker and waits for it to report the model loaded. `progress` gets 0.0..=1.0.
     pub async fn load(
@@ -220,12 +349,15 @@ impl Engine {
         let threads = opts
             .threads
             .unwrap_or_else(|| metrics::threads_per_worker(1));
+        let rpc = resolve_rpc(&opts.rpc).await?;
         let spec = WorkerSpec {
             bin: self.worker_bin.clone(),
             path,
             n_ctx,
             threads,
-            tcp_ports: opts.allow_tcp_ports,
+            tcp_ports: worker_tcp_ports(&opts.allow_tcp_ports, &rpc),
+            rpc,
+            gpu_layers: opts.gpu_layers,
         };
         let worker = Worker::spawn(&spec, Box::new(progress)).await?;
         Ok(LoadedModel {
@@ -300,11 +432,23 @@ impl LoadedModel {
             thinking_off_reason: support.off_reason,
             pid: r.pid,
             sandbox: r.sandbox.clone(),
+            devices: r.devices.clone(),
+            gpu_layers: r.gpu_layers,
+            gpu_layers_source: r.gpu_layers_source.clone(),
+            memory: r.memory.clone(),
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.spec.path
+    }
+
+    /// Whether this model runs where `opts` asks. Options that ask for no RPC server and
+    /// auto layers take the model as it is loaded (a chat sent to a model loaded earlier).
+    pub fn placement_matches(&self, opts: &LoadOptions) -> bool {
+        let spec = &self.inner.spec;
+        (opts.rpc.is_empty() && opts.gpu_layers == protocol::GpuLayers::Auto)
+            || (spec.rpc == opts.rpc && spec.gpu_layers == opts.gpu_layers)
     }
 
     /// The live worker, restarted first if the last one died.
@@ -418,6 +562,10 @@ impl LoadedModel {
                 thoughts_dropped_tokens,
             },
         );
+        let metrics = Metrics {
+            devices: placement_label(&worker.ready.devices),
+            ..metrics
+        };
         let _ = tx.send(ChatEvent::Done {
             stop_reason: finished.done.stop_reason,
             usage,

@@ -161,9 +161,16 @@ pub struct Metrics {
     /// From the request to the first answer text; absent when there was none.
     #[serde(default)]
     pub first_answer_ms: Option<f64>,
+    /// Where the model's layers ran when more than the CPU took part, e.g.
+    /// `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`; empty for the CPU alone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub devices: String,
 }
 
 /// One event of a streamed answer. Text events are deltas.
+// `Done` carries the whole Metrics, once per answer: boxing it would change every front
+// end's match to save a few hundred bytes per queued event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatEvent {

@@ -175,7 +175,7 @@ impl Conclave {
         let mut loaded = self.loaded.lock().await;
         if let Some(m) = loaded.get(&key) {
             let info = m.info().await;
-            if opts.n_ctx == 0 || opts.n_ctx == info.n_ctx {
+            if (opts.n_ctx == 0 || opts.n_ctx == info.n_ctx) && m.placement_matches(&opts) {
                 return Ok(m.clone());
             }
             m.unload().await;

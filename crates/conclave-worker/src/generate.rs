@@ -200,6 +200,10 @@ impl Generator {
             eos_token: piece(vocab.eos()),
             add_bos: vocab.should_add_bos(),
             sandbox,
+            devices: Vec::new(),
+            gpu_layers: 0,
+            gpu_layers_source: String::new(),
+            memory: Vec::new(),
         }
     }
 
@@ -572,6 +576,9 @@ impl Generator {
             );
             return Ok(());
         }
+        // GPU and RPC backends return from decode before the work is done: wait for it, so
+        // the prompt's time is the prompt's and not charged to the first generated token.
+        self.ctx.synchronize();
         let prompt_time = t0.elapsed();
         out.send(&WorkerEvent::Started {
             id,
@@ -745,6 +752,8 @@ impl Generator {
                 batch.add(*t, i32::try_from(i)?, &[0], i + 1 == n_prompt)?;
             }
             self.ctx.decode(&mut batch)?;
+            // As llama-bench does: asynchronous backends (GPU, RPC) finish here.
+            self.ctx.synchronize();
             let t_pp = t0.elapsed();
             let t1 = Instant::now();
             let mut first = Duration::ZERO;
@@ -757,6 +766,7 @@ impl Generator {
                     true,
                 )?;
                 self.ctx.decode(&mut batch)?;
+                self.ctx.synchronize();
                 if g == 0 {
                     first = t0.elapsed();
                 }

@@ -6,6 +6,7 @@
 //! The core reads our stdout line by line (see `conclave_protocol`); everything
 //! llama.cpp logs goes to stderr, which the core keeps the tail of for crash reports.
 
+mod devices;
 mod generate;
 mod lines;
 mod prefix;
@@ -24,8 +25,8 @@ use conclave_protocol::{
     WorkerRequest,
 };
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
+use protocol::GpuLayers;
 
 /// The longest request line read from the core. A request carries a whole rendered
 /// prompt: a million-token context is a few megabytes of text, more once JSON-escaped.
@@ -40,6 +41,13 @@ struct Args {
     check: bool,
     check_connect: String,
     check_open: PathBuf,
+    rpc: Vec<String>,
+    gpu_layers: GpuLayers,
+    rpc_server: bool,
+    list_devices: bool,
+    host: String,
+    port: u16,
+    allow_lan: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -52,6 +60,13 @@ fn parse_args() -> anyhow::Result<Args> {
         check: false,
         check_connect: "127.0.0.1:9".into(),
         check_open: "/etc/passwd".into(),
+        rpc: Vec::new(),
+        gpu_layers: GpuLayers::Auto,
+        rpc_server: false,
+        list_devices: false,
+        host: "127.0.0.1".into(),
+        port: 50052,
+        allow_lan: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -75,6 +90,17 @@ fn parse_args() -> anyhow::Result<Args> {
             protocol::ARG_SANDBOX_CHECK => args.check = true,
             protocol::ARG_CHECK_CONNECT => args.check_connect = value()?,
             protocol::ARG_CHECK_OPEN => args.check_open = value()?.into(),
+            protocol::ARG_RPC => {
+                args.rpc = protocol::parse_rpc_list(&value()?).map_err(anyhow::Error::msg)?
+            }
+            protocol::ARG_GPU_LAYERS => {
+                args.gpu_layers = GpuLayers::parse(&value()?).map_err(anyhow::Error::msg)?
+            }
+            protocol::ARG_RPC_SERVER => args.rpc_server = true,
+            protocol::ARG_LIST_DEVICES => args.list_devices = true,
+            protocol::ARG_HOST => args.host = value()?,
+            protocol::ARG_PORT => args.port = value()?.parse().context("--port")?,
+            protocol::ARG_ALLOW_LAN => args.allow_lan = true,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -86,10 +112,21 @@ impl Args {
     fn policy(&self) -> sandbox::Policy {
         sandbox::Policy {
             model: self.model.clone(),
-            network: if self.tcp_ports.is_empty() {
-                sandbox::Network::None
-            } else {
-                sandbox::Network::TcpConnect(self.tcp_ports.clone())
+            network: {
+                // The RPC servers' ports too, so `--list-devices --rpc …` can reach them.
+                let mut ports = self.tcp_ports.clone();
+                for e in &self.rpc {
+                    if let Ok((_, port)) = protocol::parse_endpoint(e) {
+                        if !ports.contains(&port) {
+                            ports.push(port);
+                        }
+                    }
+                }
+                if ports.is_empty() {
+                    sandbox::Network::None
+                } else {
+                    sandbox::Network::TcpConnect(ports)
+                }
             },
         }
     }
@@ -103,6 +140,13 @@ impl Out {
         let line = protocol::to_line(event);
         let mut lock = self.0.lock();
         // A write error means the core is gone; the stdin reader notices and we exit.
+        let _ = lock.write_all(line.as_bytes());
+        let _ = lock.flush();
+    }
+
+    /// One line that is not an event (the device list of `--list-devices`).
+    pub fn send_raw(&mut self, line: &str) {
+        let mut lock = self.0.lock();
         let _ = lock.write_all(line.as_bytes());
         let _ = lock.flush();
     }
@@ -160,15 +204,32 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Incoming> {
 }
 
 fn main() {
+    // On an abort ggml attaches gdb for a backtrace, whose output lands on our stdout, the
+    // protocol's channel: the core would then report unreadable output instead of the
+    // crash (and, with RPC, of the server that went away).
+    std::env::set_var("GGML_NO_BACKTRACE", "1");
     // llama.cpp's log goes to stderr through tracing, warnings and errors only: load
     // failures are explained only there, and the core shows the tail of it.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_WORKER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    // Each layer filters for itself: the log goes to stderr at `warn`, while the layer
+    // log sees llama.cpp's debug lines only during the load (see devices::LayerLog).
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_WORKER_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                ),
+        )
+        .with(
+            devices::LayerLogLayer.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                devices::LayerLog::capturing() && meta.target() == "llama-cpp-2"
+            })),
         )
         .init();
     let mut out = Out(std::io::stdout());
@@ -184,7 +245,12 @@ fn main() {
         return;
     }
     // Before any thread starts: the sandbox binds the calling thread and its children.
-    let sandbox = if args.sandbox {
+    // Not for `--rpc-server`: it opens no model and must listen for other machines, which
+    // the sandbox forbids; the user starts it on purpose (`conclave rpc-server`).
+    let sandbox = if args.rpc_server {
+        tracing::warn!("sandbox: off for --rpc-server (it listens on the network)");
+        SandboxStatus::default()
+    } else if args.sandbox {
         sandbox::apply(&args.policy())
     } else {
         tracing::warn!("sandbox: off (--sandbox off)");
@@ -265,41 +331,91 @@ fn run(
     rx: mpsc::Receiver<Incoming>,
     sandbox: SandboxStatus,
 ) -> anyhow::Result<()> {
-    let model_path = args.model.clone().context("--model is required")?;
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
     let backend = LlamaBackend::init().context("initialising llama.cpp")?;
 
+    if args.rpc_server {
+        if !protocol::rpc_host_allowed(&args.host, args.allow_lan) {
+            bail!(
+                "refusing to serve RPC on {}: {}. Use 127.0.0.1, or pass --allow-lan on a \
+                 network you trust",
+                args.host,
+                protocol::RPC_NO_AUTH
+            );
+        }
+        return devices::serve_rpc(&format!("{}:{}", args.host, args.port), args.threads);
+    }
+    devices::add_rpc_servers(&args.rpc)?;
+    let list = devices::list();
+    if args.list_devices {
+        out.send_raw(&protocol::to_line(&list));
+        return Ok(());
+    }
+    let model_path = args.model.clone().context("--model is required")?;
+
     let started = Instant::now();
+    let placement = devices::place(&model_path, args.n_ctx, args.gpu_layers, &list)?;
     let mut last_reported = -1.0f32;
     let progress_out = std::io::stdout();
-    let params = LlamaModelParams::default()
-        .with_use_mmap(true)
-        .with_progress_callback(move |fraction| {
-            // Throttled: the callback fires per tensor.
-            if fraction - last_reported >= 0.05 || fraction >= 1.0 {
-                last_reported = fraction;
-                let line = protocol::to_line(&WorkerEvent::LoadProgress { fraction });
-                let mut lock = progress_out.lock();
-                let _ = lock.write_all(line.as_bytes());
-                let _ = lock.flush();
-            }
-            true
-        });
-    let model = LlamaModel::load_from_file(&backend, &model_path, &params).map_err(|e| {
-        anyhow::anyhow!(
-            "llama.cpp could not load {} ({e}); see the worker log for the reason",
-            model_path.display()
-        )
+    let params = placement.params.with_progress_callback(move |fraction| {
+        // Throttled: the callback fires per tensor.
+        if fraction - last_reported >= 0.05 || fraction >= 1.0 {
+            last_reported = fraction;
+            let line = protocol::to_line(&WorkerEvent::LoadProgress { fraction });
+            let mut lock = progress_out.lock();
+            let _ = lock.write_all(line.as_bytes());
+            let _ = lock.flush();
+        }
+        true
+    });
+    devices::LayerLog::start();
+    let loaded = LlamaModel::load_from_file(&backend, &model_path, &params);
+    let placed = devices::LayerLog::finish(&list);
+    let model = loaded.map_err(|e| {
+        let offloaded: u32 = placed
+            .iter()
+            .filter(|d| d.device.kind != "cpu")
+            .map(|d| d.layers)
+            .sum();
+        if offloaded > 0 {
+            anyhow::anyhow!(
+                "llama.cpp could not load {} with {offloaded} layers on {} ({e}); a device may \
+                 be out of memory: try fewer layers (--gpu-layers {}) or --gpu-layers 0 for \
+                 the CPU only",
+                model_path.display(),
+                placed
+                    .iter()
+                    .filter(|d| d.device.kind != "cpu")
+                    .map(|d| d.device.label())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                offloaded / 2
+            )
+        } else {
+            anyhow::anyhow!(
+                "llama.cpp could not load {} ({e}); see the worker log for the reason",
+                model_path.display()
+            )
+        }
     })?;
     // The model lives as long as the process; leaking it lets contexts borrow it for 'static.
     let model: &'static LlamaModel = Box::leak(Box::new(model));
     let backend: &'static LlamaBackend = Box::leak(Box::new(backend));
 
-    let mut engine = generate::Generator::new(backend, model, args.n_ctx, args.threads)?;
+    let engine = generate::Generator::new(backend, model, args.n_ctx, args.threads);
+    let memory = devices::LayerLog::memory(&list);
+    let mut engine = engine?;
     LOADING.store(false, Ordering::SeqCst);
-    out.send(&WorkerEvent::Ready(
-        engine.ready_info(started.elapsed(), sandbox),
-    ));
+    let mut ready = engine.ready_info(started.elapsed(), sandbox);
+    ready.memory = memory;
+    ready.gpu_layers = placed
+        .iter()
+        .filter(|d| d.device.kind != "cpu")
+        .map(|d| d.layers)
+        .sum();
+    ready.devices = placed;
+    ready.gpu_layers_source = placement.source;
+    out.send(&WorkerEvent::Ready(ready));
 
     let mut queue = generate::Queue::new(rx);
     while let Some(incoming) = queue.next_blocking() {

@@ -264,6 +264,23 @@ export function renameModel(modelId: string, name: string | null): Promise<void>
   return call('rename_model', { modelId, name });
 }
 
+/** Layers on GPU and RPC devices for this model from its next load; null = auto. */
+export function setModelGpuLayers(modelId: string, layers: number | null): Promise<void> {
+  return call('set_model_gpu_layers', { modelId, layers });
+}
+
+// ---------- remote devices (llama.cpp RPC) ----------
+
+/** The `host:port` of llama.cpp RPC servers that loaded models are spread over. */
+export function remoteDevices(): Promise<string[]> {
+  return call('remote_devices');
+}
+
+/** Replaces the list (each entry `host:port`); resolves to the list as saved. */
+export function setRemoteDevices(servers: string[]): Promise<string[]> {
+  return call('set_remote_devices', { servers });
+}
+
 // ---------- local API server ----------
 
 export function apiServerStatus(): Promise<ApiServerStatus> {

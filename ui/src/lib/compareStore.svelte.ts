@@ -124,6 +124,9 @@ export class CompareStore {
         sequential: false,
         cores: null,
         shuffle_seed: null,
+        // The shell adds the Remote devices from Settings.
+        rpc: [],
+        gpu_layers: { mode: 'auto' as const },
       },
     };
     try {

@@ -8,7 +8,7 @@ import type { ChatEvent, ConversationView, ModelInfo } from '../lib/types';
 const model: ModelInfo = {
   id: 'm1', name: 'Tiny Thinker', path: '/m/tiny.gguf', size_bytes: 1e9, architecture: 'qwen3',
   quantization: 'Q8_0', parameter_count: 6e8, context_length: 4096, has_chat_template: true,
-  reasoning_format: 'deepseek', error: null,
+  reasoning_format: 'deepseek', error: null, gpu_layers: null,
 };
 
 let app: Record<string, unknown> | null = null;

@@ -214,6 +214,8 @@ pub(crate) async fn load(state: &ApiState, served: &Served) -> Result<LoadedMode
     let opts = LoadOptions {
         n_ctx: state.config.n_ctx,
         threads: state.config.threads,
+        rpc: state.config.rpc.clone(),
+        gpu_layers: state.config.gpu_layers,
         ..Default::default()
     };
     state

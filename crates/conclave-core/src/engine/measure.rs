@@ -141,6 +141,7 @@ pub(super) fn assemble(timeline: &Timeline, facts: AnswerFacts<'_>) -> (Usage, M
         thoughts_dropped_tokens: facts.thoughts_dropped_tokens,
         first_reasoning_ms: timeline.reasoning_started.map(millis),
         first_answer_ms: timeline.answer_started.map(millis),
+        devices: String::new(),
     };
     (usage, metrics)
 }

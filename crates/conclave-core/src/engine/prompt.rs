@@ -271,6 +271,10 @@ mod tests {
             eos_token: "</s>".into(),
             add_bos,
             sandbox: Default::default(),
+            devices: Vec::new(),
+            gpu_layers: 0,
+            gpu_layers_source: String::new(),
+            memory: Vec::new(),
         }
     }
 

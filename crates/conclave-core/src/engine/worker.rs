@@ -49,6 +49,8 @@ pub(super) struct WorkerSpec {
     pub threads: u32,
     /// TCP ports the worker may connect to (llama.cpp RPC servers); empty: no network.
     pub tcp_ports: Vec<u16>,
+    pub rpc: Vec<String>,
+    pub gpu_layers: protocol::GpuLayers,
 }
 
 type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<WorkerEvent>>>>;
@@ -72,6 +74,9 @@ pub(super) struct Crash {
     pub cause: String,
     signal: Option<i32>,
     last_stderr: String,
+    /// RPC servers the model had layers on that no longer answer: llama.cpp aborts the
+    /// worker when one goes away, so these name the cause.
+    rpc_lost: Vec<String>,
 }
 
 impl Worker {
@@ -94,13 +99,21 @@ impl Worker {
             cmd.arg(protocol::ARG_ALLOW_TCP_CONNECT)
                 .arg(port.to_string());
         }
-        let mut child = cmd
-            .arg(protocol::ARG_MODEL)
+        cmd.arg(protocol::ARG_MODEL)
             .arg(&spec.path)
             .arg(protocol::ARG_N_CTX)
             .arg(spec.n_ctx.to_string())
             .arg(protocol::ARG_THREADS)
-            .arg(spec.threads.to_string())
+            .arg(spec.threads.to_string());
+        // Only when set, so a worker from before these options still loads plain models.
+        if !spec.rpc.is_empty() {
+            cmd.arg(protocol::ARG_RPC).arg(spec.rpc.join(","));
+        }
+        if spec.gpu_layers != protocol::GpuLayers::Auto {
+            cmd.arg(protocol::ARG_GPU_LAYERS)
+                .arg(spec.gpu_layers.to_string());
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -150,6 +163,7 @@ impl Worker {
                 stdin: stdin.clone(),
                 tail: tail.clone(),
                 model: spec.path.display().to_string(),
+                rpc: spec.rpc.clone(),
                 loading: Some(load_tx),
             }
             .run(stdout),
@@ -281,7 +295,15 @@ impl Worker {
             cause: "its output ended".into(),
             signal: None,
             last_stderr: String::new(),
+            rpc_lost: Vec::new(),
         });
+        if !c.rpc_lost.is_empty() {
+            return EngineError::RpcLost {
+                model: self.model.clone(),
+                hosts: c.rpc_lost,
+                cause: c.cause,
+            };
+        }
         EngineError::WorkerCrashed {
             model: self.model.clone(),
             cause: c.cause,
@@ -337,6 +359,8 @@ struct Reader {
     stdin: Arc<tokio::sync::Mutex<ChildStdin>>,
     tail: Arc<Mutex<VecDeque<String>>>,
     model: String,
+    /// RPC servers of this worker, probed when it dies.
+    rpc: Vec<String>,
     /// Until the worker is ready (or its load failed).
     loading: Option<mpsc::UnboundedSender<Loading>>,
 }
@@ -460,10 +484,16 @@ impl Reader {
         let last_stderr = tail_text(&self.tail);
         let (cause, signal) = describe_exit(status);
         tracing::warn!(model = self.model, cause, "worker exited");
+        let rpc_lost = if self.rpc.is_empty() || self.loading.is_some() {
+            Vec::new()
+        } else {
+            lost_rpc_servers(&self.rpc, &last_stderr).await
+        };
         let crash = Crash {
             cause,
             signal,
             last_stderr,
+            rpc_lost,
         };
         if let Ok(mut d) = self.dead.lock() {
             *d = Some(crash.clone());
@@ -528,6 +558,26 @@ pub(super) async fn read_capped_line<R: AsyncBufRead + Unpin>(
             return Ok(CappedLine::Text(String::from_utf8_lossy(&buf).into_owned()));
         }
     }
+}
+
+/// Which of a dead worker's RPC servers no longer accept connections. When all still do
+/// but llama.cpp said an RPC server failed, all are named: one of them broke the exchange.
+async fn lost_rpc_servers(rpc: &[String], last_stderr: &str) -> Vec<String> {
+    let mut lost = Vec::new();
+    for endpoint in rpc {
+        let probe = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(endpoint.as_str()),
+        )
+        .await;
+        if !matches!(probe, Ok(Ok(_))) {
+            lost.push(endpoint.clone());
+        }
+    }
+    if lost.is_empty() && last_stderr.contains("RPC server") {
+        return rpc.to_vec();
+    }
+    lost
 }
 
 /// How long a loading worker may stay silent: [`LOAD_STALL`], or [`STALL_ENV`] seconds.

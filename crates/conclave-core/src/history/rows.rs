@@ -274,6 +274,9 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                     thoughts_dropped_tokens: u32_or0(row, "thoughts_dropped_tokens")?,
                     first_reasoning_ms: row.try_get("first_reasoning_ms")?,
                     first_answer_ms: row.try_get("first_answer_ms")?,
+                    devices: row
+                        .try_get::<Option<String>, _>("devices")?
+                        .unwrap_or_default(),
                 })
             }
         };
@@ -476,6 +479,10 @@ pub(crate) fn push_metrics(
     col!(
         "first_answer_ms",
         mx.and_then(|x| x.first_answer_ms.and_then(finite))
+    );
+    col!(
+        "devices",
+        mx.and_then(|x| (!x.devices.is_empty()).then(|| x.devices.clone()))
     );
     Ok(())
 }

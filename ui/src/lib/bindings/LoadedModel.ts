@@ -10,4 +10,8 @@ n_ctx: number, n_ctx_train: number, has_chat_template: boolean, template_name: s
  * False when the template has no switch for thinking; the settings show Off as
  * unavailable with `thinking_off_reason`.
  */
-thinking_off_available: boolean, thinking_off_reason: string | null, };
+thinking_off_available: boolean, thinking_off_reason: string | null, 
+/**
+ * Where the layers run when more than the CPU takes part ("" for the CPU alone).
+ */
+devices: string, };

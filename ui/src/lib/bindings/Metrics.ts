@@ -50,4 +50,9 @@ first_reasoning_ms: number | null,
 /**
  * From the request to the first answer text; absent when there was none.
  */
-first_answer_ms: number | null, };
+first_answer_ms: number | null, 
+/**
+ * Where the model's layers ran when more than the CPU took part, e.g.
+ * `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`; empty for the CPU alone.
+ */
+devices?: string, };

@@ -5,4 +5,8 @@ export type ModelInfo = {
  * The path-based id: it stays the same once the background sha256 is known, so the
  * UI's remembered choice survives a restart.
  */
-id: string, name: string, path: string, size_bytes: number, architecture: string | null, quantization: string | null, parameter_count: number | null, context_length: number | null, has_chat_template: boolean, reasoning_format: string | null, error: string | null, };
+id: string, name: string, path: string, size_bytes: number, architecture: string | null, quantization: string | null, parameter_count: number | null, context_length: number | null, has_chat_template: boolean, reasoning_format: string | null, error: string | null, 
+/**
+ * Layers on GPU and RPC devices chosen for this model; None = auto (the fit).
+ */
+gpu_layers: number | null, };

@@ -28,6 +28,7 @@ export type { DownloadResult } from './DownloadResult';
 export type { ExportFileReport } from './ExportFileReport';
 export type { Fit } from './Fit';
 export type { FitEstimate } from './FitEstimate';
+export type { GpuLayers } from './GpuLayers';
 export type { HistoryImportReport } from './HistoryImportReport';
 export type { ImportResult } from './ImportResult';
 export type { LaneLoaded } from './LaneLoaded';
