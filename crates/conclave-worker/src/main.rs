@@ -259,7 +259,13 @@ fn main() {
             ..SandboxStatus::default()
         }
     };
-    let rx = spawn_stdin_reader();
+    // The RPC server and the device list take no requests: their stdin may well be closed
+    // (a terminal's, or /dev/null), which for a loading model means "give up".
+    let rx = if args.rpc_server || args.list_devices {
+        mpsc::channel().1
+    } else {
+        spawn_stdin_reader()
+    };
     if let Err(e) = run(&mut out, &args, rx, sandbox) {
         out.error(None, WorkerErrorCode::LoadFailed, format!("{e:#}"));
         std::process::exit(2);

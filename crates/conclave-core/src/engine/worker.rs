@@ -31,7 +31,11 @@ pub const SANDBOX_ENV: &str = "CONCLAVE_WORKER_SANDBOX";
 
 /// The only variables a worker inherits: it starts with an empty environment, so nothing
 /// of the user's session (tokens, proxies, paths) reaches the process that parses GGUFs.
-const PASSED_ENV: &[&str] = &["CONCLAVE_WORKER_LOG", "LD_LIBRARY_PATH"];
+const PASSED_ENV: &[&str] = &[
+    "CONCLAVE_WORKER_LOG",
+    "LD_LIBRARY_PATH",
+    protocol::FIT_FREE_MIB_ENV,
+];
 
 /// The longest line read from a worker. Events are small; the largest is `Ready`, which
 /// carries the model's chat template (the template guard refuses sources over a megabyte).
