@@ -334,6 +334,40 @@ impl App {
         self.wait_js_args(script, vec![], secs, what).await
     }
 
+    /// The catalog id of the first model offered in a compare column whose name matches
+    /// `pattern` (a case-insensitive regular expression).
+    pub async fn compare_model_option(&self, pattern: &str) -> Res<String> {
+        let v = self
+            .wait_js_args(
+                "const re = new RegExp(arguments[0], 'i'); \
+                 const s = document.querySelector('[data-testid=\"compare-model\"]'); \
+                 const o = s && [...s.options].find(o => re.test(o.textContent) && o.value); \
+                 return o ? o.value : null;",
+                vec![serde_json::json!(pattern)],
+                30,
+                "the model in the column picker",
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Sets the `column`-th compare column's model (a select; the UI applies it on change).
+    pub async fn pick_compare_model(&self, column: usize, id: &str) -> Res {
+        let ok = self
+            .js(
+                "const s = document.querySelectorAll('[data-testid=\"compare-model\"]')[arguments[0]]; \
+                 if (!s) return false; s.value = arguments[1]; \
+                 s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === arguments[1];",
+                vec![serde_json::json!(column), serde_json::json!(id)],
+            )
+            .await?;
+        anyhow::ensure!(
+            ok == serde_json::json!(true),
+            "could not pick {id} in column {column}"
+        );
+        Ok(())
+    }
+
     pub async fn wait_js_args(
         &self,
         script: &str,

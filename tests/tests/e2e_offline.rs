@@ -14,7 +14,6 @@
 mod harness;
 
 use harness::{data_dir, App, Res};
-use serde_json::json;
 
 const GEMMA_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
 
@@ -24,35 +23,6 @@ async fn short_answers(app: &App) -> Res {
     app.set_value("setting-think-budget", "").await?;
     app.set_value("setting-max-tokens", "24").await?;
     app.set_value("setting-temperature", "0.7").await?;
-    Ok(())
-}
-
-/// The catalog id of the first model offered in a compare column whose name matches.
-async fn model_option(app: &App, pattern: &str) -> Res<String> {
-    let v = app
-        .wait_js_args(
-            "const re = new RegExp(arguments[0], 'i'); \
-             const s = document.querySelector('[data-testid=\"compare-model\"]'); \
-             const o = s && [...s.options].find(o => re.test(o.textContent) && o.value); \
-             return o ? o.value : null;",
-            vec![json!(pattern)],
-            30,
-            "the model in the column picker",
-        )
-        .await?;
-    Ok(v.as_str().unwrap_or_default().to_owned())
-}
-
-async fn pick(app: &App, column: usize, id: &str) -> Res {
-    let ok = app
-        .js(
-            "const s = document.querySelectorAll('[data-testid=\"compare-model\"]')[arguments[0]]; \
-             if (!s) return false; s.value = arguments[1]; \
-             s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === arguments[1];",
-            vec![json!(column), json!(id)],
-        )
-        .await?;
-    anyhow::ensure!(ok == json!(true), "could not pick {id} in column {column}");
     Ok(())
 }
 
@@ -113,10 +83,10 @@ async fn a_whole_session_never_leaves_the_machine() -> Res {
         "two compare columns",
     )
     .await?;
-    let smol = model_option(&app, "smollm2").await?;
-    let gem = model_option(&app, "gemma").await?;
-    pick(&app, 0, &smol).await?;
-    pick(&app, 1, &gem).await?;
+    let smol = app.compare_model_option("smollm2").await?;
+    let gem = app.compare_model_option("gemma").await?;
+    app.pick_compare_model(0, &smol).await?;
+    app.pick_compare_model(1, &gem).await?;
     app.set_value("compare-prompt", "Name three colours of the rainbow.")
         .await?;
     app.click("compare-send").await?;
