@@ -351,6 +351,24 @@ impl App {
         Ok(v.as_str().unwrap_or_default().to_owned())
     }
 
+    /// Opens the Compare screen and puts the first model matching each pattern in the
+    /// columns, in order.
+    pub async fn open_compare_with(&self, patterns: &[&str]) -> Res {
+        self.click("nav-compare").await?;
+        self.wait_js_args(
+            "return document.querySelectorAll('[data-testid=\"compare-column\"]').length >= arguments[0]",
+            vec![serde_json::json!(patterns.len())],
+            15,
+            "the compare columns",
+        )
+        .await?;
+        for (column, pattern) in patterns.iter().enumerate() {
+            let id = self.compare_model_option(pattern).await?;
+            self.pick_compare_model(column, &id).await?;
+        }
+        Ok(())
+    }
+
     /// Sets the `column`-th compare column's model (a select; the UI applies it on change).
     pub async fn pick_compare_model(&self, column: usize, id: &str) -> Res {
         let ok = self

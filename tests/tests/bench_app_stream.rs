@@ -526,17 +526,7 @@ async fn compare_case(app: &App, cli_data: &Path) -> Res<Value> {
     app.set_value("setting-seed", "7").await?;
     set_threads(app, "").await?;
     app.close_settings().await?;
-    app.click("nav-compare").await?;
-    app.wait_js(
-        "return document.querySelectorAll('[data-testid=\"compare-column\"]').length >= 2",
-        15,
-        "two compare columns",
-    )
-    .await?;
-    for (column, pattern) in [(0, "smollm2"), (1, "gemma")] {
-        let id = app.compare_model_option(pattern).await?;
-        app.pick_compare_model(column, &id).await?;
-    }
+    app.open_compare_with(&["smollm2", "gemma"]).await?;
     app.set_value("compare-prompt", COMPARE_PROMPT).await?;
     app.click("compare-send").await?;
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -49,17 +49,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
     app.set_value("setting-temperature", "0.7").await?;
     app.close_settings().await?;
 
-    app.click("nav-compare").await?;
-    app.wait_js(
-        "return document.querySelectorAll('[data-testid=\"compare-column\"]').length === 2",
-        15,
-        "two compare columns",
-    )
-    .await?;
-    let smol = app.compare_model_option("smollm2").await?;
-    let gem = app.compare_model_option("gemma").await?;
-    app.pick_compare_model(0, &smol).await?;
-    app.pick_compare_model(1, &gem).await?;
+    app.open_compare_with(&["smollm2", "gemma"]).await?;
     app.click("compare-blind").await?;
     let blind = app
         .js(

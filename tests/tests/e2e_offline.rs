@@ -76,17 +76,7 @@ async fn a_whole_session_never_leaves_the_machine() -> Res {
     app.set_value("setting-think-budget", "").await?;
     app.close_settings().await?;
     // Compare: two models side by side.
-    app.click("nav-compare").await?;
-    app.wait_js(
-        "return document.querySelectorAll('[data-testid=\"compare-column\"]').length === 2",
-        15,
-        "two compare columns",
-    )
-    .await?;
-    let smol = app.compare_model_option("smollm2").await?;
-    let gem = app.compare_model_option("gemma").await?;
-    app.pick_compare_model(0, &smol).await?;
-    app.pick_compare_model(1, &gem).await?;
+    app.open_compare_with(&["smollm2", "gemma"]).await?;
     app.set_value("compare-prompt", "Name three colours of the rainbow.")
         .await?;
     app.click("compare-send").await?;
