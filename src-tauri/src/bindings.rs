@@ -55,6 +55,7 @@ pub fn export_all(dir: &Path) -> Result<(), ExportError> {
         crate::models_commands::ImportResultDto,
         crate::models_commands::DownloadProgressDto,
         crate::models_commands::DownloadResultDto,
+        conclave_core::models::PartialDownload,
         conclave_core::settings::AppConstants,
     );
     write_index(dir)?;

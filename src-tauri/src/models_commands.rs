@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use conclave_core::models::{
-    CancelToken, DownloadOptions, FitEstimate, FitRequest, ImportMode, ModelEntry,
+    CancelToken, DownloadOptions, DownloadedModel, FitEstimate, FitRequest, ImportMode, ModelEntry,
+    ModelsError, PartialDownload,
 };
 use serde::Serialize;
 use tauri::ipc::Channel;
@@ -207,8 +208,70 @@ pub async fn download_model(
     sha256: Option<String>,
     on_progress: Channel<DownloadProgressDto>,
 ) -> ApiResult<DownloadResultDto> {
+    let opts = DownloadOptions {
+        sha256: sha256
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
+        ..DownloadOptions::new(url.trim())
+    };
+    let lib = shell.library().clone();
+    run_download(
+        &shell,
+        &downloads,
+        on_progress,
+        |progress, token| async move { lib.download(opts, progress, &token).await },
+    )
+    .await
+}
+
+/// Continues an unfinished download from the Models screen's list, with the same URL and
+/// sha256 it started with.
+#[tauri::command]
+pub async fn resume_download(
+    shell: State<'_, Shell>,
+    downloads: State<'_, Arc<Downloads>>,
+    file_name: String,
+    on_progress: Channel<DownloadProgressDto>,
+) -> ApiResult<DownloadResultDto> {
+    let lib = shell.library().clone();
+    run_download(
+        &shell,
+        &downloads,
+        on_progress,
+        |progress, token| async move { lib.resume_download(&file_name, progress, &token).await },
+    )
+    .await
+}
+
+/// Downloads that stopped before their end (their `.part` files), newest first.
+#[tauri::command]
+pub async fn partial_downloads(shell: State<'_, Shell>) -> ApiResult<Vec<PartialDownload>> {
+    shell.blocking(|lib| Ok(lib.partial_downloads())).await
+}
+
+/// Deletes an unfinished download's bytes; refused while it is being written.
+#[tauri::command]
+pub async fn delete_partial_download(shell: State<'_, Shell>, file_name: String) -> ApiResult<()> {
+    shell
+        .blocking(move |lib| lib.discard_partial_download(&file_name))
+        .await
+}
+
+/// One download as the UI sees it: an id for cancel, progress on the channel (a zero-byte
+/// event first, before any network traffic, so the UI can cancel from the start), and the
+/// catalog row of the new file.
+async fn run_download<F, Fut>(
+    shell: &Shell,
+    downloads: &Downloads,
+    on_progress: Channel<DownloadProgressDto>,
+    start: F,
+) -> ApiResult<DownloadResultDto>
+where
+    F: FnOnce(Box<dyn FnMut(&conclave_core::models::DownloadProgress) + Send>, CancelToken) -> Fut,
+    Fut: std::future::Future<Output = Result<DownloadedModel, ModelsError>>,
+{
     let (id, token) = downloads.start();
-    let first = DownloadProgressDto {
+    let _ = on_progress.send(DownloadProgressDto {
         download_id: id.clone(),
         bytes_done: 0,
         total: None,
@@ -217,35 +280,22 @@ pub async fn download_model(
         resumed_from: 0,
         attempt: 0,
         done: false,
-    };
-    let _ = on_progress.send(first);
-    let opts = DownloadOptions {
-        sha256: sha256
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty()),
-        ..DownloadOptions::new(url.trim())
-    };
+    });
     let progress_id = id.clone();
-    let result = shell
-        .library()
-        .download(
-            opts,
-            move |p| {
-                // A closed window drops the channel; the download goes on regardless.
-                let _ = on_progress.send(DownloadProgressDto {
-                    download_id: progress_id.clone(),
-                    bytes_done: p.bytes_done,
-                    total: p.total,
-                    bytes_per_sec: p.bytes_per_sec,
-                    eta_secs: p.eta_secs,
-                    resumed_from: p.resumed_from,
-                    attempt: p.attempt,
-                    done: p.done,
-                });
-            },
-            &token,
-        )
-        .await;
+    let progress = Box::new(move |p: &conclave_core::models::DownloadProgress| {
+        // A closed window drops the channel; the download goes on regardless.
+        let _ = on_progress.send(DownloadProgressDto {
+            download_id: progress_id.clone(),
+            bytes_done: p.bytes_done,
+            total: p.total,
+            bytes_per_sec: p.bytes_per_sec,
+            eta_secs: p.eta_secs,
+            resumed_from: p.resumed_from,
+            attempt: p.attempt,
+            done: p.done,
+        });
+    });
+    let result = start(progress, token).await;
     downloads.finish(&id);
     let done = result?;
     let path = done.path.display().to_string();

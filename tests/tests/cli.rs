@@ -67,6 +67,54 @@ fn models_list_and_info() {
     assert!(!missing.status.success());
 }
 
+/// An unfinished download (a `.part` with its sidecar, as a cancelled download leaves it)
+/// is listed with its progress and address, and `discard` removes it.
+#[test]
+fn unfinished_downloads_are_listed_and_discarded() {
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    // Downloads land in the data folder's models folder.
+    let models = data.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("x.gguf.part"), vec![0u8; 100]).unwrap();
+    std::fs::write(
+        models.join("x.gguf.part.json"),
+        r#"{"url":"https://example.org/x.gguf","validator":"\"v1\"","total":1000}"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(cli_bin())
+            .args(args)
+            .env("CONCLAVE_DATA_DIR", data.path())
+            .env("CONCLAVE_MODELS_DIR", elsewhere.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let list = run(&["models", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{text}");
+    assert!(text.contains("unfinished downloads"), "{text}");
+    assert!(
+        text.contains("x.gguf  100 B of 1000 B (10%)  https://example.org/x.gguf"),
+        "{text}"
+    );
+    let gone = run(&["models", "discard", "x.gguf"]);
+    assert!(
+        gone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    assert!(!models.join("x.gguf.part").exists());
+    assert!(!models.join("x.gguf.part.json").exists());
+    let list = run(&["models", "list"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("unfinished"));
+    let resume = run(&["models", "resume", "x.gguf"]);
+    assert!(!resume.status.success());
+    let err = String::from_utf8_lossy(&resume.stderr);
+    assert!(err.contains("x.gguf (unfinished download)"), "{err}");
+}
+
 #[tokio::test]
 async fn chat_answers_saves_and_follows_a_preset() {
     let data = tempfile::tempdir().unwrap();

@@ -47,6 +47,13 @@ pub enum ModelsCommand {
         #[arg(long = "sha256", value_name = "HEX")]
         sha256: Option<String>,
     },
+    /// Continue an unfinished download (listed by `models list`) where it stopped.
+    Resume {
+        /// The file name it will have, e.g. `Qwen3-8B-Q4_K_M.gguf`.
+        file_name: String,
+    },
+    /// Delete an unfinished download's bytes.
+    Discard { file_name: String },
     /// Delete a model's file(s).
     Remove {
         /// Model id, file name or path.
@@ -110,7 +117,17 @@ pub async fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ModelsCommand::Download { url, sha256 } => download(&lib, url, sha256).await,
+        ModelsCommand::Download { url, sha256 } => {
+            let mut opts = DownloadOptions::new(url);
+            opts.sha256 = sha256;
+            download(&lib, Fetch::New(opts)).await
+        }
+        ModelsCommand::Resume { file_name } => download(&lib, Fetch::Resume(file_name)).await,
+        ModelsCommand::Discard { file_name } => {
+            lib.discard_partial_download(&file_name)?;
+            println!("deleted the unfinished download {file_name}");
+            Ok(())
+        }
         ModelsCommand::Remove { id } => {
             let m = lib.remove(&id)?;
             println!("removed {} ({})", m.display_name, m.path.display());
@@ -153,6 +170,7 @@ fn list(lib: &Library, json: bool) -> anyhow::Result<()> {
         for d in &catalog.folders {
             println!("  {}", d.display());
         }
+        print_partials(lib);
         return Ok(());
     }
     println!(
@@ -178,7 +196,40 @@ fn list(lib: &Library, json: bool) -> anyhow::Result<()> {
             (None, None) => println!("{:<16}  {:<36}", m.id, name),
         }
     }
+    print_partials(lib);
     Ok(())
+}
+
+/// Downloads that stopped before their end, with what continues or removes them.
+fn print_partials(lib: &Library) {
+    let partials = lib.partial_downloads();
+    if partials.is_empty() {
+        return;
+    }
+    println!(
+        "\nunfinished downloads (`conclave models resume NAME`, `conclave models discard NAME`):"
+    );
+    for p in &partials {
+        let done = match p.total {
+            Some(t) if t > 0 => format!(
+                "{} of {} ({:.0}%)",
+                human_bytes(p.bytes_done),
+                human_bytes(t),
+                p.bytes_done as f64 * 100.0 / t as f64
+            ),
+            _ => human_bytes(p.bytes_done),
+        };
+        let state = if p.in_progress {
+            "  [downloading now]"
+        } else {
+            ""
+        };
+        println!(
+            "  {}  {done}  {}{state}",
+            p.file_name,
+            p.url.as_deref().unwrap_or("(address not recorded)")
+        );
+    }
 }
 
 fn info(
@@ -298,7 +349,13 @@ fn info(
     Ok(())
 }
 
-async fn download(lib: &Library, url: String, sha256: Option<String>) -> anyhow::Result<()> {
+enum Fetch {
+    New(DownloadOptions),
+    /// An unfinished download, by its final file name.
+    Resume(String),
+}
+
+async fn download(lib: &Library, what: Fetch) -> anyhow::Result<()> {
     let cancel = CancelToken::new();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {
@@ -306,8 +363,6 @@ async fn download(lib: &Library, url: String, sha256: Option<String>) -> anyhow:
             on_ctrl_c.cancel();
         }
     });
-    let mut opts = DownloadOptions::new(url);
-    opts.sha256 = sha256;
     let mut last = Instant::now() - Duration::from_secs(1);
     let progress = move |p: &DownloadProgress| {
         if !p.done && last.elapsed() < Duration::from_millis(250) {
@@ -336,7 +391,11 @@ async fn download(lib: &Library, url: String, sha256: Option<String>) -> anyhow:
         }
         let _ = err.flush();
     };
-    match lib.download(opts, progress, &cancel).await {
+    let result = match what {
+        Fetch::New(opts) => lib.download(opts, progress, &cancel).await,
+        Fetch::Resume(name) => lib.resume_download(&name, progress, &cancel).await,
+    };
+    match result {
         Ok(d) => {
             // Only a sum someone vouched for verifies a download; say whose it was.
             match d.sha256_source {

@@ -16,7 +16,9 @@ mod store;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{Catalog, ModelEntry, ModelIssue, ModelMeta};
-pub use download::{CancelToken, DownloadOptions, DownloadProgress, DownloadedModel, Sha256Source};
+pub use download::{
+    CancelToken, DownloadOptions, DownloadProgress, DownloadedModel, PartialDownload, Sha256Source,
+};
 pub use fit::{estimate_fit, mem_available_bytes, Fit, FitEstimate, FitRequest, KvCacheType};
 pub use import::{ImportMode, ImportReport};
 pub use store::{ModelOverrides, Settings};
@@ -388,6 +390,28 @@ impl Library {
         cancel: &CancelToken,
     ) -> Result<DownloadedModel, ModelsError> {
         download::download(self, opts, on_progress, cancel).await
+    }
+
+    /// Downloads that stopped before their end, in the models folder, newest first.
+    pub fn partial_downloads(&self) -> Vec<PartialDownload> {
+        download::partial_downloads(self.models_dir())
+    }
+
+    /// Continues an unfinished download (by its final file name) from where it stopped,
+    /// checking the sha256 given when it started.
+    pub async fn resume_download(
+        &self,
+        file_name: &str,
+        on_progress: impl FnMut(&DownloadProgress) + Send,
+        cancel: &CancelToken,
+    ) -> Result<DownloadedModel, ModelsError> {
+        let opts = download::resume_options(self.models_dir(), file_name)?;
+        self.download(opts, on_progress, cancel).await
+    }
+
+    /// Deletes an unfinished download's bytes; refused while it is being written.
+    pub fn discard_partial_download(&self, file_name: &str) -> Result<(), ModelsError> {
+        download::discard_partial(self.models_dir(), file_name)
     }
 }
 

@@ -689,3 +689,121 @@ async fn http_errors_and_bad_urls_are_clear() {
         .unwrap_err();
     assert_eq!(e.code(), "download_network", "{e}");
 }
+
+/// The Models screen's list of unfinished downloads: a cancelled download is listed with
+/// its address, progress and sum; while one runs it is marked and cannot be deleted; a
+/// resume continues the same bytes and checks the sum given at the start; delete removes
+/// the bytes and the sidecar, and only names in the models folder are accepted.
+#[tokio::test]
+async fn unfinished_downloads_are_listed_resumed_and_deleted() {
+    let Some(f) = fixture() else { return };
+    assert!(f.lib.partial_downloads().is_empty());
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    let mut o = opts(&f, "slow");
+    o.sha256 = Some(f.sha.clone());
+    let e = f
+        .lib
+        .download(
+            o,
+            move |p| {
+                if p.bytes_done > 4 * 1024 * 1024 {
+                    c2.cancel();
+                }
+            },
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "download_cancelled", "{e}");
+    let listed = f.lib.partial_downloads();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let p = &listed[0];
+    assert_eq!(p.file_name, SMOL);
+    assert_eq!(
+        p.url.as_deref(),
+        Some(format!("{}/slow/{SMOL}", f.server.base).as_str())
+    );
+    assert_eq!(p.total, Some(f.size));
+    assert!(
+        p.bytes_done > 4 * 1024 * 1024 && p.bytes_done < f.size,
+        "{p:?}"
+    );
+    assert!(
+        p.has_sha256 && !p.in_progress && p.modified_secs.is_some(),
+        "{p:?}"
+    );
+    let kept = p.bytes_done;
+
+    // While a resume writes it, it is listed as in progress and cannot be deleted.
+    let cancel = CancelToken::new();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut seen_tx = Some(seen_tx);
+    let resumed_from = Arc::new(Mutex::new(None));
+    let rf = resumed_from.clone();
+    let resume = f.lib.resume_download(
+        SMOL,
+        move |p| {
+            rf.lock().unwrap().get_or_insert(p.resumed_from);
+            if p.bytes_done > kept {
+                if let Some(tx) = seen_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        },
+        &cancel,
+    );
+    let during = async {
+        seen_rx.await.unwrap();
+        let busy = f.lib.partial_downloads();
+        let refused = f.lib.discard_partial_download(SMOL).unwrap_err();
+        (busy, refused)
+    };
+    let (done, (busy, refused)) = tokio::join!(resume, during);
+    assert!(busy[0].in_progress, "{busy:?}");
+    assert_eq!(refused.code(), "download_in_progress", "{refused}");
+    let done = done.unwrap();
+    assert!(done.resumed);
+    assert_eq!(*resumed_from.lock().unwrap(), Some(kept));
+    // Checked against the sum given when the download started, not left unverified.
+    assert_eq!(done.sha256_source, Sha256Source::User);
+    assert_eq!(done.sha256, f.sha);
+    assert!(f.lib.partial_downloads().is_empty());
+    let dir = f.lib.models_dir();
+    assert!(!dir.join(format!("{SMOL}.part.json")).exists());
+
+    // Delete: a second file stopped early goes, with its sidecar; the model stays.
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    let mut o = opts(&f, "slow");
+    o.file_name = Some("second.gguf".into());
+    let _ = f
+        .lib
+        .download(
+            o,
+            move |p| {
+                if p.bytes_done > 0 {
+                    c2.cancel();
+                }
+            },
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(f.lib.partial_downloads().len(), 1);
+    for bad in ["../second.gguf", "second", "", SMOL] {
+        let e = f.lib.discard_partial_download(bad).unwrap_err();
+        assert_eq!(e.code(), "model_not_found", "{bad}: {e}");
+    }
+    f.lib.discard_partial_download("second.gguf").unwrap();
+    assert!(f.lib.partial_downloads().is_empty());
+    assert!(!dir.join("second.gguf.part").exists());
+    assert!(!dir.join("second.gguf.part.json").exists());
+    assert!(dir.join(SMOL).exists());
+    let e = f
+        .lib
+        .resume_download("second.gguf", |_| {}, &CancelToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "model_not_found", "{e}");
+}

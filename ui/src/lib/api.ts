@@ -29,6 +29,7 @@ import type {
   ModelDetails,
   ModelInfo,
   ModelLoadedEvent,
+  PartialDownload,
   Preset,
   ReplayReport,
   RevealedColumn,
@@ -253,6 +254,23 @@ export function downloadModel(
 
 export function cancelDownload(downloadId: string): Promise<void> {
   return call('cancel_download', { downloadId });
+}
+
+/** Downloads that stopped before their end (`.part` files in the models folder). */
+export function partialDownloads(): Promise<PartialDownload[]> {
+  return call('partial_downloads');
+}
+
+/** Continues an unfinished download with the URL and sha256 it started with; progress
+ * as for downloadModel. */
+export function resumeDownload(fileName: string, onProgress: (p: DownloadProgress) => void): Promise<DownloadResult> {
+  const channel = new Channel<DownloadProgress>();
+  channel.onmessage = onProgress;
+  return call('resume_download', { fileName, onProgress: channel });
+}
+
+export function deletePartialDownload(fileName: string): Promise<void> {
+  return call('delete_partial_download', { fileName });
 }
 
 export function removeModel(modelId: string): Promise<ModelInfo> {

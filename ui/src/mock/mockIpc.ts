@@ -14,6 +14,7 @@ import type {
   CompareRequest,
   DiffOp,
   DownloadProgress,
+  PartialDownload,
   Leaderboard,
   ChatEvent,
   ChatHandle,
@@ -255,6 +256,10 @@ export function installMockIpc(params: URLSearchParams): void {
 
   const compares = new Map<string, { id: string; files: string[]; cancel: () => void }>();
   const downloads = new Map<string, () => void>();
+  // Unfinished downloads, as the models folder's .part files would list them.
+  const partials: PartialDownload[] = [
+    { file_name: 'Qwen3-8B-Q4_K_M.gguf', url: 'https://huggingface.co/Qwen/Qwen3-8B-GGUF/resolve/main/Qwen3-8B-Q4_K_M.gguf', bytes_done: 2.1 * 1024 ** 3, total: 5.03 * 1024 ** 3, has_sha256: false, in_progress: false, modified_secs: 1764500000 },
+  ];
   const fileOf = (id: string) => catalog.find((m) => m.id === id)?.path.split('/').pop() ?? id;
 
   function compare(req: CompareRequest, ch: Channel<CompareOutput>) {
@@ -350,11 +355,12 @@ export function installMockIpc(params: URLSearchParams): void {
     };
   }
 
-  function download(url: string, ch: Channel<DownloadProgress>) {
+  function download(url: string, ch: Channel<DownloadProgress>, from = 0) {
     const id = `dl-${++seq}`;
     const total = 270 * 1024 ** 2;
+    const fileName = url.split('/').pop() ?? url;
     return new Promise((resolve, reject) => {
-      let done = 0;
+      let done = from;
       const tick = window.setInterval(() => {
         done = Math.min(total, done + 9 * 1024 ** 2);
         const rate = 30 * 1024 ** 2;
@@ -362,6 +368,8 @@ export function installMockIpc(params: URLSearchParams): void {
         if (done >= total) {
           window.clearInterval(tick);
           downloads.delete(id);
+          const i = partials.findIndex((p) => p.file_name === fileName);
+          if (i >= 0) partials.splice(i, 1);
           resolve({ download_id: id, path: `/home/you/.local/share/conclave/models/${url.split('/').pop()}`, sha256: 'f'.repeat(64), size: total, sha256_source: 'unverified', resumed: false, model: null });
         }
       }, 300);
@@ -369,6 +377,10 @@ export function installMockIpc(params: URLSearchParams): void {
       downloads.set(id, () => {
         window.clearInterval(tick);
         downloads.delete(id);
+        const kept = { file_name: fileName, url, bytes_done: done, total, has_sha256: false, in_progress: false, modified_secs: Math.floor(Date.now() / 1000) };
+        const i = partials.findIndex((p) => p.file_name === fileName);
+        if (i >= 0) partials[i] = kept;
+        else partials.unshift(kept);
         reject({ code: 'download_cancelled', message: `download cancelled (partial file kept for resume: ${url.split('/').pop()}.part)` });
       });
     });
@@ -531,6 +543,19 @@ export function installMockIpc(params: URLSearchParams): void {
         case 'cancel_download':
           downloads.get(String(args.downloadId))?.();
           return null;
+        case 'partial_downloads':
+          return partials.map((p) => ({ ...p }));
+        case 'resume_download': {
+          const p = partials.find((x) => x.file_name === args.fileName);
+          if (!p?.url) return fail('model_not_found', `no model matches "${String(args.fileName)} (unfinished download)"`);
+          return download(p.url, args.onProgress as Channel<DownloadProgress>, Math.min(p.bytes_done, 200 * 1024 ** 2));
+        }
+        case 'delete_partial_download': {
+          const i = partials.findIndex((x) => x.file_name === args.fileName);
+          if (i < 0) return fail('model_not_found', `no model matches "${String(args.fileName)} (unfinished download)"`);
+          partials.splice(i, 1);
+          return null;
+        }
         case 'remove_model': {
           const i = catalog.findIndex((x) => x.id === args.modelId);
           if (i < 0) return fail('model_not_found', 'unknown model');

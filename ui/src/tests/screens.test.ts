@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { flushSync, mount, tick, unmount } from 'svelte';
 import { mockIPC } from '@tauri-apps/api/mocks';
 import type { Channel } from '@tauri-apps/api/core';
-import type { CompareOutput, DownloadProgress, ModelInfo } from '../lib/types';
+import type { CompareOutput, DownloadProgress, ModelInfo, PartialDownload } from '../lib/types';
 
 const mk = (id: string, name: string, p: Partial<ModelInfo> = {}): ModelInfo => ({
   id, name, path: `/m/${name}.gguf`, size_bytes: 1e8, architecture: 'llama', quantization: 'Q4_1', parameter_count: 1.35e8,
@@ -270,6 +270,75 @@ describe('Models screen', () => {
     expect(q('download-progress')).toBeNull();
     expect(document.body.textContent).toContain('Download cancelled');
     expect(calls).toContain('cancel_download');
+  });
+
+  it('lists unfinished downloads, resumes one with progress and deletes another after confirming', async () => {
+    const partial = (file_name: string, p: Partial<PartialDownload> = {}): PartialDownload => ({
+      file_name, url: `https://huggingface.co/org/repo/resolve/main/${file_name}`, bytes_done: 40 * 1024 ** 2, total: 160 * 1024 ** 2,
+      has_sha256: false, in_progress: false, modified_secs: 1, ...p,
+    });
+    let partials = [partial('big.gguf', { has_sha256: true }), partial('old.gguf', { url: null, total: null }), partial('busy.gguf', { in_progress: true })];
+    let progress: Channel<DownloadProgress> | null = null;
+    let finish: ((r: unknown) => void) | null = null;
+    const calls: [string, unknown][] = [];
+    mockIPC((cmd, raw) => {
+      const args = raw as Record<string, unknown>;
+      calls.push([cmd, args]);
+      switch (cmd) {
+        case 'list_models':
+          return models;
+        case 'list_conversations':
+          return [];
+        case 'partial_downloads':
+          return partials;
+        case 'resume_download':
+          progress = args.onProgress as Channel<DownloadProgress>;
+          return new Promise((resolve) => (finish = resolve));
+        case 'delete_partial_download':
+          partials = partials.filter((p) => p.file_name !== args.fileName);
+          return null;
+        case 'model_details':
+          return Promise.reject({ code: 'x', message: 'x' });
+        default:
+          return null;
+      }
+    });
+    await start('models');
+    const rows = qa('partial-download');
+    expect(rows.map((r) => r.dataset.name)).toEqual(['big.gguf', 'old.gguf', 'busy.gguf']);
+    const info = qa('partial-info').map((i) => i.textContent);
+    expect(info[0]).toContain('40.0 MB of 160 MB (25%)');
+    expect(info[0]).toContain('from huggingface.co');
+    expect(info[0]).toContain('your sha256');
+    expect(info[1]).toContain('address was not recorded');
+    expect(info[2]).toContain('downloading now');
+    // No address: nothing to resume from. Being written: neither resume nor delete.
+    expect((rows[1].querySelector('[data-testid="partial-resume"]') as HTMLButtonElement).disabled).toBe(true);
+    expect(rows[2].querySelector('[data-testid="partial-resume"]')).toBeNull();
+    expect(rows[2].querySelector('[data-testid="partial-delete"]')).toBeNull();
+
+    (rows[0].querySelector('[data-testid="partial-resume"]') as HTMLElement).click();
+    await settle();
+    expect(calls.find(([c]) => c === 'resume_download')?.[1]).toMatchObject({ fileName: 'big.gguf' });
+    progress!.onmessage({ download_id: 'dl-1', bytes_done: 120 * 1024 ** 2, total: 160 * 1024 ** 2, bytes_per_sec: 10 * 1024 ** 2, eta_secs: 4, resumed_from: 40 * 1024 ** 2, attempt: 0, done: false });
+    await settle();
+    expect(q('download-progress')!.getAttribute('aria-valuenow')).toBe('75');
+    // One download at a time: the other rows cannot start another.
+    expect(qa('partial-resume').every((b) => (b as HTMLButtonElement).disabled)).toBe(true);
+    partials = partials.filter((p) => p.file_name !== 'big.gguf');
+    finish!({ download_id: 'dl-1', path: '/m/big.gguf', sha256: 'a'.repeat(64), size: 160 * 1024 ** 2, sha256_source: 'user', resumed: true, model: null });
+    await settle();
+    expect(document.body.textContent).toContain('Downloaded big.gguf');
+    expect(document.body.textContent).toContain('verified against yours');
+    expect(qa('partial-download').map((r) => r.dataset.name)).toEqual(['old.gguf', 'busy.gguf']);
+
+    (qa('partial-delete')[0] as HTMLElement).click();
+    await settle();
+    expect(calls.some(([c]) => c === 'delete_partial_download')).toBe(false);
+    q('partial-delete-confirm')!.click();
+    await settle();
+    expect(calls.find(([c]) => c === 'delete_partial_download')?.[1]).toEqual({ fileName: 'old.gguf' });
+    expect(qa('partial-download').map((r) => r.dataset.name)).toEqual(['busy.gguf']);
   });
 
   it('deletes only after confirming', async () => {

@@ -150,6 +150,32 @@ struct PartMeta {
     /// Last-Modified), sent back as `If-Range` when resuming.
     #[serde(default)]
     validator: Option<String>,
+    /// The whole file's length, once a server said it: the Models screen shows how far
+    /// an unfinished download got.
+    #[serde(default)]
+    total: Option<u64>,
+    /// The sha256 the user gave, so that a resume from the list checks the same sum.
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+/// A download that stopped before its end (cancelled, failed, or the app closed): its
+/// bytes wait in `<file_name>.part` in the models folder.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct PartialDownload {
+    /// The model's file name once finished (`x.gguf` for `x.gguf.part`).
+    pub file_name: String,
+    /// Where it came from; None when the sidecar is missing or unreadable (it can then
+    /// only be deleted, or downloaded again from its URL).
+    pub url: Option<String>,
+    pub bytes_done: u64,
+    pub total: Option<u64>,
+    /// Whether a sha256 given by the user will check the finished file.
+    pub has_sha256: bool,
+    /// A download is writing it right now (its lock is held).
+    pub in_progress: bool,
+    /// Last write, seconds since the Unix epoch.
+    pub modified_secs: Option<u64>,
 }
 
 fn normalize_sha(s: &str) -> Option<String> {
@@ -431,7 +457,7 @@ pub(crate) async fn download(
     }
     let part = append_ext(&final_path, ".part");
     let meta_path = append_ext(&part, ".json");
-    let mut file = tokio::fs::File::from_std(lock_part(&part)?);
+    let mut file = tokio::fs::File::from_std(lock_part(&part, true)?);
     let result = download_locked(
         &opts,
         &url_str,
@@ -463,11 +489,11 @@ pub(crate) async fn download(
 /// Opens (creating it if needed) and locks the `.part`. The lock is the file's own: it
 /// moves with the rename to the final name and is released when the download's handle
 /// closes, also when the process dies.
-fn lock_part(part: &Path) -> Result<std::fs::File, ModelsError> {
+fn lock_part(part: &Path, create: bool) -> Result<std::fs::File, ModelsError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(create)
         .truncate(false)
         .open(part)
         .map_err(ModelsError::io(part))?;
@@ -478,6 +504,105 @@ fn lock_part(part: &Path) -> Result<std::fs::File, ModelsError> {
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(ModelsError::io(part)(e)),
     }
+}
+
+/// The unfinished downloads in `dir`, most recently written first.
+pub(crate) fn partial_downloads(dir: &Path) -> Vec<PartialDownload> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PartialDownload> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let file_name = name.strip_suffix(".part")?;
+            if !file_name.to_ascii_lowercase().ends_with(".gguf") {
+                return None;
+            }
+            let path = e.path();
+            let md = path.symlink_metadata().ok().filter(|m| m.is_file())?;
+            let meta: Option<PartMeta> = std::fs::read(append_ext(&path, ".json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            Some(PartialDownload {
+                file_name: file_name.to_owned(),
+                url: meta.as_ref().map(|m| m.url.clone()),
+                bytes_done: md.len(),
+                total: meta.as_ref().and_then(|m| m.total),
+                has_sha256: meta.as_ref().is_some_and(|m| m.sha256.is_some()),
+                in_progress: is_locked(&path),
+                modified_secs: md
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs()),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        b.modified_secs
+            .cmp(&a.modified_secs)
+            .then_with(|| a.file_name.cmp(&b.file_name))
+    });
+    found
+}
+
+/// Whether a download holds the file's lock. A separate open has its own lock state, so
+/// this also sees a download running in this very process.
+fn is_locked(path: &Path) -> bool {
+    std::fs::File::open(path)
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+/// The `.part` of an unfinished download named by its final file name, which must be a
+/// plain `.gguf` name in `dir` (never a path).
+fn existing_part(dir: &Path, file_name: &str) -> Result<PathBuf, ModelsError> {
+    let plain = !file_name.is_empty()
+        && !file_name.starts_with('.')
+        && !file_name.contains(['/', '\\', '\0'])
+        && file_name.to_ascii_lowercase().ends_with(".gguf");
+    let part = dir.join(format!("{file_name}.part"));
+    if !plain || !part.symlink_metadata().is_ok_and(|m| m.is_file()) {
+        return Err(ModelsError::NotFound(format!(
+            "{file_name} (unfinished download)"
+        )));
+    }
+    Ok(part)
+}
+
+/// Deletes an unfinished download's bytes and its sidecar; refused while a download
+/// writes them.
+pub(crate) fn discard_partial(dir: &Path, file_name: &str) -> Result<(), ModelsError> {
+    let part = existing_part(dir, file_name)?;
+    // Held across the removal, so no download can start writing it in between.
+    let lock = lock_part(&part, false)?;
+    std::fs::remove_file(&part).map_err(ModelsError::io(&part))?;
+    remove_quietly(&append_ext(&part, ".json"));
+    drop(lock);
+    tracing::info!(part = %part.display(), "unfinished download deleted");
+    Ok(())
+}
+
+/// What continues an unfinished download where it stopped: its URL and the sha256 the
+/// user gave for it, into the same folder under the same name.
+pub(crate) fn resume_options(dir: &Path, file_name: &str) -> Result<DownloadOptions, ModelsError> {
+    let part = existing_part(dir, file_name)?;
+    let meta_path = append_ext(&part, ".json");
+    let meta: PartMeta = std::fs::read(&meta_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            ModelsError::Unsupported(format!(
+                "{} does not record where {file_name} came from: delete it and download again from its address",
+                meta_path.display()
+            ))
+        })?;
+    Ok(DownloadOptions {
+        sha256: meta.sha256,
+        file_name: Some(file_name.to_owned()),
+        dest_dir: Some(dir.to_path_buf()),
+        ..DownloadOptions::new(meta.url)
+    })
 }
 
 struct Paths<'a> {
@@ -523,9 +648,15 @@ async fn download_locked(
             PartMeta {
                 url: url_str.to_string(),
                 validator: None,
+                total: None,
+                sha256: None,
             }
         }
     };
+    // A sum given now wins; without one, the sum given for these bytes earlier still
+    // checks them.
+    let user_sha = user_sha.or_else(|| meta.sha256.clone());
+    meta.sha256.clone_from(&user_sha);
     store::write_json_atomic(meta_path, &meta)?;
 
     let client = reqwest::Client::builder()
@@ -780,6 +911,10 @@ async fn fetch_once(
             .seek(std::io::SeekFrom::End(0))
             .await
             .map_err(ModelsError::io(part))?;
+        if total.is_some() && target.meta.total != total {
+            target.meta.total = total;
+            store::write_json_atomic(target.meta_path, &*target.meta)?;
+        }
     } else {
         // A fresh start: these bytes are identified by this response's validator.
         target
@@ -793,6 +928,7 @@ async fn fetch_once(
             .await
             .map_err(ModelsError::io(part))?;
         target.meta.validator = validator(resp.headers());
+        target.meta.total = total;
         store::write_json_atomic(target.meta_path, &*target.meta)?;
     }
     let file = &mut *target.file;

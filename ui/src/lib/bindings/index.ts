@@ -42,6 +42,7 @@ export type { Metrics } from './Metrics';
 export type { ModelDetails } from './ModelDetails';
 export type { ModelInfo } from './ModelInfo';
 export type { ModelLoadedEvent } from './ModelLoadedEvent';
+export type { PartialDownload } from './PartialDownload';
 export type { PlanColumn } from './PlanColumn';
 export type { Preset } from './Preset';
 export type { ReplayReport } from './ReplayReport';
