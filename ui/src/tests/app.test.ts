@@ -29,28 +29,28 @@ async function settle(ms = 30) {
 
 async function start() {
   const { default: App } = await import('../App.svelte');
-  const { store } = await import('../lib/store.svelte');
-  // The store is a module singleton: reset what earlier tests left behind.
-  store.stream = null;
-  store.newChat();
-  store.searchQuery = '';
-  store.searchResults = [];
-  store.searchIncludeReasoning = false;
-  store.conversations = [];
-  store.conversationsError = null;
-  store.loadError = null;
-  store.loading = null;
-  store.loaded = null;
-  store.selectedModelId = null;
-  store.fits = {};
-  store.pendingLoad = null;
-  store.models = [];
-  store.modelsError = null;
+  const { chatStore, historyStore, modelStore, searchStore } = await import('../lib/stores');
+  // The stores are module singletons: reset what earlier tests left behind.
+  chatStore.stream = null;
+  chatStore.newChat();
+  searchStore.query = '';
+  searchStore.results = [];
+  searchStore.includeReasoning = false;
+  historyStore.conversations = [];
+  historyStore.error = null;
+  modelStore.loadError = null;
+  modelStore.loading = null;
+  modelStore.loaded = null;
+  modelStore.selectedModelId = null;
+  modelStore.fits = {};
+  modelStore.pendingLoad = null;
+  modelStore.models = [];
+  modelStore.modelsError = null;
   const target = document.createElement('div');
   document.body.appendChild(target);
   app = mount(App, { target });
   await settle();
-  return { store, q: (id: string) => document.querySelector(`[data-testid="${id}"]`) as HTMLElement | null, qa: (id: string) => Array.from(document.querySelectorAll(`[data-testid="${id}"]`)) as HTMLElement[] };
+  return { chatStore, modelStore, q: (id: string) => document.querySelector(`[data-testid="${id}"]`) as HTMLElement | null, qa: (id: string) => Array.from(document.querySelectorAll(`[data-testid="${id}"]`)) as HTMLElement[] };
 }
 
 describe('App with mocked IPC', () => {
@@ -89,8 +89,8 @@ describe('App with mocked IPC', () => {
           return null;
       }
     });
-    const { q, qa, store } = await start();
-    expect(store.selectedModelId).toBe('m1');
+    const { q, qa, modelStore } = await start();
+    expect(modelStore.selectedModelId).toBe('m1');
     expect(q('model-status')?.textContent).toBe('Starts when you send');
     expect(qa('model-option').map((o) => o.textContent)).toEqual(["Tiny Thinker · won't fit (20.0 GB)"]);
 
@@ -142,7 +142,7 @@ describe('App with mocked IPC', () => {
           return null;
       }
     });
-    const { q, qa, store } = await start();
+    const { q, qa, chatStore } = await start();
     const options = qa('model-option');
     expect(options.map((o) => o.textContent)).toEqual(['Tiny Thinker']);
     const picker = q('model-picker') as HTMLSelectElement;
@@ -191,7 +191,7 @@ describe('App with mocked IPC', () => {
     };
     channel!.onmessage({ type: 'done', stop_reason: 'eos', usage, metrics });
     await settle();
-    expect(store.streaming).toBe(false);
+    expect(chatStore.streaming).toBe(false);
     expect(q('send')).not.toBeNull();
     const cost = q('cost-line')!.textContent!;
     expect(cost).toContain('TTFT');
@@ -219,9 +219,9 @@ describe('App with mocked IPC', () => {
       }
       return null;
     });
-    const { q, store } = await start();
-    await store.loadModel('m1');
-    void store.send('hi');
+    const { q, chatStore, modelStore } = await start();
+    await modelStore.loadModel('m1');
+    void chatStore.send('hi');
     await settle();
     channel!.onmessage({ type: 'reasoning', text: 'hmm' });
     await settle();

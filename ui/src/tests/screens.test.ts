@@ -31,11 +31,11 @@ const qa = (id: string) => Array.from(document.querySelectorAll(`[data-testid="$
 
 async function start(view: 'compare' | 'leaderboard' | 'models') {
   const { default: App } = await import('../App.svelte');
-  const { store } = await import('../lib/store.svelte');
+  const { modelStore, navigationStore } = await import('../lib/stores');
   const { compareStore } = await import('../lib/compareStore.svelte');
-  store.view = 'chat';
-  store.models = [];
-  store.modelsLoaded = false;
+  navigationStore.view = 'chat';
+  modelStore.models = [];
+  modelStore.modelsLoaded = false;
   compareStore.reset();
   compareStore.configs = [];
   compareStore.blind = false;
@@ -46,7 +46,7 @@ async function start(view: 'compare' | 'leaderboard' | 'models') {
   await settle();
   q(`nav-${view}`)!.click();
   await settle();
-  return { store, cs: compareStore };
+  return { cs: compareStore };
 }
 
 function setValue(el: HTMLElement, value: string, ev = 'input') {

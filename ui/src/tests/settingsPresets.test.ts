@@ -55,10 +55,10 @@ describe('presets in the settings drawer', () => {
       }
     });
     const { default: SettingsDrawer } = await import('../components/SettingsDrawer.svelte');
-    const { store } = await import('../lib/store.svelte');
+    const { settingsStore } = await import('../lib/stores');
     const { defaultSettings } = await import('../lib/settings');
-    store.settings = defaultSettings();
-    store.settings.sampling.temperature = 0.2;
+    settingsStore.settings = defaultSettings();
+    settingsStore.settings.sampling.temperature = 0.2;
     const target = document.createElement('div');
     document.body.appendChild(target);
     drawer = mount(SettingsDrawer, { target, props: { onclose: () => {} } });
@@ -76,12 +76,12 @@ describe('presets in the settings drawer', () => {
     expect(localStorage.getItem('conclave.presets.v1')).toBeNull();
 
     // Apply: the form takes the preset's settings.
-    store.settings.sampling.temperature = 1.5;
+    settingsStore.settings.sampling.temperature = 1.5;
     const apply = document.querySelector('select[aria-label="Apply a preset"]') as HTMLSelectElement;
     apply.value = 'Precise';
     apply.dispatchEvent(new Event('change', { bubbles: true }));
     await settle();
-    expect(store.settings.sampling.temperature).toBe(0.2);
+    expect(settingsStore.settings.sampling.temperature).toBe(0.2);
 
     // Rename, then a clash shows the core's message.
     q('preset-rename')?.click();

@@ -25,9 +25,9 @@ async function open(model: LoadedModel | null, think: 'auto' | 'on' | 'off' = 'a
   // The API server section asks the backend for its state when it mounts.
   mockIPC(() => null);
   const { default: SettingsDrawer } = await import('../components/SettingsDrawer.svelte');
-  const { store } = await import('../lib/store.svelte');
-  store.loaded = model;
-  store.settings.think = think;
+  const { modelStore, settingsStore } = await import('../lib/stores');
+  modelStore.loaded = model;
+  settingsStore.settings.think = think;
   const target = document.createElement('div');
   document.body.appendChild(target);
   drawer = mount(SettingsDrawer, { target, props: { onclose: () => {} } });

@@ -1,22 +1,21 @@
-// App state (Svelte 5 runes). Components read it; every IPC call goes through api.ts.
+// The conversation on the chat screen (Svelte 5 runes): its message tree and the branch
+// shown, sending, regenerating and editing, and the answer streaming in. Frames of the
+// stream go through the pure reducer in stream.ts; the tree helpers are tree.ts.
 import * as api from './api';
 import { FrameBatcher, applyEvents, initialStream, type StreamState } from './stream';
 import { indexTree, pathTo, siblingLeaf, deepestLeaf } from './tree';
-import { loadSettings, saveSettings } from './settings';
-import { fitWarning, initialModel } from './modelChoice';
+import type { AppStatusStore } from './appStatusStore.svelte';
+import type { ModelStore } from './modelStore.svelte';
+import type { NavigationStore } from './navigationStore.svelte';
+import type { SettingsStore } from './settingsStore.svelte';
 import type {
   ApiError,
-  AppInfo,
   ChatEvent,
   ChatRequest,
   ChatSettings,
   ConversationSummary,
   ConversationView,
-  FitEstimate,
-  LoadedModel,
   MessageView,
-  ModelInfo,
-  SearchHit,
 } from './types';
 
 /** A message as the UI holds it: `key` stays stable while temporary ids become real ones. */
@@ -40,222 +39,40 @@ interface ActiveStream {
 let tempCounter = 0;
 const tempId = (p: string) => `tmp-${p}-${++tempCounter}`;
 
-/** The screens the sidebar switches between. */
-export type View = 'chat' | 'compare' | 'leaderboard' | 'models';
+export interface ChatDeps {
+  models: ModelStore;
+  settings: SettingsStore;
+  navigation: NavigationStore;
+  status: AppStatusStore;
+  /**
+   * A send or a delete changed what the sidebar lists. A callback rather than the history
+   * store itself, because that store needs this one (renaming the open conversation).
+   */
+  historyChanged: () => void;
+}
 
-export class AppStore {
-  view = $state<View>('chat');
-  info = $state<AppInfo | null>(null);
-  ipcMissing = $state(false);
-
-  models = $state<ModelInfo[]>([]);
-  modelsLoaded = $state(false);
-  modelsError = $state<ApiError | null>(null);
-  selectedModelId = $state<string | null>(null);
-  /** Memory estimate per model id at the context the settings ask for (null: none). */
-  fits = $state<Record<string, FitEstimate | null>>({});
-  /** The context size `fits` was estimated at. */
-  private fitsAt = 0;
-  /** A model the user chose although it will not fit: the picker asks before loading. */
-  pendingLoad = $state<{ modelId: string; warning: string } | null>(null);
-  loaded = $state<LoadedModel | null>(null);
-  loading = $state<{ modelId: string; fraction: number } | null>(null);
-  loadError = $state<ApiError | null>(null);
-
-  conversations = $state<ConversationSummary[]>([]);
-  conversationsError = $state<ApiError | null>(null);
-  conversationsLoaded = $state(false);
-
+export class ChatStore {
   conversationId = $state<string | null>(null);
   title = $state('');
   messages = $state<UiMessage[]>([]);
   currentLeafId = $state<string | null>(null);
-  chatError = $state<ApiError | null>(null);
-  openingConversation = $state(false);
+  error = $state<ApiError | null>(null);
+  opening = $state(false);
+  /** The message a search hit pointed at. */
+  highlightMessageId = $state<string | null>(null);
 
   stream = $state.raw<ActiveStream | null>(null);
   /** Bumped once per applied frame; the chat view scrolls on it. */
   frame = $state(0);
 
-  settings = $state<ChatSettings>(loadSettings());
-
-  searchQuery = $state('');
-  searchIncludeReasoning = $state(false);
-  searchResults = $state<SearchHit[]>([]);
-  searchError = $state<ApiError | null>(null);
-  searching = $state(false);
-
-  banner = $state<{ kind: 'error' | 'info'; text: string } | null>(null);
-  highlightMessageId = $state<string | null>(null);
-
   index = $derived(indexTree(this.messages));
   path = $derived(pathTo(this.index, this.currentLeafId));
   streaming = $derived(this.stream !== null);
 
-  get selectedModel(): ModelInfo | null {
-    return this.models.find((m) => m.id === this.selectedModelId) ?? null;
-  }
+  private readonly deps: ChatDeps;
 
-  // ---------- startup ----------
-
-  async init(): Promise<void> {
-    if (!api.hasIpc()) {
-      this.ipcMissing = true;
-      return;
-    }
-    void api.appInfo().then(
-      (i) => (this.info = i),
-      () => {},
-    );
-    void api.onWorkerCrashed((e) => this.onWorkerCrashed(e.model_id, e.message)).catch(() => {});
-    void api
-      .onModelLoaded((e) => {
-        if (this.loaded?.model_id !== e.model_id) {
-          this.selectedModelId = e.model_id;
-        }
-      })
-      .catch(() => {});
-    await Promise.all([this.refreshModels(), this.refreshConversations()]);
-    void this.refreshFits();
-  }
-
-  async refreshModels(): Promise<void> {
-    try {
-      this.models = await api.listModels();
-      this.modelsError = null;
-      if (!this.selectedModelId) {
-        let last: string | null = null;
-        try {
-          last = localStorage.getItem('conclave.lastModel');
-        } catch {
-          /* ignore */
-        }
-        this.selectedModelId = initialModel(this.models, last);
-      }
-    } catch (e) {
-      this.modelsError = api.toApiError(e);
-    } finally {
-      this.modelsLoaded = true;
-    }
-  }
-
-  /** Fills `fits` so the picker can show fit before anything is loaded. */
-  async refreshFits(): Promise<void> {
-    const nCtx = this.settings.n_ctx;
-    this.fitsAt = nCtx;
-    const out: Record<string, FitEstimate | null> = {};
-    for (const m of this.models.filter((m) => !m.error)) {
-      try {
-        out[m.id] = (await api.modelDetails(m.id, nCtx)).fit;
-      } catch {
-        out[m.id] = null;
-      }
-    }
-    this.fits = out;
-  }
-
-  /** The picker's choice: loads, or first asks when the estimate says it will not fit. */
-  chooseModel(modelId: string): void {
-    const m = this.models.find((x) => x.id === modelId);
-    const warning = m ? fitWarning(m.name, this.fits[modelId]) : null;
-    if (warning && this.loaded?.model_id !== modelId) {
-      this.pendingLoad = { modelId, warning };
-      return;
-    }
-    this.pendingLoad = null;
-    void this.loadModel(modelId);
-  }
-
-  confirmPendingLoad(): void {
-    const p = this.pendingLoad;
-    this.pendingLoad = null;
-    if (p) void this.loadModel(p.modelId);
-  }
-
-  async refreshConversations(): Promise<void> {
-    try {
-      this.conversations = await api.listConversations(200, null);
-      this.conversationsError = null;
-    } catch (e) {
-      this.conversationsError = api.toApiError(e);
-    } finally {
-      this.conversationsLoaded = true;
-    }
-  }
-
-  // ---------- models ----------
-
-  async loadModel(modelId: string): Promise<boolean> {
-    const model = this.models.find((m) => m.id === modelId);
-    this.selectedModelId = modelId;
-    try {
-      localStorage.setItem('conclave.lastModel', modelId);
-    } catch {
-      /* ignore */
-    }
-    if (model?.error) {
-      this.loadError = { code: 'broken_model', message: `${model.name}: ${model.error}` };
-      return false;
-    }
-    if (this.loaded?.model_id === modelId) return true;
-    this.loadError = null;
-    this.loading = { modelId, fraction: 0 };
-    try {
-      const lm = await api.loadModel(modelId, (p) => {
-        if (this.loading?.modelId === modelId) {
-          this.loading = { modelId, fraction: Math.max(0, Math.min(1, p.fraction)) };
-        }
-      });
-      // A newer choice may have been made meanwhile.
-      if (this.loading?.modelId === modelId) {
-        this.loaded = lm;
-        this.loading = null;
-      }
-      return true;
-    } catch (e) {
-      if (this.loading?.modelId === modelId) this.loading = null;
-      this.loadError = api.toApiError(e);
-      return false;
-    }
-  }
-
-  async openModelFile(): Promise<void> {
-    let path: string | null = null;
-    try {
-      const { open } = await import('@tauri-apps/plugin-dialog');
-      const picked = await open({
-        multiple: false,
-        directory: false,
-        filters: [{ name: 'GGUF', extensions: ['gguf'] }],
-      });
-      path = typeof picked === 'string' ? picked : null;
-    } catch (e) {
-      this.loadError = api.toApiError(e);
-      return;
-    }
-    if (!path) return;
-    try {
-      const info = await api.openModelFile(path);
-      if (!this.models.some((m) => m.id === info.id)) this.models = [...this.models, info];
-      if (info.error) {
-        this.selectedModelId = info.id;
-        this.loadError = { code: 'broken_model', message: `${info.name}: ${info.error}` };
-        return;
-      }
-      await this.loadModel(info.id);
-    } catch (e) {
-      this.loadError = api.toApiError(e);
-    }
-  }
-
-  private onWorkerCrashed(modelId: string, message: string): void {
-    if (this.loaded?.model_id === modelId) this.loaded = null;
-    this.banner = { kind: 'error', text: `The model worker stopped: ${message}. Load the model again to continue.` };
-    const s = this.stream;
-    if (s) {
-      s.batcher.push({ type: 'error', code: 'worker_crashed', message });
-      s.batcher.flush();
-    }
+  constructor(deps: ChatDeps) {
+    this.deps = deps;
   }
 
   // ---------- conversations ----------
@@ -266,7 +83,7 @@ export class AppStore {
     this.title = '';
     this.messages = [];
     this.currentLeafId = null;
-    this.chatError = null;
+    this.error = null;
     this.highlightMessageId = null;
   }
 
@@ -280,15 +97,15 @@ export class AppStore {
 
   async openConversation(id: string, focusMessageId: string | null = null): Promise<void> {
     if (this.streaming && id !== this.conversationId) return;
-    this.view = 'chat';
-    this.chatError = null;
-    this.openingConversation = true;
+    this.deps.navigation.view = 'chat';
+    this.error = null;
+    this.opening = true;
     try {
       const view = await api.getConversation(id);
       if (this.conversationId !== view.id) this.messages = [];
       this.adopt(view);
       if (view.settings) {
-        this.settings = { ...view.settings, sampling: { ...view.settings.sampling } };
+        this.deps.settings.settings = { ...view.settings, sampling: { ...view.settings.sampling } };
       }
       if (focusMessageId && this.index.byId.has(focusMessageId)) {
         const onPath = this.path.some((m) => m.id === focusMessageId);
@@ -302,9 +119,9 @@ export class AppStore {
         this.highlightMessageId = null;
       }
     } catch (e) {
-      this.chatError = api.toApiError(e);
+      this.error = api.toApiError(e);
     } finally {
-      this.openingConversation = false;
+      this.opening = false;
     }
   }
 
@@ -316,37 +133,6 @@ export class AppStore {
       if (this.conversationId === id && !this.stream) this.adopt(view);
     } catch {
       /* keep what we have */
-    }
-  }
-
-  async renameConversation(id: string, title: string): Promise<void> {
-    const t = title.trim();
-    if (!t) return;
-    try {
-      await api.renameConversation(id, t);
-      this.conversations = this.conversations.map((c) => (c.id === id ? { ...c, title: t } : c));
-      if (this.conversationId === id) this.title = t;
-    } catch (e) {
-      this.banner = { kind: 'error', text: `Rename failed: ${api.toApiError(e).message}` };
-    }
-  }
-
-  async deleteConversation(id: string): Promise<void> {
-    try {
-      await api.deleteConversation(id);
-      this.conversations = this.conversations.filter((c) => c.id !== id);
-      if (this.conversationId === id) this.newChat();
-    } catch (e) {
-      this.banner = { kind: 'error', text: `Delete failed: ${api.toApiError(e).message}` };
-    }
-  }
-
-  async exportConversation(id: string, format: 'md' | 'json'): Promise<string | null> {
-    try {
-      return await api.exportConversation(id, format);
-    } catch (e) {
-      this.banner = { kind: 'error', text: `Export failed: ${api.toApiError(e).message}` };
-      return null;
     }
   }
 
@@ -370,7 +156,7 @@ export class AppStore {
       try {
         await api.setCurrentLeaf(this.conversationId, leaf);
       } catch (e) {
-        this.chatError = api.toApiError(e);
+        this.error = api.toApiError(e);
       }
     }
   }
@@ -397,29 +183,30 @@ export class AppStore {
         this.currentLeafId = msg?.parent_id ? deepestLeaf(this.index, msg.parent_id) : null;
       }
       await this.reloadCurrent();
-      void this.refreshConversations();
+      this.deps.historyChanged();
     } catch (e) {
-      this.chatError = api.toApiError(e);
+      this.error = api.toApiError(e);
     }
   }
 
-  // ---------- chat ----------
+  // ---------- sending ----------
 
   private async ensureModel(): Promise<string | null> {
-    if (this.loaded && (!this.selectedModelId || this.loaded.model_id === this.selectedModelId)) {
-      return this.loaded.model_id;
+    const models = this.deps.models;
+    if (models.loaded && (!models.selectedModelId || models.loaded.model_id === models.selectedModelId)) {
+      return models.loaded.model_id;
     }
-    const id = this.selectedModelId;
+    const id = models.selectedModelId;
     if (!id) {
-      this.chatError = {
+      this.error = {
         code: 'no_model',
-        message: this.models.length
+        message: models.models.length
           ? 'Choose a model in the picker above first.'
           : 'No model yet. Run `make models` or open a GGUF file first.',
       };
       return null;
     }
-    return (await this.loadModel(id)) ? id : null;
+    return (await models.loadModel(id)) ? id : null;
   }
 
   async send(content: string): Promise<boolean> {
@@ -448,11 +235,11 @@ export class AppStore {
     regenerateOf: string | null;
     editOf: string | null;
   }): Promise<boolean> {
-    this.chatError = null;
-    this.banner = null;
+    this.error = null;
+    this.deps.status.banner = null;
     const modelId = await this.ensureModel();
     if (!modelId || this.stream) return false;
-    const modelName = this.loaded?.name ?? this.selectedModel?.name ?? null;
+    const modelName = this.deps.models.loaded?.name ?? this.deps.models.selectedModel?.name ?? null;
     const now = new Date().toISOString();
 
     // Optimistic messages, shown at once.
@@ -506,7 +293,7 @@ export class AppStore {
     };
     this.stream = active;
 
-    const settings: ChatSettings = $state.snapshot(this.settings) as ChatSettings;
+    const settings: ChatSettings = $state.snapshot(this.deps.settings.settings) as ChatSettings;
     const request: ChatRequest = {
       conversation_id: this.conversationId,
       parent_id: o.parent,
@@ -532,7 +319,7 @@ export class AppStore {
         assistant.parent_id = handle.user_message_id;
       }
       if (this.currentLeafId === assistantKey) this.currentLeafId = handle.assistant_message_id;
-      if (isNew) void this.refreshConversations();
+      if (isNew) this.deps.historyChanged();
       if (active.cancelled) void api.cancel(handle.request_id).catch(() => {});
     } catch (e) {
       const err = api.toApiError(e);
@@ -574,7 +361,7 @@ export class AppStore {
     if (next.done && this.stream === active) {
       active.batcher.close();
       this.stream = null;
-      void this.refreshConversations();
+      this.deps.historyChanged();
       void this.reloadCurrent();
     }
   }
@@ -587,7 +374,7 @@ export class AppStore {
       try {
         await api.cancel(s.requestId);
       } catch (e) {
-        this.chatError = api.toApiError(e);
+        this.error = api.toApiError(e);
       }
     }
     // The engine answers with done(cancelled); if it never does, unblock after a while.
@@ -599,40 +386,12 @@ export class AppStore {
     }, 5000);
   }
 
-  // ---------- search ----------
-
-  private searchSeq = 0;
-
-  async runSearch(): Promise<void> {
-    const q = this.searchQuery.trim();
-    const seq = ++this.searchSeq;
-    if (!q) {
-      this.searchResults = [];
-      this.searchError = null;
-      this.searching = false;
-      return;
+  /** The answer in flight ends here, as an error, rather than waiting on a worker that is gone. */
+  workerCrashed(message: string): void {
+    const s = this.stream;
+    if (s) {
+      s.batcher.push({ type: 'error', code: 'worker_crashed', message });
+      s.batcher.flush();
     }
-    this.searching = true;
-    try {
-      const hits = await api.search(q, this.searchIncludeReasoning);
-      if (seq === this.searchSeq) {
-        this.searchResults = hits;
-        this.searchError = null;
-      }
-    } catch (e) {
-      if (seq === this.searchSeq) this.searchError = api.toApiError(e);
-    } finally {
-      if (seq === this.searchSeq) this.searching = false;
-    }
-  }
-
-  // ---------- settings ----------
-
-  persistSettings(): void {
-    saveSettings($state.snapshot(this.settings) as ChatSettings);
-    // The picker's fit estimates depend on the context size.
-    if (this.settings.n_ctx !== this.fitsAt) void this.refreshFits();
   }
 }
-
-export const store = new AppStore();
