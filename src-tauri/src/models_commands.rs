@@ -181,11 +181,8 @@ pub async fn model_details(
             };
             let fit = match &devices {
                 Some(list) => {
-                    let placement = PlacementRequest::new(
-                        list,
-                        lib.gpu_layers(&entry.path),
-                        lib.rpc_servers(),
-                    );
+                    let placement =
+                        PlacementRequest::new(list, lib.gpu_layers(&entry.path), lib.rpc_servers());
                     entry
                         .estimate_fit_placed(&req, &placement)
                         .map(|(f, p)| (f, Some(p)))

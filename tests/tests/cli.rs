@@ -78,10 +78,7 @@ fn models_list_and_info() {
     assert!(line.contains("RAM "), "{line}");
     if placement["has_gpu"] == false {
         // These CPU-only machines: everything stays in RAM, said plainly.
-        assert!(
-            line.ends_with("no GPU: all 30 layers on the CPU"),
-            "{line}"
-        );
+        assert!(line.ends_with("no GPU: all 30 layers on the CPU"), "{line}");
         assert_eq!(placement["gpu_layers"], 0);
         assert_eq!(placement["vram_bytes"], 0);
         assert_eq!(

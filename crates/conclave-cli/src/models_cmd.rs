@@ -18,7 +18,8 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a model's metadata and whether it fits in memory.
+    /// Show a model's metadata, whether it fits in memory, and where its layers would go
+    /// on this machine (RAM apart from VRAM, estimated before loading).
     Info {
         /// Model id, file name or path.
         id_or_path: String,

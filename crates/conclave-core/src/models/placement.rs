@@ -208,7 +208,8 @@ impl LayerBytes {
 /// The devices llama.cpp offloads to on this machine, as the worker picks them: discrete
 /// GPUs, else integrated ones. Remote (RPC) devices are left to the load.
 pub fn local_gpus(devices: &[DeviceInfo]) -> Vec<&DeviceInfo> {
-    let of = |kind: &str| -> Vec<&DeviceInfo> { devices.iter().filter(|d| d.kind == kind).collect() };
+    let of =
+        |kind: &str| -> Vec<&DeviceInfo> { devices.iter().filter(|d| d.kind == kind).collect() };
     let gpus = of("gpu");
     if gpus.is_empty() {
         of("igpu")
@@ -310,17 +311,18 @@ fn assign_count(m: &Model, n: usize, gpus: &[&DeviceInfo]) -> Assignment {
     let mut splits = Vec::with_capacity(gpus.len());
     let mut acc = 0.0;
     for f in &frees {
-        acc += if sum > 0.0 { *f / sum } else { 1.0 / gpus.len() as f64 };
+        acc += if sum > 0.0 {
+            *f / sum
+        } else {
+            1.0 / gpus.len() as f64
+        };
         splits.push(acc);
     }
     let start = slots - act;
     for (k, slot) in out.iter_mut().enumerate().skip(start) {
         let x = (k - start) as f64 / act as f64;
         // upper_bound: the first split point above x.
-        let dev = splits
-            .iter()
-            .position(|&s| s > x)
-            .unwrap_or(gpus.len() - 1);
+        let dev = splits.iter().position(|&s| s > x).unwrap_or(gpus.len() - 1);
         *slot = Some(dev);
     }
     out
@@ -550,12 +552,11 @@ impl super::ModelEntry {
         req: &super::FitRequest,
         placement: &PlacementRequest,
     ) -> Result<(FitEstimate, PlacementEstimate), super::ModelsError> {
-        let header = crate::gguf::read_header(&self.path).map_err(|source| {
-            super::ModelsError::NotGguf {
+        let header =
+            crate::gguf::read_header(&self.path).map_err(|source| super::ModelsError::NotGguf {
                 path: self.path.clone(),
                 cause: source,
-            }
-        })?;
+            })?;
         let weights = self.meta.as_ref().map(|m| m.weights_bytes);
         let available = super::mem_available_bytes();
         let fit = super::estimate_fit(&header, weights, req, available);
@@ -661,7 +662,12 @@ mod tests {
         (h, fit)
     }
 
-    fn place(h: &GgufHeader, fit: &FitEstimate, devices: Vec<DeviceInfo>, layers: GpuLayers) -> PlacementEstimate {
+    fn place(
+        h: &GgufHeader,
+        fit: &FitEstimate,
+        devices: Vec<DeviceInfo>,
+        layers: GpuLayers,
+    ) -> PlacementEstimate {
         let req = PlacementRequest {
             devices,
             gpu_layers: layers,
@@ -676,23 +682,41 @@ mod tests {
         for layers in [GpuLayers::Auto, GpuLayers::Count(20), GpuLayers::Count(0)] {
             let p = place(&h, &fit, vec![cpu()], layers);
             assert!(!p.has_gpu);
-            assert_eq!((p.gpu_layers, p.layers_on_gpu, p.output_on_gpu), (0, 0, false));
+            assert_eq!(
+                (p.gpu_layers, p.layers_on_gpu, p.output_on_gpu),
+                (0, 0, false)
+            );
             assert_eq!(p.vram_bytes, 0);
             assert_eq!(p.vram_fit, None);
             assert!(p.devices.is_empty());
             assert_eq!(p.ram_bytes, fit.total_bytes, "all-CPU RAM is the old total");
             assert_eq!(p.ram_fit, Fit::Fits);
-            assert_eq!(p.summary, format!("RAM {} · no GPU: all 32 layers on the CPU", human_bytes(fit.total_bytes)));
+            assert_eq!(
+                p.summary,
+                format!(
+                    "RAM {} · no GPU: all 32 layers on the CPU",
+                    human_bytes(fit.total_bytes)
+                )
+            );
         }
         // An empty list (no devices at all) is the same.
         let p = place(&h, &fit, vec![], GpuLayers::Auto);
-        assert!(p.summary.ends_with("no GPU: all 32 layers on the CPU"), "{}", p.summary);
+        assert!(
+            p.summary.ends_with("no GPU: all 32 layers on the CPU"),
+            "{}",
+            p.summary
+        );
     }
 
     #[test]
     fn four_gib_free_gives_a_partial_offload() {
         let (h, fit) = eight_b();
-        let p = place(&h, &fit, vec![cpu(), gpu("CUDA0", 4 * GIB)], GpuLayers::Auto);
+        let p = place(
+            &h,
+            &fit,
+            vec![cpu(), gpu("CUDA0", 4 * GIB)],
+            GpuLayers::Auto,
+        );
         // Budget 3 GiB: output (500 MiB + norm) + compute + 16 KiB per… layers of 200 MiB
         // plus their KV cache.
         let kv_layer = fit.kv_cache_bytes / 32;
@@ -715,7 +739,10 @@ mod tests {
         // RAM: input embeddings + the CPU's layers + their KV + compute + overhead.
         let cpu_layers = 32 - u64::from(expect);
         assert_eq!(p.ram_weights_bytes, 500 * MIB + cpu_layers * 200 * MIB);
-        assert_eq!(p.ram_kv_cache_bytes, fit.kv_cache_bytes - kv_layer * u64::from(expect));
+        assert_eq!(
+            p.ram_kv_cache_bytes,
+            fit.kv_cache_bytes - kv_layer * u64::from(expect)
+        );
         assert_eq!(
             p.ram_bytes,
             p.ram_weights_bytes + p.ram_kv_cache_bytes + fit.compute_bytes + fit.overhead_bytes
@@ -736,10 +763,21 @@ mod tests {
     fn plenty_of_vram_takes_every_layer() {
         let (h, fit) = eight_b();
         let p = place(&h, &fit, vec![gpu("CUDA0", 40 * GIB)], GpuLayers::Auto);
-        assert_eq!((p.layers_on_gpu, p.gpu_layers, p.output_on_gpu), (32, 33, true));
-        assert_eq!(p.ram_weights_bytes, 500 * MIB, "only the input embeddings stay");
+        assert_eq!(
+            (p.layers_on_gpu, p.gpu_layers, p.output_on_gpu),
+            (32, 33, true)
+        );
+        assert_eq!(
+            p.ram_weights_bytes,
+            500 * MIB,
+            "only the input embeddings stay"
+        );
         assert_eq!(p.ram_kv_cache_bytes, 0);
-        assert!(p.summary.contains("(CUDA0: 32/32 layers + output)"), "{}", p.summary);
+        assert!(
+            p.summary.contains("(CUDA0: 32/32 layers + output)"),
+            "{}",
+            p.summary
+        );
     }
 
     #[test]
@@ -749,7 +787,12 @@ mod tests {
         assert_eq!(p.gpu_layers, 0);
         assert_eq!(p.ram_bytes, fit.total_bytes);
         assert_eq!(p.vram_fit, None);
-        assert!(p.summary.contains("too little free VRAM (512 MiB free on CUDA0): all 32 layers on the CPU"), "{}", p.summary);
+        assert!(
+            p.summary
+                .contains("too little free VRAM (512 MiB free on CUDA0): all 32 layers on the CPU"),
+            "{}",
+            p.summary
+        );
     }
 
     #[test]
@@ -757,17 +800,41 @@ mod tests {
         let (h, fit) = eight_b();
         let p = place(&h, &fit, vec![gpu("CUDA0", 40 * GIB)], GpuLayers::Count(10));
         // llama.cpp: N counts the output layer, which goes first.
-        assert_eq!((p.gpu_layers, p.layers_on_gpu, p.output_on_gpu), (10, 9, true));
-        assert!(p.summary.contains("CUDA0: 9/32 layers + output"), "{}", p.summary);
+        assert_eq!(
+            (p.gpu_layers, p.layers_on_gpu, p.output_on_gpu),
+            (10, 9, true)
+        );
+        assert!(
+            p.summary.contains("CUDA0: 9/32 layers + output"),
+            "{}",
+            p.summary
+        );
 
-        let p = place(&h, &fit, vec![gpu("CUDA0", 40 * GIB)], GpuLayers::Count(1000));
-        assert_eq!((p.gpu_layers, p.layers_on_gpu, p.output_on_gpu), (33, 32, true));
-        assert!(p.notes.iter().any(|n| n.contains("1000 GPU layers asked")), "{:?}", p.notes);
+        let p = place(
+            &h,
+            &fit,
+            vec![gpu("CUDA0", 40 * GIB)],
+            GpuLayers::Count(1000),
+        );
+        assert_eq!(
+            (p.gpu_layers, p.layers_on_gpu, p.output_on_gpu),
+            (33, 32, true)
+        );
+        assert!(
+            p.notes.iter().any(|n| n.contains("1000 GPU layers asked")),
+            "{:?}",
+            p.notes
+        );
 
         let p = place(&h, &fit, vec![gpu("CUDA0", 40 * GIB)], GpuLayers::Count(0));
         assert_eq!(p.gpu_layers, 0);
         assert_eq!(p.ram_bytes, fit.total_bytes);
-        assert!(p.summary.ends_with("GPU layers set to 0: all 32 layers on the CPU"), "{}", p.summary);
+        assert!(
+            p.summary
+                .ends_with("GPU layers set to 0: all 32 layers on the CPU"),
+            "{}",
+            p.summary
+        );
 
         // More than fits: obeyed, and the verdict says so.
         let p = place(&h, &fit, vec![gpu("CUDA0", 4 * GIB)], GpuLayers::Count(33));
@@ -779,7 +846,15 @@ mod tests {
     #[test]
     fn tied_embeddings_are_copied_to_the_gpu_with_the_output() {
         let h = header(30, 3 * MIB, 28 * MIB, true);
-        let fit = estimate_fit(&h, None, &FitRequest { n_ctx: 2048, ..FitRequest::default() }, None);
+        let fit = estimate_fit(
+            &h,
+            None,
+            &FitRequest {
+                n_ctx: 2048,
+                ..FitRequest::default()
+            },
+            None,
+        );
         let p = place(&h, &fit, vec![gpu("Vulkan0", 8 * GIB)], GpuLayers::Auto);
         assert_eq!(p.gpu_layers, 31);
         let d = &p.devices[0];
@@ -792,18 +867,42 @@ mod tests {
     fn two_gpus_share_the_layers() {
         let (h, fit) = eight_b();
         // Auto: the last GPU takes the output layer and the top layers, the first the rest.
-        let p = place(&h, &fit, vec![gpu("CUDA0", 4 * GIB), gpu("CUDA1", 4 * GIB)], GpuLayers::Auto);
+        let p = place(
+            &h,
+            &fit,
+            vec![gpu("CUDA0", 4 * GIB), gpu("CUDA1", 4 * GIB)],
+            GpuLayers::Auto,
+        );
         let (a, b) = (&p.devices[0], &p.devices[1]);
         assert!(b.output && !a.output);
-        assert!(a.layers > b.layers, "the first GPU has no output layer to hold: {a:?} {b:?}");
+        assert!(
+            a.layers > b.layers,
+            "the first GPU has no output layer to hold: {a:?} {b:?}"
+        );
         assert_eq!(p.layers_on_gpu, a.layers + b.layers);
         assert!(a.vram_bytes <= 3 * GIB && b.vram_bytes <= 3 * GIB);
-        assert!(p.summary.contains(&format!("CUDA0: {}/32 layers, CUDA1: {}/32 layers + output", a.layers, b.layers)), "{}", p.summary);
+        assert!(
+            p.summary.contains(&format!(
+                "CUDA0: {}/32 layers, CUDA1: {}/32 layers + output",
+                a.layers, b.layers
+            )),
+            "{}",
+            p.summary
+        );
 
         // A count is split in proportion to free memory, as llama.cpp's default split.
-        let p = place(&h, &fit, vec![gpu("CUDA0", 30 * GIB), gpu("CUDA1", 10 * GIB)], GpuLayers::Count(33));
+        let p = place(
+            &h,
+            &fit,
+            vec![gpu("CUDA0", 30 * GIB), gpu("CUDA1", 10 * GIB)],
+            GpuLayers::Count(33),
+        );
         assert_eq!(p.devices[0].layers + p.devices[1].layers, 32);
-        assert!(p.devices[0].layers >= 24 && p.devices[0].layers <= 25, "{:?}", p.devices[0]);
+        assert!(
+            p.devices[0].layers >= 24 && p.devices[0].layers <= 25,
+            "{:?}",
+            p.devices[0]
+        );
         assert!(p.devices[1].output);
     }
 
@@ -815,8 +914,19 @@ mod tests {
         let p = place(&h, &fit, vec![igpu.clone()], GpuLayers::Auto);
         assert_eq!(p.devices.len(), 1);
         assert_eq!(p.gpu_layers, 33);
-        let p = place(&h, &fit, vec![gpu("Vulkan0", 40 * GIB), igpu], GpuLayers::Auto);
-        assert_eq!(p.devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["Vulkan0"]);
+        let p = place(
+            &h,
+            &fit,
+            vec![gpu("Vulkan0", 40 * GIB), igpu],
+            GpuLayers::Auto,
+        );
+        assert_eq!(
+            p.devices
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>(),
+            ["Vulkan0"]
+        );
     }
 
     #[test]
@@ -829,7 +939,11 @@ mod tests {
         };
         let p = estimate_placement(&h, &fit, &req, Some(64 * GIB));
         assert!(p.layers_on_gpu > 0 && p.layers_on_gpu < 32, "{}", p.summary);
-        assert!(p.vram_bytes <= 4 * GIB && p.vram_bytes > 3 * GIB, "{}", p.vram_bytes);
+        assert!(
+            p.vram_bytes <= 4 * GIB && p.vram_bytes > 3 * GIB,
+            "{}",
+            p.vram_bytes
+        );
     }
 
     #[test]
@@ -859,7 +973,10 @@ mod tests {
             ..PlacementRequest::default()
         };
         let small = 2 * GIB;
-        assert_eq!(estimate_placement(&h, &fit, &PlacementRequest::default(), Some(small)).ram_fit, Fit::WontFit);
+        assert_eq!(
+            estimate_placement(&h, &fit, &PlacementRequest::default(), Some(small)).ram_fit,
+            Fit::WontFit
+        );
         let p = estimate_placement(&h, &fit, &req, Some(small));
         assert_eq!(p.ram_fit, Fit::Fits);
         assert_eq!(p.vram_fit, Some(Fit::Fits));
@@ -869,7 +986,15 @@ mod tests {
     fn split_models_spread_the_unseen_bytes_over_the_layers() {
         let h = header(10, 100 * MIB, 50 * MIB, false);
         let all = h.tensor_data_size() + 10 * 40 * MIB;
-        let fit = estimate_fit(&h, Some(all), &FitRequest { n_ctx: 1024, ..FitRequest::default() }, None);
+        let fit = estimate_fit(
+            &h,
+            Some(all),
+            &FitRequest {
+                n_ctx: 1024,
+                ..FitRequest::default()
+            },
+            None,
+        );
         let p = place(&h, &fit, vec![gpu("CUDA0", 40 * GIB)], GpuLayers::Count(11));
         assert_eq!(p.devices[0].weights_bytes + p.ram_weights_bytes, all);
         assert_eq!(p.ram_weights_bytes, 50 * MIB);
