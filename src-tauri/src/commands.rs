@@ -29,11 +29,27 @@ pub const EVENT_MODEL_LOADED: &str = "model-loaded";
 pub struct Shell {
     conclave: Result<Arc<Conclave>, ApiError>,
     library: Library,
+    /// This machine's GPUs and their free memory, listed by a worker on the first Models
+    /// screen request and kept for the fit estimates.
+    devices: conclave_core::engine::DeviceCache,
 }
 
 impl Shell {
     pub fn new(conclave: Result<Arc<Conclave>, ApiError>, library: Library) -> Self {
-        Self { conclave, library }
+        Self {
+            conclave,
+            library,
+            devices: Default::default(),
+        }
+    }
+
+    /// The local devices (listed once, then cached).
+    pub(crate) async fn devices(&self) -> ApiResult<conclave_core::protocol::DeviceList> {
+        let core = self.core()?;
+        self.devices
+            .get(&core.engine)
+            .await
+            .map_err(|e| conclave_core::CoreError::from(e).into())
     }
 
     pub fn library(&self) -> &Library {

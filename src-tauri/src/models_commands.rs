@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use conclave_core::models::{
     CancelToken, DownloadOptions, DownloadedModel, FitEstimate, FitRequest, ImportMode, ModelEntry,
-    ModelsError, PartialDownload,
+    ModelsError, PartialDownload, PlacementEstimate, PlacementRequest,
 };
 use serde::Serialize;
 use tauri::ipc::Channel;
@@ -67,14 +67,23 @@ pub struct ModelDetailsDto {
     pub fit: Option<FitEstimate>,
     /// Why there is no estimate (a broken file).
     pub fit_error: Option<ApiError>,
+    /// Where the layers would go with the model's GPU-layer setting on this machine's
+    /// devices (listed once per app run): RAM apart from VRAM.
+    pub placement: Option<PlacementEstimate>,
+    /// Why there is no placement while there is a fit (the devices could not be listed).
+    pub placement_error: Option<ApiError>,
 }
 
 impl ModelDetailsDto {
-    fn new(entry: &ModelEntry, fit: Result<FitEstimate, ApiError>) -> Self {
+    fn new(
+        entry: &ModelEntry,
+        fit: Result<(FitEstimate, Option<PlacementEstimate>), ApiError>,
+        placement_error: Option<ApiError>,
+    ) -> Self {
         let meta = entry.meta.as_ref();
-        let (fit, fit_error) = match fit {
-            Ok(f) => (Some(f), None),
-            Err(e) => (None, Some(e)),
+        let (fit, placement, fit_error) = match fit {
+            Ok((f, p)) => (Some(f), p, None),
+            Err(e) => (None, None, Some(e)),
         };
         Self {
             model: ModelDto::from(entry),
@@ -96,8 +105,10 @@ impl ModelDetailsDto {
             gguf_version: meta.map(|m| m.gguf_version),
             split_count: meta.map(|m| m.split_count),
             weights_bytes: meta.map(|m| m.weights_bytes),
+            placement_error: placement_error.filter(|_| fit.is_some()),
             fit,
             fit_error,
+            placement,
         }
     }
 }
@@ -147,13 +158,19 @@ pub struct DownloadResultDto {
     pub model: Option<ModelDto>,
 }
 
-/// Metadata plus the fit estimate at `n_ctx` (0 = the model's trained context).
+/// Metadata plus the fit estimate at `n_ctx` (0 = the model's trained context), and
+/// where the layers would go: the devices are listed by a worker on the first call and
+/// kept for the app's run.
 #[tauri::command]
 pub async fn model_details(
     shell: State<'_, Shell>,
     model_id: String,
     n_ctx: Option<u64>,
 ) -> ApiResult<ModelDetailsDto> {
+    let (devices, placement_error) = match shell.devices().await {
+        Ok(list) => (Some(list), None),
+        Err(e) => (None, Some(e)),
+    };
     shell
         .blocking(move |lib| {
             let catalog = lib.catalog();
@@ -162,8 +179,18 @@ pub async fn model_details(
                 n_ctx: n_ctx.unwrap_or(0),
                 ..FitRequest::default()
             };
-            let fit = entry.estimate_fit(&req).map_err(ApiError::from);
-            Ok(ModelDetailsDto::new(entry, fit))
+            let fit = match &devices {
+                Some(list) => {
+                    let placement =
+                        PlacementRequest::new(list, lib.gpu_layers(&entry.path), lib.rpc_servers());
+                    entry
+                        .estimate_fit_placed(&req, &placement)
+                        .map(|(f, p)| (f, Some(p)))
+                }
+                None => entry.estimate_fit(&req).map(|f| (f, None)),
+            }
+            .map_err(ApiError::from);
+            Ok(ModelDetailsDto::new(entry, fit, placement_error))
         })
         .await
 }

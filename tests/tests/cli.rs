@@ -63,6 +63,31 @@ fn models_list_and_info() {
         info.contains("Fits"),
         "SmolLM2 fits in any test machine: {info}"
     );
+    // Where the layers go, RAM apart from VRAM, from the devices a worker lists.
+    let json: serde_json::Value = serde_json::from_str(&ok(
+        data.path(),
+        &["models", "info", "SmolLM2", "--ctx", "2048", "--json"],
+    ))
+    .unwrap();
+    let placement = &json["placement"];
+    assert_eq!(placement["layer_count"], 30, "{json:#}");
+    let line = info
+        .lines()
+        .find(|l| l.trim_start().starts_with("placement"))
+        .unwrap_or_else(|| panic!("no placement line: {info}"));
+    assert!(line.contains("RAM "), "{line}");
+    if placement["has_gpu"] == false {
+        // These CPU-only machines: everything stays in RAM, said plainly.
+        assert!(line.ends_with("no GPU: all 30 layers on the CPU"), "{line}");
+        assert_eq!(placement["gpu_layers"], 0);
+        assert_eq!(placement["vram_bytes"], 0);
+        assert_eq!(
+            placement["ram_bytes"], json["fit"]["total_bytes"],
+            "all on the CPU: RAM is the whole estimate"
+        );
+    } else {
+        assert!(line.contains("VRAM "), "{line}");
+    }
     let missing = conclave(data.path(), &["models", "info", "no-such-model"]);
     assert!(!missing.status.success());
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use conclave_core::models::{
     CancelToken, DownloadOptions, DownloadProgress, FitRequest, ImportMode, Library, ModelEntry,
+    PlacementRequest,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -17,7 +18,8 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a model's metadata and whether it fits in memory.
+    /// Show a model's metadata, whether it fits in memory, and where its layers would go
+    /// on this machine (RAM apart from VRAM, estimated before loading).
     Info {
         /// Model id, file name or path.
         id_or_path: String,
@@ -72,9 +74,32 @@ pub async fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
             load,
             placement,
         } => {
+            let entry = lib.catalog().resolve(&id_or_path)?.clone();
+            // The estimate's placement: this machine's devices as a worker lists them, the
+            // model's saved GPU layers and the saved remote devices, unless given here.
+            let engine = conclave_core::engine::Engine::new();
+            let devices = match (&entry.error, &engine) {
+                (Some(_), _) => None,
+                (None, Ok(engine)) => Some(engine.devices(&[]).await.map_err(anyhow::Error::from)),
+                (None, Err(e)) => Some(Err(anyhow::anyhow!("{e}"))),
+            };
+            let placement_req = devices.map(|d| {
+                d.map(|list| {
+                    PlacementRequest::new(
+                        &list,
+                        placement
+                            .gpu_layers
+                            .unwrap_or_else(|| lib.gpu_layers(&entry.path)),
+                        if placement.rpc.is_empty() {
+                            lib.rpc_servers()
+                        } else {
+                            placement.rpc.clone()
+                        },
+                    )
+                })
+            });
             let loaded = if load || !placement.rpc.is_empty() || placement.gpu_layers.is_some() {
-                let entry = lib.catalog().resolve(&id_or_path)?.clone();
-                let engine = conclave_core::engine::Engine::new()?;
+                let engine = engine?;
                 let n_ctx = ctx.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX));
                 let model = engine
                     .load(
@@ -92,7 +117,7 @@ pub async fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
-            info(&lib, &id_or_path, json, ctx, loaded)
+            info(&entry, json, ctx, placement_req, loaded)
         }
         ModelsCommand::Import { path, link } => {
             let mode = if link {
@@ -232,25 +257,40 @@ fn print_partials(lib: &Library) {
     }
 }
 
+/// `placement`: None for a broken file; the devices' listing error when they could not be
+/// listed.
 fn info(
-    lib: &Library,
-    query: &str,
+    m: &ModelEntry,
     json: bool,
     ctx: Option<u64>,
+    placement: Option<anyhow::Result<PlacementRequest>>,
     loaded: Option<conclave_core::engine::ModelInfo>,
 ) -> anyhow::Result<()> {
-    let catalog = lib.catalog();
-    let m: ModelEntry = catalog.resolve(query)?.clone();
     let req = FitRequest {
         n_ctx: ctx.unwrap_or(0),
         ..FitRequest::default()
     };
-    let fit = match &m.error {
-        None => Some(m.estimate_fit(&req)?),
-        Some(_) => None,
+    let (fit, placed, placement_error) = match (&m.error, placement) {
+        (Some(_), _) => (None, None, None),
+        (None, Some(Ok(p))) => {
+            let (f, p) = m.estimate_fit_placed(&req, &p)?;
+            (Some(f), Some(p), None)
+        }
+        (None, Some(Err(e))) => (
+            Some(m.estimate_fit(&req)?),
+            None,
+            Some(format!("could not list this machine's devices: {e:#}")),
+        ),
+        (None, None) => (Some(m.estimate_fit(&req)?), None, None),
     };
     if json {
-        let v = serde_json::json!({ "model": m, "fit": fit, "loaded": loaded });
+        let v = serde_json::json!({
+            "model": m,
+            "fit": fit,
+            "placement": placed,
+            "placement_error": placement_error,
+            "loaded": loaded,
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -321,6 +361,47 @@ fn info(
         for n in &f.notes {
             println!("    note: {n}");
         }
+    }
+    if let Some(p) = &placed {
+        println!("  placement     {}", p.summary);
+        println!(
+            "    gpu layers  {} → {} of {} offloaded (llama.cpp's count, output layer included)",
+            p.gpu_layers_setting,
+            p.gpu_layers,
+            p.layer_count + 1
+        );
+        println!(
+            "    RAM         {} (weights {}, kv {}, compute {}, overhead {}) of {} available → {:?}",
+            human_bytes(p.ram_bytes),
+            human_bytes(p.ram_weights_bytes),
+            human_bytes(p.ram_kv_cache_bytes),
+            human_bytes(p.ram_compute_bytes),
+            human_bytes(p.ram_overhead_bytes),
+            p.ram_available_bytes
+                .map(human_bytes)
+                .unwrap_or_else(|| "?".into()),
+            p.ram_fit
+        );
+        for d in &p.devices {
+            println!(
+                "    {:<12}{} (weights {}, kv {}, compute {}) of {} free, {}/{} layers{} → {:?}",
+                d.name,
+                human_bytes(d.vram_bytes),
+                human_bytes(d.weights_bytes),
+                human_bytes(d.kv_cache_bytes),
+                human_bytes(d.compute_bytes),
+                human_bytes(d.free_bytes),
+                d.layers,
+                p.layer_count,
+                if d.output { " + output" } else { "" },
+                d.fit
+            );
+        }
+        for n in &p.notes {
+            println!("    note: {n}");
+        }
+    } else if let Some(e) = &placement_error {
+        println!("  placement     unknown: {e}");
     }
     if let Some(l) = loaded {
         println!(

@@ -268,6 +268,28 @@ pub async fn list_devices(
     )))
 }
 
+/// This machine's devices (no RPC servers), listed by a worker the first time they are
+/// asked for and kept: the Models screen estimates where each model's layers go from them
+/// without starting a worker per model. Free memory is as it was at that listing. A failed
+/// listing is not kept, so the next request tries again.
+#[derive(Default)]
+pub struct DeviceCache {
+    list: tokio::sync::OnceCell<protocol::DeviceList>,
+}
+
+impl DeviceCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub async fn get(&self, engine: &Engine) -> Result<protocol::DeviceList, EngineError> {
+        self.list
+            .get_or_try_init(|| engine.devices(&[]))
+            .await
+            .cloned()
+    }
+}
+
 /// Starts workers. Cancelling an answer goes through its [`CancelHandle`] (or dropping its
 /// [`ChatStream`]); the engine keeps no list of answers.
 #[derive(Clone)]

@@ -11,6 +11,7 @@ mod catalog;
 mod download;
 mod fit;
 mod import;
+mod placement;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,10 @@ pub use download::{
 };
 pub use fit::{estimate_fit, mem_available_bytes, Fit, FitEstimate, FitRequest, KvCacheType};
 pub use import::{ImportMode, ImportReport};
+pub use placement::{
+    estimate_placement, local_gpus, DevicePlacement, PlacementEstimate, PlacementRequest,
+    FIT_MARGIN_BYTES,
+};
 pub use store::{ModelOverrides, Settings};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
-// Text for the Models screen: fit badges and download progress.
+// Text for the Models screen: fit badges, where the layers go, and download progress.
 import { formatBytes, formatSeconds } from './format';
-import type { DownloadProgress, Fit, PartialDownload } from './types';
+import type { DownloadProgress, Fit, PartialDownload, PlacementEstimate } from './types';
 
 export function fitLabel(fit: Fit | null): string {
   switch (fit) {
@@ -13,6 +13,33 @@ export function fitLabel(fit: Fit | null): string {
     default:
       return '—';
   }
+}
+
+/**
+ * Where the layers go before loading, RAM apart from VRAM (the core's estimate, the same
+ * line `conclave models info` prints): "RAM 1.2 GB · VRAM 3.4 GB (CUDA0: 23/28 layers +
+ * output)", "RAM 180 MB · no GPU: all 30 layers on the CPU". Layers are the repeating
+ * ones; llama.cpp offloads the output layer first.
+ */
+export function placementText(p: PlacementEstimate): string {
+  const n = p.layer_count;
+  const parts = [`RAM ${formatBytes(p.ram_bytes)}`];
+  if (!p.has_gpu) {
+    parts.push(`no GPU: all ${n} layers on the CPU`);
+  } else if (p.gpu_layers === 0) {
+    const why =
+      p.gpu_layers_setting.mode === 'count'
+        ? 'GPU layers set to 0'
+        : `too little free VRAM (${formatBytes(Math.max(0, ...p.devices.map((d) => d.free_bytes)))} free on ${p.devices.map((d) => d.name).join(', ')})`;
+    parts.push(`${why}: all ${n} layers on the CPU`);
+  } else {
+    const used = p.devices
+      .filter((d) => d.layers > 0 || d.output)
+      .map((d) => `${d.name}: ${d.layers}/${n} layers${d.output ? ' + output' : ''}`);
+    parts.push(`VRAM ${formatBytes(p.vram_bytes)} (${used.join(', ')})`);
+  }
+  if (p.rpc_servers.length > 0) parts.push(`remote devices ${p.rpc_servers.join(', ')}: their share is decided at load`);
+  return parts.join(' · ');
 }
 
 /** "312 MB of 1.1 GB · 24.5 MB/s · 33 s left" (total and ETA when the server says). */

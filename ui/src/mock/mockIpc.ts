@@ -15,6 +15,7 @@ import type {
   DiffOp,
   DownloadProgress,
   PartialDownload,
+  PlacementEstimate,
   Leaderboard,
   ChatEvent,
   ChatHandle,
@@ -28,6 +29,46 @@ import type {
 } from '../lib/types';
 
 const GB = 1024 ** 3;
+
+/**
+ * A 28-layer model on a fake GPU with 4 GB free (1 GB kept free, as llama.cpp's fit
+ * does): auto offloads what fits, a set count is obeyed, 0 keeps all on the CPU.
+ */
+function mockPlacement(m: ModelInfo, kv: number, total: number, avail: number): PlacementEstimate {
+  const n = 28;
+  const free = 4 * GB;
+  const layer = (m.size_bytes * 0.9) / n;
+  const kvLayer = kv / n;
+  const output = m.size_bytes * 0.1;
+  const compute = 300 * 1024 ** 2;
+  const fitting = Math.max(0, Math.min(n, Math.floor((free - GB - output - compute) / (layer + kvLayer))));
+  const ngl = m.gpu_layers === null ? fitting + 1 : Math.min(m.gpu_layers, n + 1);
+  const onGpu = Math.max(0, ngl - 1);
+  const vram = ngl > 0 ? output + onGpu * (layer + kvLayer) + compute : 0;
+  const ram = total - onGpu * (layer + kvLayer) - (ngl > 0 ? output : 0);
+  const device = { name: 'Vulkan0', description: 'Mock GPU', free_bytes: free, total_bytes: 8 * GB, layers: onGpu, output: ngl > 0, weights_bytes: output + onGpu * layer, kv_cache_bytes: onGpu * kvLayer, compute_bytes: ngl > 0 ? compute : 0, vram_bytes: vram, fit: vram <= free - GB ? 'fits' : vram <= free ? 'tight' : 'wont_fit' } as const;
+  return {
+    layer_count: n,
+    gpu_layers_setting: m.gpu_layers === null ? { mode: 'auto' } : { mode: 'count', layers: m.gpu_layers },
+    gpu_layers: ngl,
+    layers_on_gpu: onGpu,
+    output_on_gpu: ngl > 0,
+    devices: [device],
+    has_gpu: true,
+    ram_weights_bytes: Math.max(0, ram - (kv - onGpu * kvLayer) - 180 * 1024 ** 2),
+    ram_kv_cache_bytes: kv - onGpu * kvLayer,
+    ram_compute_bytes: 120 * 1024 ** 2,
+    ram_overhead_bytes: 60 * 1024 ** 2,
+    ram_bytes: ram,
+    ram_available_bytes: avail,
+    ram_fit: ram * 1.25 <= avail ? 'fits' : ram <= avail ? 'tight' : 'wont_fit',
+    vram_bytes: vram,
+    vram_fit: ngl > 0 ? device.fit : null,
+    rpc_servers: [],
+    summary: '',
+    notes: [],
+  };
+}
 const models: ModelInfo[] = [
   {
     id: 'qwen3-0.6b-q8',
@@ -534,7 +575,8 @@ export function installMockIpc(params: URLSearchParams): void {
           const total = m.size_bytes * 1.05 + kv + 180 * 1024 ** 2;
           const avail = 6 * GB;
           const fit = m.error ? null : { n_ctx: nCtx, weights_bytes: m.size_bytes, kv_cache_bytes: kv, compute_bytes: 120 * 1024 ** 2, compute_reserved_bytes: 300 * 1024 ** 2, overhead_bytes: 60 * 1024 ** 2, total_bytes: total, available_bytes: avail, fit: total * 1.25 <= avail ? 'fits' : total <= avail ? 'tight' : 'wont_fit', notes: nCtx > 16384 ? ['sliding-window layers counted with a full-size cache'] : [] };
-          return { model: m, file_name: m.path.split('/').pop(), folder: m.path.replace(/\/[^/]*$/, ''), parts: [m.path], sha256: m.error ? null : 'a3f1c09e'.repeat(8), tags: [], general_name: m.name, license: 'apache-2.0', layer_count: 28, embedding_length: 1024, head_count: 16, head_count_kv: 8, gguf_version: 3, split_count: 1, weights_bytes: m.size_bytes, fit, fit_error: m.error ? { code: 'model_not_gguf', message: m.error } : null };
+          const placement = m.error ? null : mockPlacement(m, kv, total, avail);
+          return { model: m, file_name: m.path.split('/').pop(), folder: m.path.replace(/\/[^/]*$/, ''), parts: [m.path], sha256: m.error ? null : 'a3f1c09e'.repeat(8), tags: [], general_name: m.name, license: 'apache-2.0', layer_count: 28, embedding_length: 1024, head_count: 16, head_count_kv: 8, gguf_version: 3, split_count: 1, weights_bytes: m.size_bytes, fit, fit_error: m.error ? { code: 'model_not_gguf', message: m.error } : null, placement, placement_error: null };
         }
         case 'import_model':
           return fail('model_not_gguf', `${String(args.path)} is not a usable GGUF model: bad magic`);
@@ -560,6 +602,12 @@ export function installMockIpc(params: URLSearchParams): void {
           const i = catalog.findIndex((x) => x.id === args.modelId);
           if (i < 0) return fail('model_not_found', 'unknown model');
           return catalog.splice(i, 1)[0];
+        }
+        case 'set_model_gpu_layers': {
+          const i = catalog.findIndex((x) => x.id === args.modelId);
+          if (i < 0) return fail('model_not_found', 'unknown model');
+          catalog[i] = { ...catalog[i], gpu_layers: (args.layers as number | null) ?? null };
+          return null;
         }
         case 'rename_model': {
           const m = catalog.find((x) => x.id === args.modelId);

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { flushSync, mount, tick, unmount } from 'svelte';
 import { mockIPC } from '@tauri-apps/api/mocks';
 import type { Channel } from '@tauri-apps/api/core';
-import type { CompareOutput, DownloadProgress, ModelInfo, PartialDownload } from '../lib/types';
+import type { CompareOutput, DownloadProgress, ModelInfo, PartialDownload, PlacementEstimate } from '../lib/types';
 
 const mk = (id: string, name: string, p: Partial<ModelInfo> = {}): ModelInfo => ({
   id, name, path: `/m/${name}.gguf`, size_bytes: 1e8, architecture: 'llama', quantization: 'Q4_1', parameter_count: 1.35e8,
@@ -270,6 +270,72 @@ describe('Models screen', () => {
     expect(q('download-progress')).toBeNull();
     expect(document.body.textContent).toContain('Download cancelled');
     expect(calls).toContain('cancel_download');
+  });
+
+  it('shows where the layers go, RAM apart from VRAM, and follows the GPU layers setting', async () => {
+    const GB = 1024 ** 3;
+    const MB = 1024 ** 2;
+    const place = (p: Partial<PlacementEstimate>): PlacementEstimate => ({
+      layer_count: 30, gpu_layers_setting: { mode: 'auto' }, gpu_layers: 0, layers_on_gpu: 0, output_on_gpu: false, devices: [], has_gpu: false,
+      ram_weights_bytes: 92 * MB, ram_kv_cache_bytes: 45 * MB, ram_compute_bytes: 13 * MB, ram_overhead_bytes: 30 * MB, ram_bytes: 180 * MB,
+      ram_available_bytes: 6 * GB, ram_fit: 'fits', vram_bytes: 0, vram_fit: null, rpc_servers: [], summary: 'ignored by the UI', notes: [], ...p,
+    });
+    const cuda = (layers: number, output: boolean, vram: number) => ({
+      name: 'CUDA0', description: 'NVIDIA GeForce RTX 4060', free_bytes: 5 * GB, total_bytes: 8 * GB, layers, output,
+      weights_bytes: vram, kv_cache_bytes: 0, compute_bytes: 0, vram_bytes: vram, fit: 'fits' as const,
+    });
+    let gemmaLayers: number | null = null;
+    const setCalls: unknown[] = [];
+    mockIPC((cmd, raw) => {
+      const args = raw as Record<string, unknown>;
+      switch (cmd) {
+        case 'list_models':
+          return models.map((m) => (m.id === 'g' ? { ...m, gpu_layers: gemmaLayers } : m));
+        case 'list_conversations':
+        case 'partial_downloads':
+          return [];
+        case 'set_model_gpu_layers':
+          setCalls.push(args);
+          gemmaLayers = args.layers as number | null;
+          return null;
+        case 'model_details': {
+          const m = models.find((x) => x.id === args.modelId)!;
+          if (m.error) return { model: m, fit: null, fit_error: { code: 'model_not_gguf', message: m.error }, parts: [], tags: [], placement: null, placement_error: null };
+          const placement =
+            m.id === 's'
+              ? place({})
+              : gemmaLayers === 0
+                ? place({ layer_count: 28, has_gpu: true, gpu_layers_setting: { mode: 'count', layers: 0 }, devices: [cuda(0, false, 0)], ram_bytes: 4.6 * GB })
+                : place({
+                    layer_count: 28, has_gpu: true, gpu_layers: 24, layers_on_gpu: 23, output_on_gpu: true, devices: [cuda(23, true, 3.4 * GB)],
+                    ram_bytes: 1.2 * GB, vram_bytes: 3.4 * GB, vram_fit: 'fits', rpc_servers: ['10.0.0.2:50052'],
+                  });
+          return { model: { ...m, gpu_layers: m.id === 'g' ? gemmaLayers : null }, file_name: m.name, folder: '/m', parts: [m.path], sha256: null, tags: [], general_name: null, license: null, layer_count: placement.layer_count, embedding_length: 576, head_count: 9, head_count_kv: 3, gguf_version: 3, split_count: 1, weights_bytes: 1e8, fit: { n_ctx: args.nCtx, weights_bytes: 1e8, kv_cache_bytes: 1e7, compute_bytes: 1e7, compute_reserved_bytes: 1e7, overhead_bytes: 1e7, total_bytes: 1.3e8, available_bytes: 1e9, fit: 'fits', notes: [] }, fit_error: null, placement, placement_error: null };
+        }
+        default:
+          return null;
+      }
+    });
+    await start('models');
+    const row = (id: string) => qa('models-row').find((r) => r.dataset.model === id)!;
+
+    row('s').click();
+    await settle();
+    expect(q('model-placement')!.textContent).toBe('RAM 180 MB · no GPU: all 30 layers on the CPU');
+    expect(q('placement-ram-fit')!.textContent).toBe('fits');
+    expect(qa('placement-device')).toEqual([]);
+
+    row('g').click();
+    await settle();
+    expect(q('model-placement')!.textContent).toBe(
+      'RAM 1.2 GB · VRAM 3.4 GB (CUDA0: 23/28 layers + output) · remote devices 10.0.0.2:50052: their share is decided at load',
+    );
+    expect(qa('placement-device').map((d) => d.textContent?.replace(/\s+/g, ' ').trim())).toEqual(['3.4 GB of 5.0 GB free · 23/28 layers + output fits']);
+
+    setValue(q('model-gpu-layers')!, '0', 'change');
+    await settle();
+    expect(setCalls).toEqual([{ modelId: 'g', layers: 0 }]);
+    expect(q('model-placement')!.textContent).toBe('RAM 4.6 GB · GPU layers set to 0: all 28 layers on the CPU');
   });
 
   it('lists unfinished downloads, resumes one with progress and deletes another after confirming', async () => {

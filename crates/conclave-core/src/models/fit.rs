@@ -145,6 +145,17 @@ fn pad(n: u64, to: u64) -> u64 {
     n.div_ceil(to).saturating_mul(to)
 }
 
+/// `Fits` up to 80 % of `available`, `Tight` up to 100 % (and when it is unknown),
+/// `WontFit` beyond.
+pub(super) fn ram_verdict(total: u64, available: Option<u64>) -> Fit {
+    match available {
+        Some(avail) if total.saturating_mul(10) <= avail.saturating_mul(8) => Fit::Fits,
+        Some(avail) if total <= avail => Fit::Tight,
+        Some(_) => Fit::WontFit,
+        None => Fit::Tight,
+    }
+}
+
 /// Estimates memory for `header`'s model. `weights_bytes` is the tensor data over all
 /// parts (for a split model the first header does not see the others' tensors); pass
 /// `None` to use the first header's. `available` is normally [`mem_available_bytes`].
@@ -210,15 +221,10 @@ pub fn estimate_fit(
         .saturating_add(compute)
         .saturating_add(overhead);
 
-    let fit = match available {
-        Some(avail) if total.saturating_mul(10) <= avail.saturating_mul(8) => Fit::Fits,
-        Some(avail) if total <= avail => Fit::Tight,
-        Some(_) => Fit::WontFit,
-        None => {
-            notes.push("free memory unknown on this system".into());
-            Fit::Tight
-        }
-    };
+    if available.is_none() {
+        notes.push("free memory unknown on this system".into());
+    }
+    let fit = ram_verdict(total, available);
     FitEstimate {
         n_ctx,
         weights_bytes: weights,

@@ -2,6 +2,7 @@
 import type { ApiError } from "./ApiError";
 import type { FitEstimate } from "./FitEstimate";
 import type { ModelInfo } from "./ModelInfo";
+import type { PlacementEstimate } from "./PlacementEstimate";
 
 /**
  * Everything the details pane shows: the catalog row, the header's figures and whether
@@ -15,4 +16,13 @@ general_name: string | null, license: string | null, layer_count: number | null,
 /**
  * Why there is no estimate (a broken file).
  */
-fit_error: ApiError | null, };
+fit_error: ApiError | null, 
+/**
+ * Where the layers would go with the model's GPU-layer setting on this machine's
+ * devices (listed once per app run): RAM apart from VRAM.
+ */
+placement: PlacementEstimate | null, 
+/**
+ * Why there is no placement while there is a fit (the devices could not be listed).
+ */
+placement_error: ApiError | null, };
