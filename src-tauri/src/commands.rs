@@ -131,6 +131,8 @@ pub async fn start_chat(
     let opts = LoadOptions {
         n_ctx: request.settings.n_ctx,
         threads: request.settings.threads,
+        // A different draft model than the running worker's starts a new model pair.
+        draft_model: request.settings.draft_model.clone(),
     };
     let model = core.load(&entry.path, opts, |_| {}).await?;
     let send = SendRequest {

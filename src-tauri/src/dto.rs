@@ -212,6 +212,7 @@ impl From<ConversationTree> for ConversationViewDto {
             n_ctx: stored.n_ctx.unwrap_or(0),
             threads: stored.threads,
             template: stored.template_override.clone(),
+            ..ChatSettings::default()
         });
         Self {
             id: tree.conversation.id.clone(),

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use conclave_core::engine::LoadOptions;
 use conclave_core::session::{ChatSettings, Conclave, SendRequest};
-use conclave_core::{ChatEvent, SamplingParams, ThinkMode};
+use conclave_core::{ChatEvent, SamplingParams, SpeculativeMode, ThinkMode};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -52,6 +52,14 @@ pub struct ChatArgs {
     /// it is dropped, and the cost line reports the tokens that saved.
     #[arg(long)]
     pub keep_thoughts: bool,
+    /// Speculative decoding: off, auto (prompt lookup, or the draft model when one is
+    /// given; paused while it does not pay), lookup or draft. The text is the same in
+    /// every mode.
+    #[arg(long)]
+    pub speculative: Option<SpeculativeMode>,
+    /// A smaller model with the same vocabulary that drafts tokens for --model.
+    #[arg(long)]
+    pub draft_model: Option<String>,
     /// Stop strings (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
@@ -96,6 +104,8 @@ impl ChatArgs {
             n_ctx: self.ctx.unwrap_or(base.n_ctx),
             threads: self.threads.or(base.threads),
             template: self.template.clone().or(base.template),
+            speculative: self.speculative.unwrap_or(base.speculative),
+            draft_model: base.draft_model,
         }
     }
 }
@@ -107,13 +117,17 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         Some(name) => app.history.get_preset(name).await?.settings,
         None => ChatSettings::default(),
     };
-    let settings = args.settings(base);
+    let mut settings = args.settings(base);
+    if let Some(draft) = &args.draft_model {
+        settings.draft_model = Some(crate::resolve_model(draft)?);
+    }
     let model = app
         .load(
             &path,
             LoadOptions {
                 n_ctx: settings.n_ctx,
                 threads: settings.threads,
+                draft_model: settings.draft_model.clone(),
             },
             |_| {},
         )
@@ -211,8 +225,15 @@ impl Printer {
                         0 => String::new(),
                         n => format!(" · {n} tokens saved"),
                     };
+                    let speculative = match metrics.drafted_tokens {
+                        0 => String::new(),
+                        d => format!(
+                            " · speculative: {} of {d} drafted accepted",
+                            metrics.accepted_tokens
+                        ),
+                    };
                     eprintln!(
-                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}]\x1b[0m",
+                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{speculative}]\x1b[0m",
                         usage.completion_tokens,
                         metrics.gen_tps,
                         metrics.ttft_ms,

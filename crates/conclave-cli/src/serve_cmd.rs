@@ -68,6 +68,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         let opts = LoadOptions {
             n_ctx: args.ctx,
             threads: args.threads,
+            draft_model: None,
         };
         app.load(path, opts, |_| {}).await?;
     }

@@ -801,6 +801,7 @@ async fn run_lane(
         let opts = LoadOptions {
             n_ctx: lane.n_ctx,
             threads: Some(ctx.threads),
+            draft_model: None,
         };
         let loaded = ctx.conclave.engine.load(&lane.model, opts, |_| {}).await;
         if loaded.is_ok() && !ctx.no_save {

@@ -21,7 +21,9 @@ use futures::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::events::{ChatEvent, Message, Metrics, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{
+    ChatEvent, Message, Metrics, SamplingParams, SpeculativeMode, StopReason, ThinkMode, Usage,
+};
 use crate::metrics::{self, EnergyMeter};
 use crate::protocol::{
     self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, WorkerErrorCode, WorkerEvent,
@@ -112,6 +114,10 @@ pub struct LoadOptions {
     pub n_ctx: u32,
     /// Threads; None = all physical cores.
     pub threads: Option<u32>,
+    /// A smaller model with the same vocabulary that drafts tokens for this one
+    /// (speculative decoding). It loads in the same worker; a model with another
+    /// vocabulary is refused with a clear error.
+    pub draft_model: Option<PathBuf>,
 }
 
 /// What a loaded model reports about itself.
@@ -136,6 +142,8 @@ pub struct ModelInfo {
     pub thinking_off_available: bool,
     pub thinking_off_reason: Option<String>,
     pub pid: u32,
+    /// The draft model's name, when one is loaded with this model.
+    pub draft_model: Option<String>,
 }
 
 /// Starts workers. Cancelling an answer goes through its [`CancelHandle`] (or dropping its
@@ -168,6 +176,9 @@ impl Engine {
     ) -> Result<LoadedModel, EngineError> {
         let path = path.as_ref().to_path_buf();
         let header = crate::gguf::read_header(&path)?;
+        if let Some(draft) = &opts.draft_model {
+            crate::gguf::read_header(draft)?;
+        }
         let n_ctx = match opts.n_ctx {
             0 => header.context_length().map_or(4096, |c| c.min(4096) as u32),
             n => n,
@@ -180,6 +191,7 @@ impl Engine {
             path,
             n_ctx,
             threads,
+            draft_model: opts.draft_model.clone(),
         };
         let worker = Worker::spawn(&spec, Box::new(progress)).await?;
         Ok(LoadedModel {
@@ -210,6 +222,8 @@ pub struct ChatRequest {
     /// Extra chat-template variables (the API's `chat_template_kwargs`); they win over
     /// the ones the thinking mode sets.
     pub template_vars: Vec<(String, serde_json::Value)>,
+    /// Speculative decoding (the text is the same in every mode; only the speed changes).
+    pub speculative: SpeculativeMode,
 }
 
 #[derive(Clone)]
@@ -251,11 +265,17 @@ impl LoadedModel {
             thinking_off_available: support.off_available,
             thinking_off_reason: support.off_reason,
             pid: r.pid,
+            draft_model: r.draft_model.clone(),
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.spec.path
+    }
+
+    /// The draft model loaded with this one, if any.
+    pub fn draft_path(&self) -> Option<&Path> {
+        self.inner.spec.draft_model.as_deref()
     }
 
     /// The live worker, restarted first if the last one died.
@@ -489,6 +509,7 @@ impl Answer<'_> {
                 threads: self.threads,
                 budget: plan.budget(req.think_budget, starts_in_thinking),
                 grammar: req.grammar.clone(),
+                speculative: req.speculative,
             };
             self.worker.request(&WorkerRequest::Generate(gen)).await?;
             if self.cancel.is_cancelled() {

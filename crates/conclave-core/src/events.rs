@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 // Sampling parameters and stop reasons travel to and from the worker, so the protocol crate
 // owns them; they stay reachable here, where the rest of the app has always found them.
-pub use conclave_protocol::{SamplingParams, StopReason};
+pub use conclave_protocol::{SamplingParams, SpeculativeMode, StopReason};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,6 +119,11 @@ pub struct Metrics {
     /// From the request to the first answer text; absent when there was none.
     #[serde(default)]
     pub first_answer_ms: Option<f64>,
+    /// Speculative decoding: tokens drafted and verified, and how many the model kept.
+    #[serde(default)]
+    pub drafted_tokens: u32,
+    #[serde(default)]
+    pub accepted_tokens: u32,
 }
 
 /// One event of a streamed answer. Text events are deltas.

@@ -22,4 +22,7 @@ pub mod session;
 pub mod template;
 
 pub use error::{CoreError, ErrorCode};
-pub use events::{ChatEvent, Message, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+pub use events::{
+    ChatEvent, Message, Metrics, Role, SamplingParams, SpeculativeMode, StopReason, ThinkMode,
+    Usage,
+};

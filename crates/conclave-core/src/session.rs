@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{CancelHandle, ChatRequest, Engine, LoadOptions, LoadedModel, ModelInfo};
 use crate::error::CoreError;
-use crate::events::{ChatEvent, Message, Role, SamplingParams, ThinkMode};
+use crate::events::{ChatEvent, Message, Role, SamplingParams, SpeculativeMode, ThinkMode};
 use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, MessageStatus};
 use crate::models::Library;
 
@@ -28,6 +28,10 @@ pub struct ChatSettings {
     pub n_ctx: u32,
     pub threads: Option<u32>,
     pub template: Option<String>,
+    /// Speculative decoding for this conversation's answers.
+    pub speculative: SpeculativeMode,
+    /// A model drafting for the conversation's model (same vocabulary), loaded with it.
+    pub draft_model: Option<PathBuf>,
 }
 
 impl Default for ChatSettings {
@@ -41,6 +45,8 @@ impl Default for ChatSettings {
             n_ctx: 0,
             threads: None,
             template: None,
+            speculative: SpeculativeMode::default(),
+            draft_model: None,
         }
     }
 }
@@ -139,7 +145,9 @@ impl Conclave {
         let mut loaded = self.loaded.lock().await;
         if let Some(m) = loaded.get(&key) {
             let info = m.info().await;
-            if opts.n_ctx == 0 || opts.n_ctx == info.n_ctx {
+            if (opts.n_ctx == 0 || opts.n_ctx == info.n_ctx)
+                && opts.draft_model.as_deref() == m.draft_path()
+            {
                 return Ok(m.clone());
             }
             m.unload().await;
@@ -220,6 +228,7 @@ impl Conclave {
             threads: settings.threads,
             grammar: None,
             template_vars: Vec::new(),
+            speculative: settings.speculative,
         };
         let mut writer = if req.no_save {
             None

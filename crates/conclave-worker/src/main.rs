@@ -8,6 +8,7 @@
 
 mod generate;
 mod prefix;
+mod speculative;
 mod text;
 
 use std::io::{BufRead, Write};
@@ -24,12 +25,14 @@ struct Args {
     model: std::path::PathBuf,
     n_ctx: u32,
     threads: u32,
+    draft_model: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut model = None;
     let mut n_ctx = 4096;
     let mut threads = 1;
+    let mut draft_model = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
@@ -37,6 +40,7 @@ fn parse_args() -> anyhow::Result<Args> {
             protocol::ARG_MODEL => model = Some(value()?.into()),
             protocol::ARG_N_CTX => n_ctx = value()?.parse().context("--n-ctx")?,
             protocol::ARG_THREADS => threads = value()?.parse().context("--threads")?,
+            protocol::ARG_DRAFT_MODEL => draft_model = Some(value()?.into()),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -44,6 +48,7 @@ fn parse_args() -> anyhow::Result<Args> {
         model: model.context("--model is required")?,
         n_ctx,
         threads: threads.max(1),
+        draft_model,
     })
 }
 
@@ -145,9 +150,28 @@ fn run(out: &mut Out) -> anyhow::Result<()> {
     })?;
     // The model lives as long as the process; leaking it lets contexts borrow it for 'static.
     let model: &'static LlamaModel = Box::leak(Box::new(model));
+    let draft = match &args.draft_model {
+        Some(path) => {
+            let draft = LlamaModel::load_from_file(
+                &backend,
+                path,
+                &LlamaModelParams::default().with_use_mmap(true),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "llama.cpp could not load the draft model {} ({e}); see the worker log for the reason",
+                    path.display()
+                )
+            })?;
+            speculative::check_vocab(model, &draft)?;
+            let draft: &'static LlamaModel = Box::leak(Box::new(draft));
+            Some(draft)
+        }
+        None => None,
+    };
     let backend: &'static LlamaBackend = Box::leak(Box::new(backend));
 
-    let mut engine = generate::Generator::new(backend, model, args.n_ctx, args.threads)?;
+    let mut engine = generate::Generator::new(backend, model, args.n_ctx, args.threads, draft)?;
     out.send(&WorkerEvent::Ready(engine.ready_info(started.elapsed())));
 
     let rx = spawn_stdin_reader();

@@ -87,6 +87,7 @@ pub(crate) async fn completions(
         threads: state.config.threads,
         grammar: req.grammar.clone(),
         template_vars: req.template_vars.clone(),
+        speculative: req.speculative,
     };
     let mut stream = model
         .chat(chat)

@@ -214,6 +214,7 @@ pub(crate) async fn load(state: &ApiState, served: &Served) -> Result<LoadedMode
     let opts = LoadOptions {
         n_ctx: state.config.n_ctx,
         threads: state.config.threads,
+        draft_model: None,
     };
     state
         .app

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{grammar, ApiConfig, ApiError};
-use crate::events::{Message, Role, SamplingParams, ThinkMode};
+use crate::events::{Message, Role, SamplingParams, SpeculativeMode, ThinkMode};
 use crate::session::ChatSettings;
 
 /// Thinking budgets for `reasoning_effort`: low, medium, high.
@@ -27,6 +27,8 @@ pub(crate) struct ParsedRequest {
     /// Extra chat-template variables: `chat_template_kwargs` (less `enable_thinking`,
     /// which sets `think`) and `reasoning_effort`, which gpt-oss's template reads.
     pub template_vars: Vec<(String, Value)>,
+    /// `speculative` (a Conclave extension): off, auto, lookup or draft.
+    pub speculative: SpeculativeMode,
 }
 
 /// Variables the renderer sets itself; a request may not replace them.
@@ -216,6 +218,16 @@ pub(crate) fn parse_request_with(
         }
         Some(_) => return Err(type_error("chat_template_kwargs", "an object")),
     }
+    let speculative = match field(obj, "speculative") {
+        None => SpeculativeMode::default(),
+        Some(Value::String(s)) => SpeculativeMode::parse(s).ok_or_else(|| {
+            ApiError::invalid_value(
+                "speculative",
+                "`speculative` must be one of off, auto, lookup, draft.",
+            )
+        })?,
+        Some(_) => return Err(type_error("speculative", "a string")),
+    };
     let grammar = parse_response_format(obj)?;
     if grammar.is_some() {
         // The grammar constrains every generated token, thinking included, and no
@@ -247,6 +259,7 @@ pub(crate) fn parse_request_with(
         think_budget,
         grammar,
         template_vars,
+        speculative,
     })
 }
 

@@ -32,6 +32,8 @@ pub(super) struct WorkerSpec {
     pub path: PathBuf,
     pub n_ctx: u32,
     pub threads: u32,
+    /// A model drafting tokens for this one, loaded in the same worker.
+    pub draft_model: Option<PathBuf>,
 }
 
 type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<WorkerEvent>>>>;
@@ -62,13 +64,18 @@ impl Worker {
         spec: &WorkerSpec,
         mut progress: Box<dyn FnMut(f32) + Send>,
     ) -> Result<Self, EngineError> {
-        let mut child = Command::new(spec.bin.as_path())
+        let mut command = Command::new(spec.bin.as_path());
+        command
             .arg(protocol::ARG_MODEL)
             .arg(&spec.path)
             .arg(protocol::ARG_N_CTX)
             .arg(spec.n_ctx.to_string())
             .arg(protocol::ARG_THREADS)
-            .arg(spec.threads.to_string())
+            .arg(spec.threads.to_string());
+        if let Some(draft) = &spec.draft_model {
+            command.arg(protocol::ARG_DRAFT_MODEL).arg(draft);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -84,6 +84,8 @@ fn from_row(row: &SqliteRow) -> std::result::Result<Preset, sqlx::Error> {
             n_ctx: u32_opt(Some(row.try_get("n_ctx")?)).unwrap_or(0),
             threads: u32_opt(row.try_get("threads")?),
             template: row.try_get("template")?,
+            // Not part of presets: speed settings belong to the machine, not the preset.
+            ..ChatSettings::default()
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

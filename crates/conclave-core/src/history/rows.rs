@@ -241,6 +241,8 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                     thoughts_dropped_tokens: u32_or0(row, "thoughts_dropped_tokens")?,
                     first_reasoning_ms: row.try_get("first_reasoning_ms")?,
                     first_answer_ms: row.try_get("first_answer_ms")?,
+                    drafted_tokens: u32_or0(row, "drafted_tokens")?,
+                    accepted_tokens: u32_or0(row, "accepted_tokens")?,
                 })
             }
         };
@@ -433,5 +435,7 @@ pub(crate) fn push_metrics(
         "first_answer_ms",
         mx.and_then(|x| x.first_answer_ms.and_then(finite))
     );
+    col!("drafted_tokens", mx.map(|x| i64::from(x.drafted_tokens)));
+    col!("accepted_tokens", mx.map(|x| i64::from(x.accepted_tokens)));
     Ok(())
 }
