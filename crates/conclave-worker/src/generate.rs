@@ -656,12 +656,15 @@ impl Generator {
                 next.extend(forced);
                 break;
             }
-            adaptive.record(
-                drafted.len(),
-                kept,
-                produced,
-                t_step.elapsed().as_secs_f64(),
-            );
+            // The first step only samples the prompt's logits: no decode to learn from.
+            if n_gen > u32::try_from(produced)? {
+                adaptive.record(
+                    drafted.len(),
+                    kept,
+                    produced,
+                    t_step.elapsed().as_secs_f64(),
+                );
+            }
             t_step = Instant::now();
             total_drafted += u32::try_from(drafted.len())?;
             total_accepted += u32::try_from(kept)?;

@@ -1,4 +1,4 @@
-import type { ChatSettings, SamplingParams } from './types';
+import type { ChatSettings, SamplingParams, SpeculativeMode } from './types';
 
 export function defaultSampling(): SamplingParams {
   // llama.cpp defaults (same as SamplingParams::default in conclave-core).
@@ -27,8 +27,17 @@ export function defaultSettings(): ChatSettings {
     n_ctx: 4096,
     threads: null,
     template: null,
+    speculative: 'auto',
+    draft_model: null,
   };
 }
+
+export const SPECULATIVE_MODES: { value: SpeculativeMode; label: string }[] = [
+  { value: 'auto', label: 'Auto (drafts while it pays)' },
+  { value: 'lookup', label: 'Prompt lookup' },
+  { value: 'draft', label: 'Draft model' },
+  { value: 'off', label: 'Off' },
+];
 
 export const TEMPLATES = [
   'chatml',
@@ -74,6 +83,10 @@ export function normalizeSettings(raw: unknown): ChatSettings {
     n_ctx: Math.max(256, Math.round(num(r.n_ctx, d.n_ctx))),
     threads: typeof r.threads === 'number' && r.threads > 0 ? Math.round(r.threads) : null,
     template: typeof r.template === 'string' && r.template ? r.template : null,
+    speculative: SPECULATIVE_MODES.some((m) => m.value === r.speculative)
+      ? (r.speculative as SpeculativeMode)
+      : d.speculative,
+    draft_model: typeof r.draft_model === 'string' && r.draft_model.trim() ? r.draft_model.trim() : null,
   };
 }
 

@@ -56,6 +56,9 @@ export interface Metrics {
   /** From the request to the first thought / first answer text; absent when none. */
   first_reasoning_ms?: number | null;
   first_answer_ms?: number | null;
+  /** Speculative decoding: tokens drafted and verified, and how many were kept. */
+  drafted_tokens?: number;
+  accepted_tokens?: number;
 }
 
 export type ChatEvent =
@@ -117,7 +120,13 @@ export interface ChatSettings {
   n_ctx: number;
   threads: number | null;
   template: string | null;
+  /** Speculative decoding; the text is the same in every mode. */
+  speculative: SpeculativeMode;
+  /** A GGUF path drafting for the model (same vocabulary); loaded with it. */
+  draft_model: string | null;
 }
+
+export type SpeculativeMode = 'off' | 'auto' | 'lookup' | 'draft';
 
 export interface ChatRequest {
   conversation_id: string | null;

@@ -457,6 +457,24 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_speculative_extension() {
+        let base = || json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(parse(base()).unwrap().speculative, SpeculativeMode::Auto);
+        for mode in SpeculativeMode::ALL {
+            let mut body = base();
+            body["speculative"] = json!(mode.as_str());
+            assert_eq!(parse(body).unwrap().speculative, mode);
+        }
+        let mut body = base();
+        body["speculative"] = json!("fast");
+        let err = parse(body).unwrap_err();
+        assert!(format!("{err:?}").contains("speculative"), "{err:?}");
+        let mut body = base();
+        body["speculative"] = json!(true);
+        assert!(parse(body).is_err());
+    }
+
+    #[test]
     fn a_preset_fills_what_the_request_leaves_out() {
         let mut p = ChatSettings {
             system_prompt: "Be brief.".into(),

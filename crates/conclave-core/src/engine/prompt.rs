@@ -231,6 +231,7 @@ mod tests {
             bos_token: bos.into(),
             eos_token: "</s>".into(),
             add_bos,
+            draft_model: None,
         }
     }
 
