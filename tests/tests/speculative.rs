@@ -193,14 +193,12 @@ async fn sampling_keeps_the_target_distribution() {
     };
     let mut samples: HashMap<SpeculativeMode, HashMap<String, u32>> = HashMap::new();
     let (mut drafted, mut accepted) = (0, 0);
-    // Different seeds for each mode: this compares distributions, not seed replays.
-    for (k, mode) in [
-        SpeculativeMode::Off,
-        SpeculativeMode::Draft,
-        SpeculativeMode::Lookup,
-    ]
-    .into_iter()
-    .enumerate()
+    // Different seeds for each mode: this compares distributions, not seed replays. The
+    // draft model drafts at every step (prompt lookup would rarely find anything to copy
+    // in so short a prompt); verification is the same code whatever drafted.
+    for (k, mode) in [SpeculativeMode::Off, SpeculativeMode::Draft]
+        .into_iter()
+        .enumerate()
     {
         let counts = samples.entry(mode).or_default();
         for i in 0..N {
@@ -217,16 +215,14 @@ async fn sampling_keeps_the_target_distribution() {
     assert!(drafted > 0 && accepted < drafted, "{accepted} of {drafted}");
     let off = &samples[&SpeculativeMode::Off];
     assert!(off.len() >= 3, "too little variety to compare: {off:?}");
-    for mode in [SpeculativeMode::Draft, SpeculativeMode::Lookup] {
-        let (stat, df) = chi2_two_samples(off, &samples[&mode]);
-        assert!(df >= 1, "{off:?}");
-        let critical = chi2_critical_001(df);
-        assert!(
-            stat < critical,
-            "{mode}: chi-square {stat:.1} over {df} degrees of freedom (limit {critical:.1}); off {off:?}, {mode} {:?}",
-            samples[&mode]
-        );
-    }
+    let draft = &samples[&SpeculativeMode::Draft];
+    let (stat, df) = chi2_two_samples(off, draft);
+    assert!(df >= 1, "{off:?}");
+    let critical = chi2_critical_001(df);
+    assert!(
+        stat < critical,
+        "chi-square {stat:.1} over {df} degrees of freedom (limit {critical:.1}); off {off:?}, draft {draft:?}"
+    );
     m.unload().await;
 }
 

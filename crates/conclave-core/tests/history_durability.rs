@@ -79,6 +79,8 @@ async fn partial_answer_is_visible_mid_stream_and_finish_stores_everything() {
         reasoning_cut_off: true,
         first_reasoning_ms: Some(80.25),
         first_answer_ms: Some(450.5),
+        drafted_tokens: 530,
+        accepted_tokens: 412,
         ..Metrics::default()
     };
     let usage = Usage {
