@@ -9,7 +9,7 @@
 //! - CPU milliseconds per streamed token of the web process and of the app process, and of
 //!   the first 100 tokens against the last 100 (does the UI's cost grow with the message?);
 //! - for a follow-up turn: the share of the previous context found in the cache, and its
-//!   time to first token against a fresh prompt of only the follow-up (CLI, same threads).
+//!   time to first token against the same text sent alone in a new chat of the same app.
 //!
 //! Env: CONCLAVE_APP_BIN (the app; `conclave` and `conclave-worker` sit next to it),
 //! BENCH_THREADS (default "1,2"), BENCH_CASES (names, default all).
@@ -421,6 +421,26 @@ async fn app_stream_against_cli() -> Res {
                     .unwrap_or(0);
                 let follow_ttft = follow.record["metrics"]["ttft_ms"].as_f64().unwrap_or(0.0);
 
+                // The reference for the follow-up: the same text as a fresh prompt in a new
+                // chat of the same warm app, so both go through the same path (IPC, history,
+                // template) and differ only in the context the follow-up sits on.
+                app.click("new-chat").await?;
+                settings(&app, c, t, 32).await?;
+                let alone = app_turn(&app, FOLLOW_UP, app.assistant_count().await?).await?;
+                let alone_ttft = alone.record["metrics"]["ttft_ms"].as_f64().unwrap_or(0.0);
+                let alone_prompt = alone.prompt_tokens;
+                // Where the time to first token goes: the prompt tokens decoded and the
+                // worker's time on them, for both.
+                let eval = |r: &Value| {
+                    format!(
+                        "{} decoded in {:.0} ms",
+                        r["usage"]["prompt_tokens"].as_u64().unwrap_or(0)
+                            - r["usage"]["cached_prompt_tokens"].as_u64().unwrap_or(0),
+                        r["metrics"]["prompt_eval_ms"].as_f64().unwrap_or(0.0)
+                    )
+                };
+                let (follow_eval, alone_eval) = (eval(&follow.record), eval(&alone.record));
+
                 let (cli, fresh) = match cli_runs.get(&(t, c.name)) {
                     Some(runs) => runs.clone(),
                     None => {
@@ -455,13 +475,15 @@ async fn app_stream_against_cli() -> Res {
                 );
                 println!(
                     "ui frame {frame_label}, threads {t} {:<14} follow-up: cached {cached} of the previous {previous} tokens ({:.1}%), prompt {} tokens; \
-                     ttft {:.0} ms against {:.0} ms for a fresh prompt of the follow-up alone ({fresh_prompt} tokens): {:.2}x",
+                     ttft {:.0} ms against {:.0} ms for the follow-up alone in a new chat of the app ({alone_prompt} tokens): {:.2}x \
+                     (follow-up {follow_eval}, alone {alone_eval}; the CLI's fresh run: {:.0} ms, {fresh_prompt} tokens)",
                     c.name,
                     100.0 * cached as f64 / previous.max(1) as f64,
                     follow.prompt_tokens,
                     follow_ttft,
+                    alone_ttft,
+                    follow_ttft / alone_ttft.max(1e-9),
                     fresh_ttft,
-                    follow_ttft / fresh_ttft.max(1e-9),
                 );
                 report.push(json!({
                     "ui_frame_ms": frame, "threads": t, "case": c.name, "app_tps": app_tps, "page_tps": run.page_tps,
@@ -471,7 +493,8 @@ async fn app_stream_against_cli() -> Res {
                     "app_ms_per_token": run.app_ms_per_token,
                     "ui_first100_ms_per_token": run.ui_first100_ms, "ui_last100_ms_per_token": run.ui_last100_ms,
                     "follow_up_cached": cached, "previous_context": previous,
-                    "follow_up_ttft_ms": follow_ttft, "fresh_ttft_ms": fresh_ttft,
+                    "follow_up_ttft_ms": follow_ttft, "alone_ttft_ms": alone_ttft,
+                    "alone_prompt_tokens": alone_prompt, "cli_fresh_ttft_ms": fresh_ttft,
                 }));
             }
         }
