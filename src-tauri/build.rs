@@ -7,6 +7,7 @@ const COMMANDS: &[&str] = &[
     "load_model",
     "start_chat",
     "cancel",
+    "replay_answer",
     "list_conversations",
     "get_conversation",
     "set_current_leaf",
@@ -34,6 +35,9 @@ const COMMANDS: &[&str] = &[
     "cancel_download",
     "remove_model",
     "rename_model",
+    "set_model_gpu_layers",
+    "remote_devices",
+    "set_remote_devices",
     "api_server_status",
     "set_api_server",
 ];

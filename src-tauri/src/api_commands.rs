@@ -16,6 +16,7 @@ use conclave_core::session::Conclave;
 use serde::{Deserialize, Serialize};
 use tauri::State;
 use tokio::sync::Mutex;
+use ts_rs::TS;
 
 use crate::commands::Shell;
 use crate::error::{ApiError, ApiResult};
@@ -24,7 +25,7 @@ use crate::error::{ApiError, ApiResult};
 pub const APP_SETTINGS_FILE: &str = "app-settings.json";
 
 /// What the user chose for the server. Off by default: nothing listens unless asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(default)]
 pub struct ApiServerSettings {
     pub enabled: bool,
@@ -56,7 +57,8 @@ struct AppSettings {
     api_server: ApiServerSettings,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ApiServerStatus")]
 pub struct ApiServerStatusDto {
     pub running: bool,
     /// `http://HOST:PORT/v1` while running.

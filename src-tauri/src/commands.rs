@@ -9,7 +9,7 @@ use conclave_core::history::{
 };
 use conclave_core::models::{ImportMode, Library, ModelEntry, ModelsError};
 use conclave_core::protocol::WorkerErrorCode;
-use conclave_core::session::{ChatHandle, ChatSettings, Conclave, SendRequest};
+use conclave_core::session::{ChatHandle, ChatSettings, Conclave, ReplayReport, SendRequest};
 use conclave_core::{frames, ChatEvent};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, State};
@@ -61,6 +61,16 @@ impl Shell {
     }
 }
 
+/// Where the user wants a model to run: the remote devices of Settings and the model's
+/// own GPU layers (both kept in the library's settings file).
+fn placement(shell: &Shell, path: &std::path::Path) -> LoadOptions {
+    LoadOptions {
+        rpc: shell.library().rpc_servers(),
+        gpu_layers: shell.library().gpu_layers(path),
+        ..LoadOptions::default()
+    }
+}
+
 #[tauri::command]
 pub async fn list_models(shell: State<'_, Shell>) -> ApiResult<Vec<ModelDto>> {
     shell
@@ -102,8 +112,9 @@ pub async fn load_model(
 ) -> ApiResult<LoadedModelDto> {
     let core = shell.core()?;
     let entry = shell.model(model_id.clone()).await?;
+    let opts = placement(&shell, &entry.path);
     let model = core
-        .load(&entry.path, LoadOptions::default(), move |fraction| {
+        .load(&entry.path, opts, move |fraction| {
             // A closed window drops the channel; loading goes on regardless.
             let _ = on_progress.send(LoadProgress { fraction });
         })
@@ -133,6 +144,7 @@ pub async fn start_chat(
         threads: request.settings.threads,
         // A different draft model than the running worker's starts a new model pair.
         draft_model: request.settings.draft_model.clone(),
+        ..placement(&shell, &entry.path)
     };
     let model = core.load(&entry.path, opts, |_| {}).await?;
     let send = SendRequest {
@@ -163,6 +175,26 @@ pub async fn start_chat(
         .send(&model, send, move |event| page.send(event))
         .await?;
     Ok(handle)
+}
+
+/// Answers a saved question again with the saved answer's model (checked by sha256),
+/// template, sampler and seed; the new text streams to `on_event`, and the comparison with
+/// the saved answer is returned at the end. Nothing is saved.
+#[tauri::command]
+pub async fn replay_answer(
+    shell: State<'_, Shell>,
+    message_id: String,
+    on_event: Channel<ChatEvent>,
+) -> ApiResult<ReplayReport> {
+    let core = shell.core()?;
+    let report = core
+        .replay(&message_id, None, move |event| {
+            if let Err(e) = on_event.send(event.clone()) {
+                tracing::debug!("replay channel closed: {e}");
+            }
+        })
+        .await?;
+    Ok(report)
 }
 
 #[tauri::command]

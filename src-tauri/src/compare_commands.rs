@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 use tauri::State;
 use tokio::sync::Notify;
+use ts_rs::TS;
 
 use crate::commands::Shell;
 use crate::error::{ApiError, ApiResult};
@@ -50,7 +51,8 @@ impl CompareRuns {
 }
 
 /// One column as the UI names it: a catalog id, not a path.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(rename = "CompareColumnRequest")]
 pub struct CompareColumnDto {
     pub model_id: String,
     #[serde(default)]
@@ -59,7 +61,8 @@ pub struct CompareColumnDto {
     pub label: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(rename = "CompareRequest")]
 pub struct CompareRequestDto {
     pub prompt: String,
     pub columns: Vec<CompareColumnDto>,
@@ -67,7 +70,8 @@ pub struct CompareRequestDto {
     pub options: CompareOptions,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "CompareStarted")]
 pub struct CompareStartedDto {
     /// The handle for `cancel_compare`: the stored run's id, or a session-local one for a
     /// run that is not saved.
@@ -87,12 +91,14 @@ pub async fn start_compare(
 ) -> ApiResult<CompareStartedDto> {
     let core = shell.core()?.clone();
     let ids: Vec<String> = request.columns.iter().map(|c| c.model_id.clone()).collect();
-    let paths = shell
+    let (paths, rpc) = shell
         .blocking(move |lib| {
             let catalog = lib.catalog();
-            ids.iter()
+            let paths = ids
+                .iter()
                 .map(|id| catalog.resolve(id).map(|e| e.path.clone()))
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((paths, lib.rpc_servers()))
         })
         .await?;
     let columns = request
@@ -108,7 +114,11 @@ pub async fn start_compare(
     let req = CompareRequest {
         prompt: request.prompt,
         columns,
-        options: request.options,
+        // The Remote devices from Settings take part as they do in a chat.
+        options: CompareOptions {
+            rpc,
+            ..request.options
+        },
     };
     let mut stream = compare::start(&core, req).await?;
     let handle = match stream.run_id() {

@@ -13,6 +13,7 @@ use conclave_core::history::{
 use conclave_core::models::{display_name, ModelEntry};
 use conclave_core::session::ChatSettings;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::error::ApiError;
 
@@ -29,7 +30,8 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, ApiError> {
         .map_err(|e| ApiError::invalid_input(format!("'{s}' is not an RFC 3339 time: {e}")))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ModelInfo")]
 pub struct ModelDto {
     /// The path-based id: it stays the same once the background sha256 is known, so the
     /// UI's remembered choice survives a restart.
@@ -44,6 +46,8 @@ pub struct ModelDto {
     pub has_chat_template: bool,
     pub reasoning_format: Option<String>,
     pub error: Option<String>,
+    /// Layers on GPU and RPC devices chosen for this model; None = auto (the fit).
+    pub gpu_layers: Option<u32>,
 }
 
 impl From<&ModelEntry> for ModelDto {
@@ -61,11 +65,13 @@ impl From<&ModelEntry> for ModelDto {
             has_chat_template: meta.is_some_and(|x| x.has_chat_template),
             reasoning_format: meta.and_then(|x| x.reasoning_format).map(|f| f.to_string()),
             error: m.error.as_ref().map(|e| e.message.clone()),
+            gpu_layers: m.gpu_layers,
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "LoadedModel")]
 pub struct LoadedModelDto {
     pub model_id: String,
     pub name: String,
@@ -81,6 +87,8 @@ pub struct LoadedModelDto {
     /// unavailable with `thinking_off_reason`.
     pub thinking_off_available: bool,
     pub thinking_off_reason: Option<String>,
+    /// Where the layers run when more than the CPU takes part ("" for the CPU alone).
+    pub devices: String,
 }
 
 impl LoadedModelDto {
@@ -96,17 +104,19 @@ impl LoadedModelDto {
             reasoning_format: info.reasoning_format.clone(),
             thinking_off_available: info.thinking_off_available,
             thinking_off_reason: info.thinking_off_reason.clone(),
+            devices: conclave_core::engine::placement_label(&info.devices),
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct LoadProgress {
     pub fraction: f32,
 }
 
 /// `start_chat`'s request: the core's `SendRequest` plus which model answers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(rename = "ChatRequest")]
 pub struct ChatRequestDto {
     pub conversation_id: Option<String>,
     pub parent_id: Option<String>,
@@ -119,7 +129,8 @@ pub struct ChatRequestDto {
     pub edit_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ConversationSummary")]
 pub struct ConversationSummaryDto {
     pub id: String,
     pub title: String,
@@ -144,7 +155,8 @@ impl From<ConversationSummary> for ConversationSummaryDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "MessageView")]
 pub struct MessageDto {
     pub id: String,
     pub parent_id: Option<String>,
@@ -181,7 +193,8 @@ impl From<StoredMessage> for MessageDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ConversationView")]
 pub struct ConversationViewDto {
     pub id: String,
     pub title: String,
@@ -193,31 +206,16 @@ pub struct ConversationViewDto {
 
 impl From<ConversationTree> for ConversationViewDto {
     fn from(tree: ConversationTree) -> Self {
-        let stored = &tree.conversation.settings;
-        // The conversation keeps thinking/context settings; sampling is recorded per answer,
-        // so the one to restore is that of the answer on screen (the newest, if none is).
-        let sampling = {
-            let path = tree.current_path();
-            path.into_iter()
-                .rev()
-                .chain(tree.messages.iter().rev())
-                .find_map(|m| m.sampling.clone())
-        };
-        let settings = sampling.map(|sampling| ChatSettings {
-            system_prompt: stored.system_prompt.clone().unwrap_or_default(),
-            sampling,
-            think: stored.think_mode,
-            think_budget: stored.think_budget,
-            keep_thoughts: stored.keep_thoughts,
-            n_ctx: stored.n_ctx.unwrap_or(0),
-            threads: stored.threads,
-            template: stored.template_override.clone(),
-            ..ChatSettings::default()
-        });
+        let settings = ChatSettings::of_tree(&tree);
         Self {
             id: tree.conversation.id.clone(),
             title: tree.conversation.title.clone(),
-            system_prompt: stored.system_prompt.clone().unwrap_or_default(),
+            system_prompt: tree
+                .conversation
+                .settings
+                .system_prompt
+                .clone()
+                .unwrap_or_default(),
             settings,
             current_leaf_id: tree.conversation.current_leaf_id.clone(),
             messages: tree.messages.into_iter().map(MessageDto::from).collect(),
@@ -225,7 +223,8 @@ impl From<ConversationTree> for ConversationViewDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "SearchHit")]
 pub struct SearchHitDto {
     pub conversation_id: String,
     pub message_id: String,
@@ -247,20 +246,22 @@ impl From<SearchHit> for SearchHitDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "AppInfo")]
 pub struct AppInfoDto {
     pub version: String,
     pub data_dir: String,
     pub models_dirs: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "WorkerCrashed")]
 pub struct WorkerCrashedEvent {
     pub model_id: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct ModelLoadedEvent {
     pub model_id: String,
 }

@@ -3,8 +3,9 @@
 
 use conclave_core::ErrorCode;
 use serde::Serialize;
+use ts_rs::TS;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, TS)]
 #[error("{message} ({code})")]
 pub struct ApiError {
     pub code: String,

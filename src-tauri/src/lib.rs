@@ -2,6 +2,7 @@
 //! lives in `conclave-core`, which knows nothing about Tauri.
 
 pub mod api_commands;
+pub mod bindings;
 pub mod commands;
 pub mod compare_commands;
 pub mod dto;
@@ -28,6 +29,7 @@ macro_rules! conclave_handlers {
             $crate::commands::load_model,
             $crate::commands::start_chat,
             $crate::commands::cancel,
+            $crate::commands::replay_answer,
             $crate::commands::list_conversations,
             $crate::commands::get_conversation,
             $crate::commands::set_current_leaf,
@@ -55,6 +57,9 @@ macro_rules! conclave_handlers {
             $crate::models_commands::cancel_download,
             $crate::models_commands::remove_model,
             $crate::models_commands::rename_model,
+            $crate::models_commands::set_model_gpu_layers,
+            $crate::models_commands::remote_devices,
+            $crate::models_commands::set_remote_devices,
             $crate::api_commands::api_server_status,
             $crate::api_commands::set_api_server,
         ]

@@ -12,6 +12,7 @@ use conclave_core::models::{
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
+use ts_rs::TS;
 
 use crate::commands::Shell;
 use crate::dto::ModelDto;
@@ -43,7 +44,8 @@ impl Downloads {
 
 /// Everything the details pane shows: the catalog row, the header's figures and whether
 /// it fits in memory at the asked context.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ModelDetails")]
 pub struct ModelDetailsDto {
     pub model: ModelDto,
     pub file_name: String,
@@ -99,20 +101,23 @@ impl ModelDetailsDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "SkippedFile")]
 pub struct SkippedFileDto {
     pub path: String,
     pub code: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "ImportResult")]
 pub struct ImportResultDto {
     pub imported: Vec<ModelDto>,
     pub skipped: Vec<SkippedFileDto>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "DownloadProgress")]
 pub struct DownloadProgressDto {
     /// Sent with every event, first with a zero-byte event before any network traffic, so
     /// the UI can cancel from the start.
@@ -126,7 +131,8 @@ pub struct DownloadProgressDto {
     pub done: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(rename = "DownloadResult")]
 pub struct DownloadResultDto {
     pub download_id: String,
     pub path: String,
@@ -297,4 +303,38 @@ pub async fn rename_model(
     name: Option<String>,
 ) -> ApiResult<()> {
     shell.blocking(move |lib| lib.rename(&model_id, name)).await
+}
+
+/// Layers on GPU and RPC devices when this model loads: a count, or None for auto (the
+/// fit). Applies from the next load.
+#[tauri::command]
+pub async fn set_model_gpu_layers(
+    shell: State<'_, Shell>,
+    model_id: String,
+    layers: Option<u32>,
+) -> ApiResult<()> {
+    let layers = match layers {
+        Some(n) => conclave_core::protocol::GpuLayers::Count(n),
+        None => conclave_core::protocol::GpuLayers::Auto,
+    };
+    shell
+        .blocking(move |lib| lib.set_gpu_layers(&model_id, layers))
+        .await
+}
+
+/// The llama.cpp RPC servers (`host:port`) models are spread over.
+#[tauri::command]
+pub async fn remote_devices(shell: State<'_, Shell>) -> ApiResult<Vec<String>> {
+    shell.blocking(|lib| Ok(lib.rpc_servers())).await
+}
+
+/// Replaces the remote devices; each must be `host:port`. Returns the list as saved.
+#[tauri::command]
+pub async fn set_remote_devices(
+    shell: State<'_, Shell>,
+    servers: Vec<String>,
+) -> ApiResult<Vec<String>> {
+    shell
+        .blocking(move |lib| lib.set_rpc_servers(servers))
+        .await
 }

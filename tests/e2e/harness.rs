@@ -180,6 +180,8 @@ pub struct App {
     driver: Owned,
     _xvfb: Option<Owned>,
     watchdog: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The driver runs under `strace -f`, writing here (see [`App::start_traced`]).
+    trace: Option<PathBuf>,
 }
 
 impl Drop for App {
@@ -192,6 +194,22 @@ impl Drop for App {
 impl App {
     /// Starts the app on `data` (its history, models folder and WebKit storage).
     pub async fn start(setup: &Setup, data: &Path, name: &str) -> Res<Self> {
+        Self::start_with(setup, data, name, None).await
+    }
+
+    /// [`start`](Self::start) with tauri-driver, and so WebKitWebDriver, the app, WebKit's
+    /// web and network processes and the model workers, under `strace -f`: every socket,
+    /// connect, send, open and exec of every one of them goes to `trace`, read back with
+    /// [`network_report`] after [`close`](Self::close).
+    pub async fn start_traced(setup: &Setup, data: &Path, name: &str, trace: &Path) -> Res<Self> {
+        anyhow::ensure!(
+            which("strace").is_some(),
+            "strace is missing (apt-get install strace; scripts/setup installs it)"
+        );
+        Self::start_with(setup, data, name, Some(trace)).await
+    }
+
+    async fn start_with(setup: &Setup, data: &Path, name: &str, trace: Option<&Path>) -> Res<Self> {
         let (xvfb, display) = match std::env::var("DISPLAY") {
             Ok(d) if !d.is_empty() => (None, d),
             _ => {
@@ -204,8 +222,20 @@ impl App {
         let port = free_port()?;
         let native = free_port()?;
         let log = std::fs::File::create(data.join(format!("tauri-driver-{name}.log")))?;
+        let mut command = match trace {
+            Some(file) => {
+                let mut c = Command::new("strace");
+                c.args(["-f", "-qq", "-s", "256", "-e", "signal=none", "-e"])
+                    .arg(format!("trace={TRACED_CALLS}"))
+                    .arg("-o")
+                    .arg(file)
+                    .arg(&setup.driver);
+                c
+            }
+            None => Command::new(&setup.driver),
+        };
         let driver = Owned(
-            Command::new(&setup.driver)
+            command
                 .args([
                     "--port",
                     &port.to_string(),
@@ -255,6 +285,7 @@ impl App {
             driver,
             _xvfb: xvfb,
             watchdog,
+            trace: trace.map(Path::to_path_buf),
         };
         app.wait_js(
             "return document.querySelector('[data-testid=\"new-chat\"]') !== null",
@@ -266,8 +297,20 @@ impl App {
     }
 
     /// Ends the session (which closes the app), then the driver and X server.
-    pub async fn close(self) -> Res {
+    pub async fn close(mut self) -> Res {
         let r = guard(self.client.clone().close()).await;
+        if self.trace.is_some() {
+            // Killing strace would lose what it has not written yet: end what it traces,
+            // and it exits by itself once the last of them is gone.
+            let tracer = self.driver.0.id();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(self.driver.0.try_wait(), Ok(None)) {
+                for pid in descendants(tracer) {
+                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         // Dropping `self` ends the driver, then the X server (field order).
         drop(self);
         r?.map_err(Into::into)
@@ -289,6 +332,58 @@ impl App {
     /// Polls `script` until it returns something other than null/false/""/0.
     pub async fn wait_js(&self, script: &str, secs: u64, what: &str) -> Res<Value> {
         self.wait_js_args(script, vec![], secs, what).await
+    }
+
+    /// The catalog id of the first model offered in a compare column whose name matches
+    /// `pattern` (a case-insensitive regular expression).
+    pub async fn compare_model_option(&self, pattern: &str) -> Res<String> {
+        let v = self
+            .wait_js_args(
+                "const re = new RegExp(arguments[0], 'i'); \
+                 const s = document.querySelector('[data-testid=\"compare-model\"]'); \
+                 const o = s && [...s.options].find(o => re.test(o.textContent) && o.value); \
+                 return o ? o.value : null;",
+                vec![serde_json::json!(pattern)],
+                30,
+                "the model in the column picker",
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Opens the Compare screen and puts the first model matching each pattern in the
+    /// columns, in order.
+    pub async fn open_compare_with(&self, patterns: &[&str]) -> Res {
+        self.click("nav-compare").await?;
+        self.wait_js_args(
+            "return document.querySelectorAll('[data-testid=\"compare-column\"]').length >= arguments[0]",
+            vec![serde_json::json!(patterns.len())],
+            15,
+            "the compare columns",
+        )
+        .await?;
+        for (column, pattern) in patterns.iter().enumerate() {
+            let id = self.compare_model_option(pattern).await?;
+            self.pick_compare_model(column, &id).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets the `column`-th compare column's model (a select; the UI applies it on change).
+    pub async fn pick_compare_model(&self, column: usize, id: &str) -> Res {
+        let ok = self
+            .js(
+                "const s = document.querySelectorAll('[data-testid=\"compare-model\"]')[arguments[0]]; \
+                 if (!s) return false; s.value = arguments[1]; \
+                 s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === arguments[1];",
+                vec![serde_json::json!(column), serde_json::json!(id)],
+            )
+            .await?;
+        anyhow::ensure!(
+            ok == serde_json::json!(true),
+            "could not pick {id} in column {column}"
+        );
+        Ok(())
     }
 
     pub async fn wait_js_args(
@@ -592,6 +687,138 @@ pub fn app_processes(driver_pid: u32) -> Res<Vec<(u32, String)>> {
     Ok(app)
 }
 
+/// Every process under `pid`, children before their own children.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                out.push(c);
+                stack.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The calls [`App::start_traced`] records: every way to open a socket, reach a peer or
+/// send it data, the opens (a resolver reads /etc/resolv.conf first), and the execs that
+/// say which program each process id is.
+pub const TRACED_CALLS: &str = "socket,connect,sendto,sendmsg,sendmmsg,openat,execve";
+
+/// What a trace of [`App::start_traced`] shows.
+#[derive(Debug, Default)]
+pub struct NetworkReport {
+    /// Programs started under the trace (file names of successful execs).
+    pub programs: Vec<String>,
+    /// Peers reached over IP, as "ip:port" (loopback ones included).
+    pub ip_peers: Vec<String>,
+    /// Anything that left the machine or resolved a name, with the trace line.
+    pub violations: Vec<String>,
+}
+
+/// Reads an strace log: a connect or send to any IP address but loopback, any use of port
+/// 53, a socket of a family that reaches beyond the machine (packet, raw links), a read
+/// of /etc/resolv.conf or a connect to systemd-resolved is a violation.
+pub fn network_report(trace: &str) -> NetworkReport {
+    let mut r = NetworkReport::default();
+    for line in trace.lines() {
+        if let Some(rest) = line.split_once("execve(\"").map(|(_, r)| r) {
+            if !line.contains("= -1") && !line.contains("resumed") {
+                if let Some(path) = rest.split('"').next() {
+                    let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+                    if !r.programs.contains(&name) {
+                        r.programs.push(name);
+                    }
+                }
+            }
+            continue;
+        }
+        if line.contains("openat(") {
+            if line.contains("\"/etc/resolv.conf\"") {
+                r.violations
+                    .push(format!("resolver configuration read: {line}"));
+            }
+            continue;
+        }
+        if line.contains("socket(") {
+            // Netlink sockets are SOCK_RAW too, and stay inside the kernel.
+            if line.contains("AF_PACKET") || line.contains("SOCK_RAW") && line.contains("AF_INET") {
+                r.violations.push(format!("raw or packet socket: {line}"));
+            }
+            continue;
+        }
+        let sending = ["connect(", "sendto(", "sendmsg(", "sendmmsg("]
+            .iter()
+            .any(|c| line.contains(c));
+        if !sending {
+            continue;
+        }
+        if line.contains("sun_path=") && line.contains("resolve") {
+            r.violations.push(format!("name resolver reached: {line}"));
+        }
+        let Some(peer) = ip_peer(line) else {
+            continue;
+        };
+        let (ip, port) = peer;
+        let shown = format!("{ip}:{port}");
+        if !r.ip_peers.contains(&shown) {
+            r.ip_peers.push(shown.clone());
+        }
+        if !ip.is_loopback() && !ip.is_unspecified() {
+            r.violations
+                .push(format!("off the machine ({shown}): {line}"));
+        } else if port == 53 {
+            r.violations.push(format!("DNS ({shown}): {line}"));
+        }
+    }
+    r
+}
+
+/// Runs `script` (bash) under the same strace options as [`App::start_traced`] and returns
+/// the report: a check that the trace and its reading catch real traffic on this machine.
+pub fn trace_of(script: &str) -> Res<NetworkReport> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("trace.txt");
+    Command::new("strace")
+        .args(["-f", "-qq", "-s", "256", "-e", "signal=none", "-e"])
+        .arg(format!("trace={TRACED_CALLS}"))
+        .arg("-o")
+        .arg(&file)
+        .args(["bash", "-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    Ok(network_report(&std::fs::read_to_string(&file)?))
+}
+
+/// The IP address and port in an strace line's socket address, if it has one.
+fn ip_peer(line: &str) -> Option<(std::net::IpAddr, u16)> {
+    let quoted = |after: &str| -> Option<String> {
+        let rest = line.split_once(after)?.1;
+        Some(rest.split('"').next()?.to_owned())
+    };
+    let port = |key: &str| -> Option<u16> {
+        let rest = line.split_once(key)?.1;
+        rest.split(')').next()?.parse().ok()
+    };
+    if line.contains("sa_family=AF_INET6") {
+        let ip: std::net::Ipv6Addr = quoted("inet_pton(AF_INET6, \"")?.parse().ok()?;
+        let ip = ip.to_ipv4_mapped().map_or(ip.into(), Into::into);
+        Some((ip, port("sin6_port=htons(")?))
+    } else if line.contains("sa_family=AF_INET") {
+        let ip: std::net::Ipv4Addr = quoted("inet_addr(\"")?.parse().ok()?;
+        Some((ip.into(), port("sin_port=htons(")?))
+    } else {
+        None
+    }
+}
+
 /// Every TCP/UDP peer that the app or any process it started (the worker, WebKit's web
 /// and network processes) is connected to right now, as "ip:port". Loopback peers and
 /// unconnected sockets are left out: what remains would be a connection off the machine.
@@ -696,6 +923,36 @@ fn truthy(v: &Value) -> bool {
 /// A fresh data root for one test.
 pub fn data_dir() -> Res<tempfile::TempDir> {
     Ok(tempfile::Builder::new().prefix("conclave-e2e-").tempdir()?)
+}
+
+#[test]
+fn strace_lines_are_judged() {
+    let trace = r#"101 execve("/usr/bin/tauri-driver", ["tauri-driver"], 0x7ffd /* 9 vars */) = 0
+102 execve("/opt/conclave-worker", ["conclave-worker"], 0x1 /* 2 vars */) = 0
+103 execve("/usr/bin/nothing", ["x"], 0x1) = -1 ENOENT (No such file or directory)
+101 connect(5, {sa_family=AF_INET, sin_port=htons(4444), sin_addr=inet_addr("127.0.0.1")}, 16) = 0
+101 connect(6, {sa_family=AF_INET6, sin6_port=htons(4445), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0
+104 connect(7, {sa_family=AF_UNIX, sun_path="/tmp/.X11-unix/X99"}, 110) = 0
+104 socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) = 8"#;
+    let r = network_report(trace);
+    assert_eq!(r.programs, ["tauri-driver", "conclave-worker"]);
+    assert_eq!(r.ip_peers, ["127.0.0.1:4444", "::1:4445"]);
+    assert!(
+        r.violations.is_empty(),
+        "loopback, X11 and netlink are local: {r:?}"
+    );
+
+    let bad = [
+        r#"9 connect(3, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("93.184.216.34")}, 16) = -1 EINPROGRESS"#,
+        r#"9 sendto(3, "x", 1, 0, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("127.0.0.53")}, 16) = 1"#,
+        r#"9 connect(4, {sa_family=AF_INET6, sin6_port=htons(80), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28 <unfinished ...>"#,
+        r#"9 openat(AT_FDCWD, "/etc/resolv.conf", O_RDONLY|O_CLOEXEC) = 3"#,
+        r#"9 connect(5, {sa_family=AF_UNIX, sun_path="/run/systemd/resolve/io.systemd.Resolve"}, 110) = 0"#,
+        r#"9 socket(AF_PACKET, SOCK_RAW, 768) = 3"#,
+    ];
+    for line in bad {
+        assert_eq!(network_report(line).violations.len(), 1, "{line}");
+    }
 }
 
 #[test]

@@ -964,7 +964,7 @@ async fn switching_the_server_off_stops_a_running_stream() {
                 conclave_core::engine::LoadOptions {
                     n_ctx: 2048,
                     threads: Some(1),
-                    draft_model: None,
+                    ..Default::default()
                 },
                 |_| {},
             )

@@ -526,32 +526,7 @@ async fn compare_case(app: &App, cli_data: &Path) -> Res<Value> {
     app.set_value("setting-seed", "7").await?;
     set_threads(app, "").await?;
     app.close_settings().await?;
-    app.click("nav-compare").await?;
-    app.wait_js(
-        "return document.querySelectorAll('[data-testid=\"compare-column\"]').length >= 2",
-        15,
-        "two compare columns",
-    )
-    .await?;
-    for (column, pattern) in [(0, "smollm2"), (1, "gemma")] {
-        let id = app
-            .wait_js_args(
-                "const re = new RegExp(arguments[0], 'i'); \
-                 const s = document.querySelector('[data-testid=\"compare-model\"]'); \
-                 const o = s && [...s.options].find(o => re.test(o.textContent) && o.value); \
-                 return o ? o.value : null;",
-                vec![json!(pattern)],
-                30,
-                "the model in the column picker",
-            )
-            .await?;
-        app.js(
-            "const s = document.querySelectorAll('[data-testid=\"compare-model\"]')[arguments[0]]; \
-             s.value = arguments[1]; s.dispatchEvent(new Event('change', {bubbles: true}));",
-            vec![json!(column), id],
-        )
-        .await?;
-    }
+    app.open_compare_with(&["smollm2", "gemma"]).await?;
     app.set_value("compare-prompt", COMPARE_PROMPT).await?;
     app.click("compare-send").await?;
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -19,36 +19,6 @@ use serde_json::{json, Value};
 
 const GEMMA_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
 
-/// The catalog id of the first model offered in a column whose name matches `pattern`.
-async fn model_option(app: &App, pattern: &str) -> Res<String> {
-    let v = app
-        .wait_js_args(
-            "const re = new RegExp(arguments[0], 'i'); \
-             const s = document.querySelector('[data-testid=\"compare-model\"]'); \
-             const o = s && [...s.options].find(o => re.test(o.textContent) && o.value); \
-             return o ? o.value : null;",
-            vec![json!(pattern)],
-            30,
-            "the model in the column picker",
-        )
-        .await?;
-    Ok(v.as_str().unwrap_or_default().to_owned())
-}
-
-/// Sets the `i`-th column's model (a select; the UI applies it on change).
-async fn pick(app: &App, column: usize, id: &str) -> Res {
-    let ok = app
-        .js(
-            "const s = document.querySelectorAll('[data-testid=\"compare-model\"]')[arguments[0]]; \
-             if (!s) return false; s.value = arguments[1]; \
-             s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === arguments[1];",
-            vec![json!(column), json!(id)],
-        )
-        .await?;
-    anyhow::ensure!(ok == json!(true), "could not pick {id} in column {column}");
-    Ok(())
-}
-
 async fn texts(app: &App, testid: &str) -> Res<Vec<String>> {
     let v = app
         .js(
@@ -79,17 +49,7 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
     app.set_value("setting-temperature", "0.7").await?;
     app.close_settings().await?;
 
-    app.click("nav-compare").await?;
-    app.wait_js(
-        "return document.querySelectorAll('[data-testid=\"compare-column\"]').length === 2",
-        15,
-        "two compare columns",
-    )
-    .await?;
-    let smol = model_option(&app, "smollm2").await?;
-    let gem = model_option(&app, "gemma").await?;
-    pick(&app, 0, &smol).await?;
-    pick(&app, 1, &gem).await?;
+    app.open_compare_with(&["smollm2", "gemma"]).await?;
     app.click("compare-blind").await?;
     let blind = app
         .js(

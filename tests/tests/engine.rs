@@ -26,7 +26,7 @@ fn opts(n_ctx: u32) -> LoadOptions {
     LoadOptions {
         n_ctx,
         threads: Some(2),
-        draft_model: None,
+        ..Default::default()
     }
 }
 
@@ -483,7 +483,7 @@ async fn a_killed_worker_fails_only_its_own_answer() {
             LoadOptions {
                 n_ctx: 1024,
                 threads: Some(1),
-                draft_model: None,
+                ..Default::default()
             },
             |_| {},
         )
@@ -495,7 +495,7 @@ async fn a_killed_worker_fails_only_its_own_answer() {
             LoadOptions {
                 n_ctx: 1024,
                 threads: Some(1),
-                draft_model: None,
+                ..Default::default()
             },
             |_| {},
         )
@@ -601,7 +601,7 @@ async fn thread_changes_keep_the_answer_and_the_cache() {
             LoadOptions {
                 n_ctx: 2048,
                 threads: Some(1),
-                draft_model: None,
+                ..Default::default()
             },
             |_| {},
         )

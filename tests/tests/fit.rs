@@ -32,7 +32,7 @@ async fn fit_estimate_is_within_20_percent_of_measured_rss() {
                     LoadOptions {
                         n_ctx,
                         threads: Some(1),
-                        draft_model: None,
+                        ..Default::default()
                     },
                     |_| {},
                 )

@@ -30,7 +30,7 @@ async fn load() -> LoadedModel {
             LoadOptions {
                 n_ctx: 2048,
                 threads: Some(2),
-                draft_model: None,
+                ..Default::default()
             },
             |_| {},
         )

@@ -49,7 +49,7 @@ async fn load() -> LoadedModel {
             LoadOptions {
                 n_ctx: 1024,
                 threads: Some(2),
-                draft_model: None,
+                ..Default::default()
             },
             |_| {},
         )

@@ -24,6 +24,7 @@ async fn load_pair() -> LoadedModel {
                 n_ctx: 2048,
                 threads: Some(2),
                 draft_model: Some(model(SMOLLM2)),
+                ..LoadOptions::default()
             },
             |_| {},
         )
@@ -254,6 +255,7 @@ async fn a_draft_model_with_another_vocabulary_is_refused() {
                 n_ctx: 512,
                 threads: Some(1),
                 draft_model: Some(model(GEMMA3)),
+                ..LoadOptions::default()
             },
             |_| {},
         )

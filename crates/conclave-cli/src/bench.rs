@@ -40,6 +40,8 @@ pub struct BenchArgs {
     /// A draft model loaded with --model (for --speculative draft or auto).
     #[arg(long)]
     pub draft_model: Option<String>,
+    #[command(flatten)]
+    pub placement: crate::PlacementArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,6 +79,8 @@ struct Side {
 struct Report {
     task: &'static str,
     model: String,
+    /// Where the layers ran (empty: the CPU alone).
+    devices: String,
     threads: u32,
     reps: u32,
     raw: Side,
@@ -199,29 +203,100 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             0
         },
     );
-    let model = engine
-        .load(
-            &path,
-            LoadOptions {
-                n_ctx: ctx,
-                threads: Some(threads),
-                draft_model,
-            },
-            |_| {},
-        )
-        .await?;
-    for task in tasks {
+    let base = LoadOptions {
+        n_ctx: ctx,
+        threads: Some(threads),
+        draft_model,
+        ..LoadOptions::default()
+    };
+    if args.placement.rpc.is_empty() {
         // Each task's figures as soon as they are measured: on a busy machine a run can
         // take minutes, and an interrupted one still reports what it finished.
-        let report = run_task(&args, &model, *task, threads, path.display().to_string()).await?;
+        let emit = |report: &Report| -> anyhow::Result<()> {
+            if args.json {
+                println!("{}", serde_json::to_string(report)?);
+            } else {
+                print_report(report);
+            }
+            Ok(())
+        };
+        let opts = args.placement.apply(base);
+        measure(&engine, &path, opts, &args, threads, tasks, emit).await?;
+        return Ok(());
+    }
+    // Spread over RPC servers: the same model on this machine's CPU alone is measured in
+    // the same run, so the cost of the network is a ratio from one machine state.
+    let local_opts = LoadOptions {
+        gpu_layers: conclave_core::protocol::GpuLayers::Count(0),
+        ..base.clone()
+    };
+    let quiet = |_: &Report| Ok(());
+    let local = measure(&engine, &path, local_opts, &args, threads, tasks, quiet).await?;
+    let opts = args.placement.apply(base);
+    let remote = measure(&engine, &path, opts, &args, threads, tasks, quiet).await?;
+    for (local, remote) in local.iter().zip(&remote) {
+        let ratio = RpcRatio {
+            raw_gen: div(remote.raw.gen_tps, local.raw.gen_tps),
+            raw_prompt: div(remote.raw.prompt_tps, local.raw.prompt_tps),
+            pipeline_gen: div(remote.pipeline.gen_tps, local.pipeline.gen_tps),
+        };
         if args.json {
-            println!("{}", serde_json::to_string(&report)?);
+            println!(
+                "{}",
+                serde_json::json!({"local": local, "rpc": remote, "ratio": ratio})
+            );
         } else {
-            print_report(&report);
+            println!("== local (CPU only)");
+            print_report(local);
+            println!("== with --rpc {}", args.placement.rpc.join(","));
+            print_report(remote);
+            println!(
+                "rpc/local gen {:.3}×   prompt {:.3}×   pipeline gen {:.3}×",
+                ratio.raw_gen, ratio.raw_prompt, ratio.pipeline_gen
+            );
         }
     }
-    model.unload().await;
     Ok(())
+}
+
+#[derive(Serialize)]
+struct RpcRatio {
+    /// Raw generation t/s with the RPC servers over the CPU alone.
+    raw_gen: f64,
+    raw_prompt: f64,
+    pipeline_gen: f64,
+}
+
+fn div(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// Loads the model one way and measures each task on it; `emit` sees each report as soon
+/// as it is measured.
+async fn measure(
+    engine: &Engine,
+    path: &std::path::Path,
+    opts: LoadOptions,
+    args: &BenchArgs,
+    threads: u32,
+    tasks: &[Task],
+    emit: impl Fn(&Report) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Report>> {
+    let model = engine.load(path, opts, |_| {}).await?;
+    let devices = conclave_core::engine::placement_label(&model.info().await.devices);
+    let mut reports = Vec::new();
+    for task in tasks {
+        let name = path.display().to_string();
+        let report = run_task(args, &model, *task, threads, name, devices.clone()).await?;
+        emit(&report)?;
+        reports.push(report);
+    }
+    model.unload().await;
+    Ok(reports)
 }
 
 async fn run_task(
@@ -230,6 +305,7 @@ async fn run_task(
     task: Task,
     threads: u32,
     model_name: String,
+    devices: String,
 ) -> anyhow::Result<Report> {
     let reps = args.reps.max(1);
     let (prompt_text, gen_tokens) = match task {
@@ -297,6 +373,7 @@ async fn run_task(
             _ => "chat",
         },
         model: model_name,
+        devices,
         threads,
         reps,
         ratio: Ratio {
@@ -315,6 +392,14 @@ fn print_report(report: &Report) {
     println!(
         "task {}   model {}  ({} threads, {} reps)",
         report.task, report.model, report.threads, report.reps
+    );
+    println!(
+        "devices        {}",
+        if report.devices.is_empty() {
+            "CPU"
+        } else {
+            &report.devices
+        }
     );
     println!("                 prompt t/s   gen t/s   TTFT ms   prompt/gen tokens");
     let spec_name = format!("spec {}", report.speculative.mode);

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use conclave_core::engine::LoadOptions;
 use conclave_core::session::{ChatSettings, Conclave, SendRequest};
-use conclave_core::{ChatEvent, SamplingParams, SpeculativeMode, ThinkMode};
+use conclave_core::{ChatEvent, ContextOverflow, SamplingParams, SpeculativeMode, ThinkMode};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -60,6 +60,13 @@ pub struct ChatArgs {
     /// A smaller model with the same vocabulary that drafts tokens for --model.
     #[arg(long)]
     pub draft_model: Option<String>,
+    /// When the conversation no longer fits the context: stop (an error, nothing is left
+    /// out), drop-oldest (the oldest turns go; the default) or truncate-middle (the first
+    /// exchange and the latest turns stay). Saved with the conversation.
+    #[arg(long, value_name = "POLICY")]
+    pub context_overflow: Option<ContextOverflow>,
+    #[command(flatten)]
+    pub sampling: crate::sampling_flags::SamplingFlags,
     /// Stop strings (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
@@ -72,6 +79,8 @@ pub struct ChatArgs {
     /// One JSON event per line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub placement: crate::PlacementArgs,
     /// The prompt.
     pub prompt: String,
 }
@@ -79,9 +88,9 @@ pub struct ChatArgs {
 impl ChatArgs {
     /// The settings of this run: `base` (a preset's, or the defaults) with every option
     /// given on the command line put over it.
-    pub fn settings(&self, base: ChatSettings) -> ChatSettings {
+    pub fn settings(&self, base: ChatSettings) -> anyhow::Result<ChatSettings> {
         let d = base.sampling;
-        ChatSettings {
+        let mut settings = ChatSettings {
             system_prompt: self.system.clone().unwrap_or(base.system_prompt),
             sampling: SamplingParams {
                 temperature: self.temp.unwrap_or(d.temperature),
@@ -104,9 +113,15 @@ impl ChatArgs {
             n_ctx: self.ctx.unwrap_or(base.n_ctx),
             threads: self.threads.or(base.threads),
             template: self.template.clone().or(base.template),
+            context_overflow: self.context_overflow.unwrap_or(base.context_overflow),
             speculative: self.speculative.unwrap_or(base.speculative),
-            draft_model: base.draft_model,
-        }
+            draft_model: match &self.draft_model {
+                Some(draft) => Some(crate::resolve_model(draft)?),
+                None => base.draft_model,
+            },
+        };
+        self.sampling.apply(&mut settings.sampling)?;
+        Ok(settings)
     }
 }
 
@@ -117,18 +132,16 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         Some(name) => app.history.get_preset(name).await?.settings,
         None => ChatSettings::default(),
     };
-    let mut settings = args.settings(base);
-    if let Some(draft) = &args.draft_model {
-        settings.draft_model = Some(crate::resolve_model(draft)?);
-    }
+    let settings = args.settings(base)?;
     let model = app
         .load(
             &path,
-            LoadOptions {
+            args.placement.apply(LoadOptions {
                 n_ctx: settings.n_ctx,
                 threads: settings.threads,
                 draft_model: settings.draft_model.clone(),
-            },
+                ..LoadOptions::default()
+            }),
             |_| {},
         )
         .await?;
@@ -232,8 +245,15 @@ impl Printer {
                             metrics.accepted_tokens
                         ),
                     };
+                    let dropped = context_note(metrics)
+                        .map(|n| format!(" · {n}"))
+                        .unwrap_or_default();
+                    let devices = match metrics.devices.as_str() {
+                        "" => String::new(),
+                        d => format!(" · {d}"),
+                    };
                     eprintln!(
-                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{speculative}]\x1b[0m",
+                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{dropped}{devices}{speculative}]\x1b[0m",
                         usage.completion_tokens,
                         metrics.gen_tps,
                         metrics.ttft_ms,
@@ -248,4 +268,18 @@ impl Printer {
         out.flush()?;
         Ok(())
     }
+}
+
+/// What the cost line says when turns were left out to fit the context.
+pub fn context_note(m: &conclave_core::Metrics) -> Option<String> {
+    let n = m.dropped_messages;
+    if n == 0 {
+        return None;
+    }
+    let which = match m.context_overflow {
+        ContextOverflow::TruncateMiddle => "middle",
+        ContextOverflow::DropOldest | ContextOverflow::Stop => "oldest",
+    };
+    let s = if n == 1 { "" } else { "s" };
+    Some(format!("context full: dropped {n} {which} message{s}"))
 }

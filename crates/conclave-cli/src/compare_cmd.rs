@@ -15,6 +15,7 @@ use conclave_core::compare::{
 };
 use conclave_core::history::Vote;
 use conclave_core::session::{ChatSettings, Conclave};
+use conclave_core::settings::{set_sampling, SAMPLING_FIELDS};
 use conclave_core::{ChatEvent, SamplingParams, ThinkMode};
 
 #[derive(clap::Args)]
@@ -35,6 +36,8 @@ pub struct CompareArgs {
     pub seed: Option<u32>,
     #[arg(long, default_value_t = 512)]
     pub max_tokens: u32,
+    #[command(flatten)]
+    pub sampling: crate::sampling_flags::SamplingFlags,
     /// Thinking: `--think` (on), `--think=off`, `--think=auto` (default).
     #[arg(long, num_args = 0..=1, require_equals = true, default_value = "auto", default_missing_value = "on")]
     pub think: ThinkMode,
@@ -56,9 +59,12 @@ pub struct CompareArgs {
     /// Continue a saved conversation.
     #[arg(long)]
     pub conversation: Option<String>,
-    /// Run the columns one after another.
+    /// Run the columns one after another (always so with --rpc: llama.cpp's RPC server
+    /// serves one model at a time).
     #[arg(long)]
     pub sequential: bool,
+    #[command(flatten)]
+    pub placement: crate::PlacementArgs,
     /// Memory the run may plan for (bytes or 512M, 2G); default: what is available.
     #[arg(long)]
     pub memory_limit: Option<String>,
@@ -98,9 +104,9 @@ pub fn parse_vote(s: &str) -> anyhow::Result<Vote> {
 }
 
 impl CompareArgs {
-    fn base_settings(&self) -> ChatSettings {
+    fn base_settings(&self) -> anyhow::Result<ChatSettings> {
         let d = SamplingParams::default();
-        ChatSettings {
+        let mut settings = ChatSettings {
             system_prompt: self.system.clone().unwrap_or_default(),
             sampling: SamplingParams {
                 temperature: self.temp.unwrap_or(d.temperature),
@@ -112,7 +118,9 @@ impl CompareArgs {
             think_budget: self.think_budget,
             n_ctx: self.ctx,
             ..ChatSettings::default()
-        }
+        };
+        self.sampling.apply(&mut settings.sampling)?;
+        Ok(settings)
     }
 
     /// `model[@key=value,…]` → a column.
@@ -122,7 +130,7 @@ impl CompareArgs {
             _ => (spec, None),
         };
         let path = crate::resolve_model(model)?;
-        let mut settings = self.base_settings();
+        let mut settings = self.base_settings()?;
         let mut label = None;
         for kv in overrides.into_iter().flat_map(|o| o.split(',')) {
             let (k, v) = kv
@@ -144,9 +152,18 @@ impl CompareArgs {
                 "system" => settings.system_prompt = v.to_owned(),
                 "ctx" => settings.n_ctx = v.parse().map_err(|e| bad(&e))?,
                 "label" => label = Some(v.to_owned()),
-                other => anyhow::bail!(
-                    "unknown column setting '{other}' in '{spec}' (temp, seed, max_tokens, think, budget, system, ctx, label)"
-                ),
+                other => match SAMPLING_FIELDS
+                    .iter()
+                    .find(|f| f.key == other || f.flag == other)
+                {
+                    Some(f) => {
+                        let x: f64 = v.parse().map_err(|e| bad(&e))?;
+                        set_sampling(&mut settings.sampling, f.key, x).map_err(|e| bad(&e))?;
+                    }
+                    None => anyhow::bail!(
+                        "unknown column setting '{other}' in '{spec}' (temp, seed, max_tokens, think, budget, system, ctx, label, or a sampling parameter such as dry_multiplier)"
+                    ),
+                },
             }
         }
         Ok(CompareColumn {
@@ -191,6 +208,8 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
             conversation_id: args.conversation.clone(),
             memory_limit_bytes,
             sequential: args.sequential,
+            rpc: args.placement.rpc.clone(),
+            gpu_layers: args.placement.gpu_layers.unwrap_or_default(),
             ..CompareOptions::default()
         },
     };

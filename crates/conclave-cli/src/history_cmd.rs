@@ -3,10 +3,14 @@
 
 use std::path::PathBuf;
 
+use std::io::{IsTerminal, Write};
+
 use anyhow::Context;
+use conclave_core::compare::DiffOp;
 use conclave_core::history::{
     ExportFormat, ExportScope, History, SearchQuery, StoredMessage, HIGHLIGHT_END, HIGHLIGHT_START,
 };
+use conclave_core::session::{Conclave, ReplayReport};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum HistoryCommand {
@@ -61,9 +65,30 @@ pub enum HistoryCommand {
     Delete { id: String },
     /// Compact the database file.
     Vacuum,
+    /// Answer a saved question again with the same model (checked by sha256), template,
+    /// sampler and seed, and show whether the answer is identical or how it differs.
+    Replay {
+        /// The id of the assistant message to replay (`history show ID --json`).
+        message_id: String,
+        /// The model file to run (default: the conversation's, else any model in the
+        /// model folders whose sha256 is the recorded one).
+        #[arg(long)]
+        model: Option<String>,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(cmd: HistoryCommand) -> anyhow::Result<()> {
+    if let HistoryCommand::Replay {
+        message_id,
+        model,
+        json,
+    } = cmd
+    {
+        return replay(&message_id, model.as_deref(), json).await;
+    }
     let history = History::open_default()
         .await
         .context("opening the chat history")?;
@@ -209,6 +234,64 @@ async fn run_with(
             history.vacuum().await?;
             writeln!(out, "vacuumed: {} → {} bytes", before, file_size(history))?;
         }
+        HistoryCommand::Replay { .. } => anyhow::bail!("replay needs the engine"),
+    }
+    Ok(())
+}
+
+async fn replay(message_id: &str, model: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let model = model.map(crate::resolve_model).transpose()?;
+    let app = Conclave::open_default().await?;
+    let result = app.replay(message_id, model.as_deref(), |_| {}).await;
+    for m in app.loaded().await {
+        app.unload(&m.path).await;
+    }
+    app.history.close().await;
+    let report = result?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        print_replay(&mut out, &report, std::io::stdout().is_terminal())?;
+    }
+    Ok(())
+}
+
+fn print_replay(
+    out: &mut dyn std::io::Write,
+    r: &ReplayReport,
+    color: bool,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "replayed {} with {} (sha256 {}…), template {}, seed {}",
+        r.message_id,
+        r.model_path.display(),
+        r.sha256.get(..12).unwrap_or(&r.sha256),
+        r.template.as_deref().unwrap_or("default"),
+        r.seed
+    )?;
+    if r.identical {
+        return writeln!(out, "identical ✓");
+    }
+    writeln!(out, "differs:")?;
+    for (label, diff) in [("thinking", &r.reasoning_diff), ("answer", &r.diff)] {
+        if diff.is_empty() {
+            continue;
+        }
+        writeln!(out, "--- {label} ---")?;
+        for op in diff {
+            // Git's word-diff notation, coloured on a terminal.
+            let (open, close) = match (op, color) {
+                (DiffOp::Equal { .. }, _) => ("", ""),
+                (DiffOp::Delete { .. }, true) => ("\x1b[31m[-", "-]\x1b[0m"),
+                (DiffOp::Delete { .. }, false) => ("[-", "-]"),
+                (DiffOp::Insert { .. }, true) => ("\x1b[32m{+", "+}\x1b[0m"),
+                (DiffOp::Insert { .. }, false) => ("{+", "+}"),
+            };
+            write!(out, "{open}{}{close}", op.text())?;
+        }
+        writeln!(out)?;
     }
     Ok(())
 }

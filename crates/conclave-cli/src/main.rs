@@ -4,10 +4,13 @@
 mod bench;
 mod chat;
 mod compare_cmd;
+mod devices_cmd;
+mod doctor_cmd;
 mod history_cmd;
 mod leaderboard_cmd;
 mod models_cmd;
 mod presets_cmd;
+mod sampling_flags;
 mod serve_cmd;
 
 use std::io::IsTerminal;
@@ -54,6 +57,13 @@ enum Command {
         #[command(subcommand)]
         command: presets_cmd::PresetsCommand,
     },
+    /// What confines the model workers on this machine (Landlock, seccomp), tried for real.
+    Doctor(doctor_cmd::DoctorArgs),
+    /// Lend this machine's CPU (or GPUs) to another machine's models over llama.cpp's RPC
+    /// (no authentication, no encryption: loopback only unless --allow-lan).
+    RpcServer(devices_cmd::RpcServerArgs),
+    /// The backends and devices llama.cpp sees here (and on --rpc servers), with memory.
+    Devices(devices_cmd::DevicesArgs),
     /// Reasoning tools.
     Reasoning {
         #[command(subcommand)]
@@ -69,6 +79,37 @@ enum ReasoningCommand {
         #[arg(long)]
         batch: bool,
     },
+}
+
+/// Where a model runs: `--rpc` servers and `--gpu-layers`, shared by every command that
+/// loads one.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct PlacementArgs {
+    /// llama.cpp RPC servers (`host:port[,host:port…]`, see `conclave rpc-server`) whose
+    /// devices take layers of the model.
+    #[arg(long, value_parser = parse_rpc_arg, value_delimiter = ',')]
+    pub rpc: Vec<String>,
+    /// Layers on GPU and RPC devices: auto (llama.cpp's fit to free memory), a number, or
+    /// 0 for the CPU only.
+    #[arg(long, value_name = "auto|N")]
+    pub gpu_layers: Option<conclave_core::protocol::GpuLayers>,
+}
+
+impl PlacementArgs {
+    pub fn apply(
+        &self,
+        opts: conclave_core::engine::LoadOptions,
+    ) -> conclave_core::engine::LoadOptions {
+        conclave_core::engine::LoadOptions {
+            rpc: self.rpc.clone(),
+            gpu_layers: self.gpu_layers.unwrap_or_default(),
+            ..opts
+        }
+    }
+}
+
+pub fn parse_rpc_arg(s: &str) -> Result<String, String> {
+    conclave_core::protocol::parse_endpoint(s).map(|_| s.trim().to_owned())
 }
 
 /// Finds a model by path, or by file name or stem in the model folders.
@@ -157,6 +198,9 @@ fn main() -> ExitCode {
             Command::Compare(args) => compare_cmd::run(args).await,
             Command::Leaderboard(args) => leaderboard_cmd::run(args).await,
             Command::Serve(args) => serve_cmd::run(args).await,
+            Command::Doctor(args) => doctor_cmd::run(args).await,
+            Command::RpcServer(args) => devices_cmd::rpc_server(args).await,
+            Command::Devices(args) => devices_cmd::devices(args).await,
             Command::Reasoning { command: ReasoningCommand::Split { batch } } => {
                 if !batch {
                     anyhow::bail!("only --batch is supported: pipe JSON lines to `conclave reasoning split --batch`");

@@ -26,6 +26,12 @@ pub enum ModelsCommand {
         /// Context size for the memory estimate (default: the model's own).
         #[arg(long)]
         ctx: Option<u64>,
+        /// Also load the model (with --rpc / --gpu-layers if given) and show where its
+        /// layers went and the memory it took: host RAM apart from VRAM and RPC servers.
+        #[arg(long)]
+        load: bool,
+        #[command(flatten)]
+        placement: crate::PlacementArgs,
     },
     /// Copy a GGUF file (or every GGUF file in a folder) into the models folder.
     Import {
@@ -56,7 +62,31 @@ pub async fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
             id_or_path,
             json,
             ctx,
-        } => info(&lib, &id_or_path, json, ctx),
+            load,
+            placement,
+        } => {
+            let loaded = if load || !placement.rpc.is_empty() || placement.gpu_layers.is_some() {
+                let entry = lib.catalog().resolve(&id_or_path)?.clone();
+                let engine = conclave_core::engine::Engine::new()?;
+                let n_ctx = ctx.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX));
+                let model = engine
+                    .load(
+                        &entry.path,
+                        placement.apply(conclave_core::engine::LoadOptions {
+                            n_ctx,
+                            ..Default::default()
+                        }),
+                        |_| {},
+                    )
+                    .await?;
+                let info = model.info().await;
+                model.unload().await;
+                Some(info)
+            } else {
+                None
+            };
+            info(&lib, &id_or_path, json, ctx, loaded)
+        }
         ModelsCommand::Import { path, link } => {
             let mode = if link {
                 ImportMode::Link
@@ -151,7 +181,13 @@ fn list(lib: &Library, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn info(lib: &Library, query: &str, json: bool, ctx: Option<u64>) -> anyhow::Result<()> {
+fn info(
+    lib: &Library,
+    query: &str,
+    json: bool,
+    ctx: Option<u64>,
+    loaded: Option<conclave_core::engine::ModelInfo>,
+) -> anyhow::Result<()> {
     let catalog = lib.catalog();
     let m: ModelEntry = catalog.resolve(query)?.clone();
     let req = FitRequest {
@@ -163,7 +199,7 @@ fn info(lib: &Library, query: &str, json: bool, ctx: Option<u64>) -> anyhow::Res
         Some(_) => None,
     };
     if json {
-        let v = serde_json::json!({ "model": m, "fit": fit });
+        let v = serde_json::json!({ "model": m, "fit": fit, "loaded": loaded });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -233,6 +269,30 @@ fn info(lib: &Library, query: &str, json: bool, ctx: Option<u64>) -> anyhow::Res
         );
         for n in &f.notes {
             println!("    note: {n}");
+        }
+    }
+    if let Some(l) = loaded {
+        println!(
+            "  loaded @ctx {} ({} layers on GPU/RPC devices: {}):",
+            l.n_ctx, l.gpu_layers, l.gpu_layers_source
+        );
+        for d in &l.devices {
+            println!("    {:<28}{} layers", d.device.label(), d.layers);
+        }
+        for mem in &l.memory {
+            println!(
+                "    {:<28}{} (weights {}, kv {}, compute {}){}",
+                if mem.host {
+                    "RAM".to_owned()
+                } else {
+                    format!("{} memory", mem.device)
+                },
+                human_bytes(mem.total()),
+                human_bytes(mem.model_bytes),
+                human_bytes(mem.kv_bytes),
+                human_bytes(mem.compute_bytes),
+                if mem.host { "" } else { "  [VRAM / remote]" }
+            );
         }
     }
     Ok(())

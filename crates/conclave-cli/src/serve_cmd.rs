@@ -43,6 +43,8 @@ pub struct ServeArgs {
     /// Requests waiting on one model beyond this are refused with 429.
     #[arg(long, default_value_t = 16)]
     pub max_queue: usize,
+    #[command(flatten)]
+    pub placement: crate::PlacementArgs,
 }
 
 pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
@@ -65,11 +67,11 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let app = Conclave::open_default().await?;
     for path in &models {
-        let opts = LoadOptions {
+        let opts = args.placement.apply(LoadOptions {
             n_ctx: args.ctx,
             threads: args.threads,
-            draft_model: None,
-        };
+            ..LoadOptions::default()
+        });
         app.load(path, opts, |_| {}).await?;
     }
     let config = ApiConfig {
@@ -80,6 +82,8 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         models,
         n_ctx: args.ctx,
         threads: args.threads,
+        rpc: args.placement.rpc.clone(),
+        gpu_layers: args.placement.gpu_layers.unwrap_or_default(),
         max_queue_per_model: args.max_queue.max(1),
         cors_origins: args.cors_origin,
         ..ApiConfig::default()

@@ -74,6 +74,9 @@ pub struct ApiConfig {
     /// Context length models are loaded with; 0 = the engine's default.
     pub n_ctx: u32,
     pub threads: Option<u32>,
+    /// llama.cpp RPC servers the served models are spread over.
+    pub rpc: Vec<String>,
+    pub gpu_layers: crate::protocol::GpuLayers,
     pub max_body_bytes: usize,
     /// Requests waiting on or running in one model beyond this get 429.
     pub max_queue_per_model: usize,
@@ -100,6 +103,8 @@ impl Default for ApiConfig {
             models: Vec::new(),
             n_ctx: 0,
             threads: None,
+            rpc: Vec::new(),
+            gpu_layers: crate::protocol::GpuLayers::Auto,
             max_body_bytes: 4 * 1024 * 1024,
             max_queue_per_model: 16,
             default_max_tokens: 4096,

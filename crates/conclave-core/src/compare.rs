@@ -31,6 +31,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use ts_rs::TS;
 
 use crate::engine::{LoadOptions, LoadedModel};
 use crate::error::{CoreError, ErrorCode};
@@ -100,7 +101,7 @@ impl CompareColumn {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 #[serde(default)]
 pub struct CompareOptions {
     /// Hide model names and shuffle the columns until a vote.
@@ -122,6 +123,11 @@ pub struct CompareOptions {
     pub cores: Option<usize>,
     /// Seed of the blind shuffle, for reproducible tests; None = random.
     pub shuffle_seed: Option<u64>,
+    /// llama.cpp RPC servers every column's model is spread over. llama.cpp's RPC server
+    /// serves one client at a time, so a run with them loads one model at a time.
+    pub rpc: Vec<String>,
+    /// GPU/RPC layers for every column's model.
+    pub gpu_layers: crate::protocol::GpuLayers,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,14 +139,14 @@ pub struct CompareRequest {
 }
 
 /// A column's [`ChatEvent`], flattened: `{"column":0,"type":"token","text":"…"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct CompareEvent {
     pub column: usize,
     #[serde(flatten)]
     pub event: ChatEvent,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct PlanColumn {
     pub column: usize,
     /// "Model A"… in blind mode.
@@ -152,8 +158,7 @@ pub struct PlanColumn {
 }
 
 /// How the run will go, sent before anything loads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "plan")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct ComparePlan {
     pub run_id: Option<String>,
     pub conversation_id: Option<String>,
@@ -172,8 +177,7 @@ pub struct ComparePlan {
 }
 
 /// A worker is up (sent before its columns start).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "loaded")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct LaneLoaded {
     pub lane: usize,
     pub columns: Vec<usize>,
@@ -182,7 +186,7 @@ pub struct LaneLoaded {
     pub load_ms: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnStatus {
     Done,
@@ -191,7 +195,7 @@ pub enum ColumnStatus {
 }
 
 /// What one column's answer cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct ColumnFigures {
     pub column: usize,
     pub label: String,
@@ -215,8 +219,7 @@ pub struct ColumnFigures {
 }
 
 /// The end of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "summary")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct CompareSummary {
     pub run_id: Option<String>,
     pub blind: bool,
@@ -234,17 +237,19 @@ pub struct CompareSummary {
 }
 
 /// Everything a run streams, one JSON object per line when serialised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum CompareOutput {
     Plan(ComparePlan),
     Loaded(LaneLoaded),
     Summary(CompareSummary),
+    /// A column's chat event carries its own `type` (`token`, `done`…).
+    #[serde(untagged)]
     Column(CompareEvent),
 }
 
 /// Who a column was, once it may be shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct RevealedColumn {
     pub column: usize,
     pub model: String,
@@ -390,7 +395,7 @@ pub async fn start(
         cores,
         threads_for,
         memory_budget: schedule::memory_budget(options.memory_limit_bytes),
-        force_sequential: options.sequential,
+        force_sequential: options.sequential || !options.rpc.is_empty(),
     });
     tracing::info!(
         columns = columns.len(),
@@ -483,6 +488,8 @@ pub async fn start(
         user_message_id: user_message_id.clone(),
         run_id: run_id.clone(),
         threads: sched.threads_per_worker,
+        rpc: options.rpc.clone(),
+        gpu_layers: options.gpu_layers,
         thread_budget: sched.threads_per_worker * (sched.concurrency.max(1) as u32),
         generating: Mutex::new(HashMap::new()),
         out: tx,
@@ -646,6 +653,8 @@ struct RunCtx {
     user_message_id: Option<String>,
     run_id: Option<String>,
     threads: u32,
+    rpc: Vec<String>,
+    gpu_layers: crate::protocol::GpuLayers,
     /// Threads all concurrent lanes share; a lane that finishes leaves its part to the rest.
     thread_budget: u32,
     /// Lanes whose worker is generating now, by lane index.
@@ -801,7 +810,9 @@ async fn run_lane(
         let opts = LoadOptions {
             n_ctx: lane.n_ctx,
             threads: Some(ctx.threads),
-            draft_model: None,
+            rpc: ctx.rpc.clone(),
+            gpu_layers: ctx.gpu_layers,
+            ..Default::default()
         };
         let loaded = ctx.conclave.engine.load(&lane.model, opts, |_| {}).await;
         if loaded.is_ok() && !ctx.no_save {

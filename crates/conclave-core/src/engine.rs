@@ -22,7 +22,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::events::{
-    ChatEvent, Message, Metrics, SamplingParams, SpeculativeMode, StopReason, ThinkMode, Usage,
+    ChatEvent, ContextOverflow, Message, Metrics, SamplingParams, SpeculativeMode, StopReason,
+    ThinkMode, Usage,
 };
 use crate::metrics::{self, EnergyMeter};
 use crate::protocol::{
@@ -30,6 +31,7 @@ use crate::protocol::{
     WorkerRequest,
 };
 use crate::reasoning::{self, ReasoningFormat, Splitter};
+use crate::settings::DEFAULT_N_CTX;
 use crate::template::ChatTemplate;
 
 use measure::{AnswerFacts, Timeline};
@@ -66,6 +68,14 @@ pub enum EngineError {
         code: WorkerErrorCode,
         message: String,
     },
+    #[error("the RPC server {} stopped answering while {model} had layers on it ({cause}); this answer is lost. Load the model again without it (leave it out of --rpc / Remote devices), or restart `conclave rpc-server` there", .hosts.join(", "))]
+    RpcLost {
+        model: String,
+        hosts: Vec<String>,
+        cause: String,
+    },
+    #[error("could not list devices: {0}")]
+    Devices(String),
     #[error("could not talk to the worker: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -83,6 +93,8 @@ impl crate::error::ErrorCode for EngineError {
             EngineError::ContextOverflow { .. } => WorkerErrorCode::ContextOverflow.as_str(),
             EngineError::Template(e) => crate::error::ErrorCode::code(e),
             EngineError::Worker { code, .. } => code.as_str(),
+            EngineError::RpcLost { .. } => WorkerErrorCode::RpcLost.as_str(),
+            EngineError::Devices(_) => "devices_failed",
             EngineError::Io(_) => "io",
         }
     }
@@ -118,6 +130,16 @@ pub struct LoadOptions {
     /// (speculative decoding). It loads in the same worker; a model with another
     /// vocabulary is refused with a clear error.
     pub draft_model: Option<PathBuf>,
+    /// TCP ports the worker may connect to, for llama.cpp RPC servers (#14). Empty (the
+    /// default): the worker has no network at all. Given: its sandbox allows TCP stream
+    /// sockets and, where the kernel has Landlock ABI 4, connects to these ports only (to
+    /// any address: neither seccomp nor Landlock can filter by address); UDP, raw sockets
+    /// and so DNS stay denied, so endpoints must be given as IP addresses.
+    pub allow_tcp_ports: Vec<u16>,
+    /// llama.cpp RPC servers (`host:port`) whose devices take layers of the model.
+    pub rpc: Vec<String>,
+    /// Layers on GPU and RPC devices: auto (llama.cpp's fit), a count, or 0 for the CPU.
+    pub gpu_layers: protocol::GpuLayers,
 }
 
 /// What a loaded model reports about itself.
@@ -144,6 +166,113 @@ pub struct ModelInfo {
     pub pid: u32,
     /// The draft model's name, when one is loaded with this model.
     pub draft_model: Option<String>,
+    /// What confines the worker process (see `conclave-worker`'s sandbox module).
+    pub sandbox: crate::protocol::SandboxStatus,
+    /// Where the layers went (CPU first), as llama.cpp reported while loading.
+    pub devices: Vec<protocol::DeviceLayers>,
+    /// Layers on GPU and RPC devices.
+    pub gpu_layers: u32,
+    /// How that count was chosen ("fit", "set", "cpu only"…).
+    pub gpu_layers_source: String,
+    /// Weights, KV cache and compute buffers per device: host RAM apart from VRAM and
+    /// the memory of RPC servers.
+    pub memory: Vec<protocol::MemoryUse>,
+}
+
+/// `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`: where a model runs, for cost lines,
+/// bench and `models info`. Empty when the CPU holds every layer (nothing to point out).
+pub fn placement_label(devices: &[protocol::DeviceLayers]) -> String {
+    if devices.iter().all(|d| d.device.kind == "cpu") {
+        return String::new();
+    }
+    devices
+        .iter()
+        .map(|d| format!("{}: {} layers", d.device.label(), d.layers))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The RPC servers as `ip:port`. The worker's sandbox allows TCP to the servers' ports but
+/// no name lookups (no DNS, no /etc/hosts), so host names are resolved here, by the app.
+async fn resolve_rpc(rpc: &[String]) -> Result<Vec<String>, EngineError> {
+    let mut out = Vec::with_capacity(rpc.len());
+    for endpoint in rpc {
+        let (host, port) = protocol::parse_endpoint(endpoint).map_err(EngineError::Devices)?;
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            out.push(format!("{host}:{port}"));
+            continue;
+        }
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut a| a.find(|a| a.is_ipv4()))
+            .ok_or_else(|| {
+                EngineError::Devices(format!(
+                    "the RPC server {endpoint}: `{host}` has no IPv4 address (llama.cpp's RPC \
+                     takes IPv4 only)"
+                ))
+            })?;
+        out.push(addr.to_string());
+    }
+    Ok(out)
+}
+
+/// The TCP ports the worker's sandbox lets it connect to: its RPC servers' and any asked for.
+fn worker_tcp_ports(allowed: &[u16], rpc: &[String]) -> Vec<u16> {
+    let mut ports = allowed.to_vec();
+    for port in rpc
+        .iter()
+        .filter_map(|e| protocol::parse_endpoint(e).ok().map(|(_, p)| p))
+    {
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// The devices a worker sees, with those of the given RPC servers: starts a worker that
+/// lists them and exits.
+pub async fn list_devices(
+    worker_bin: &Path,
+    rpc: &[String],
+) -> Result<protocol::DeviceList, EngineError> {
+    let rpc = resolve_rpc(rpc).await?;
+    let rpc = rpc.as_slice();
+    let mut cmd = tokio::process::Command::new(worker_bin);
+    cmd.arg(protocol::ARG_LIST_DEVICES)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if !rpc.is_empty() {
+        cmd.arg(protocol::ARG_RPC).arg(rpc.join(","));
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .map_err(|_| EngineError::Devices("the worker did not answer within 60 s".into()))?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                EngineError::WorkerNotFound(worker_bin.display().to_string())
+            }
+            _ => EngineError::Io(e),
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        if let Ok(list) = serde_json::from_str::<protocol::DeviceList>(line) {
+            return Ok(list);
+        }
+        if let Ok(WorkerEvent::Error { message, .. }) = serde_json::from_str(line) {
+            return Err(EngineError::Devices(message));
+        }
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(EngineError::Devices(format!(
+        "the worker {}{}",
+        match out.status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was killed".to_owned(),
+        },
+        tail_hint(&stderr)
+    )))
 }
 
 /// Starts workers. Cancelling an answer goes through its [`CancelHandle`] (or dropping its
@@ -166,6 +295,48 @@ impl Engine {
         }
     }
 
+    /// Runs `conclave-worker --sandbox-check`: the worker applies its sandbox as it would
+    /// before loading `model`, then tries to read a file outside it, create one, connect to
+    /// a loopback port that is listening, and open a UDP socket. Says what held.
+    pub async fn sandbox_check(
+        &self,
+        model: Option<&Path>,
+    ) -> Result<crate::protocol::SandboxCheck, EngineError> {
+        // A listener, so a refused connect means the sandbox and not an empty port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut cmd = tokio::process::Command::new(self.worker_bin.as_path());
+        cmd.env_clear()
+            .arg(crate::protocol::ARG_SANDBOX_CHECK)
+            .arg(crate::protocol::ARG_CHECK_CONNECT)
+            .arg(addr.to_string())
+            .kill_on_drop(true);
+        if let Some(m) = model {
+            cmd.arg(crate::protocol::ARG_MODEL).arg(m);
+        }
+        let out = tokio::time::timeout(std::time::Duration::from_secs(20), cmd.output())
+            .await
+            .map_err(|_| std::io::Error::other("the sandbox check did not finish in 20 s"))??;
+        drop(listener);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(stdout.trim()).map_err(|e| {
+            EngineError::Io(std::io::Error::other(format!(
+                "the sandbox check printed no report ({e}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        })
+    }
+
+    /// The worker program this engine starts.
+    pub fn worker_bin(&self) -> &Path {
+        &self.worker_bin
+    }
+
+    /// The devices a worker sees, with those of `rpc` servers.
+    pub async fn devices(&self, rpc: &[String]) -> Result<protocol::DeviceList, EngineError> {
+        list_devices(&self.worker_bin, rpc).await
+    }
+
     /// Validates the GGUF header in Rust (no worker starts for a broken file), then starts
     /// a worker and waits for it to report the model loaded. `progress` gets 0.0..=1.0.
     pub async fn load(
@@ -180,18 +351,24 @@ impl Engine {
             crate::gguf::read_header(draft)?;
         }
         let n_ctx = match opts.n_ctx {
-            0 => header.context_length().map_or(4096, |c| c.min(4096) as u32),
+            0 => header.context_length().map_or(DEFAULT_N_CTX, |c| {
+                u32::try_from(c.min(u64::from(DEFAULT_N_CTX))).unwrap_or(DEFAULT_N_CTX)
+            }),
             n => n,
         };
         let threads = opts
             .threads
             .unwrap_or_else(|| metrics::threads_per_worker(1));
+        let rpc = resolve_rpc(&opts.rpc).await?;
         let spec = WorkerSpec {
             bin: self.worker_bin.clone(),
             path,
             n_ctx,
             threads,
             draft_model: opts.draft_model.clone(),
+            tcp_ports: worker_tcp_ports(&opts.allow_tcp_ports, &rpc),
+            rpc,
+            gpu_layers: opts.gpu_layers,
         };
         let worker = Worker::spawn(&spec, Box::new(progress)).await?;
         Ok(LoadedModel {
@@ -224,6 +401,8 @@ pub struct ChatRequest {
     pub template_vars: Vec<(String, serde_json::Value)>,
     /// Speculative decoding (the text is the same in every mode; only the speed changes).
     pub speculative: SpeculativeMode,
+    /// What to leave out when the conversation does not fit the context.
+    pub overflow: ContextOverflow,
 }
 
 #[derive(Clone)]
@@ -266,6 +445,11 @@ impl LoadedModel {
             thinking_off_reason: support.off_reason,
             pid: r.pid,
             draft_model: r.draft_model.clone(),
+            sandbox: r.sandbox.clone(),
+            devices: r.devices.clone(),
+            gpu_layers: r.gpu_layers,
+            gpu_layers_source: r.gpu_layers_source.clone(),
+            memory: r.memory.clone(),
         }
     }
 
@@ -276,6 +460,14 @@ impl LoadedModel {
     /// The draft model loaded with this one, if any.
     pub fn draft_path(&self) -> Option<&Path> {
         self.inner.spec.draft_model.as_deref()
+    }
+
+    /// Whether this model runs where `opts` asks. Options that ask for no RPC server and
+    /// auto layers take the model as it is loaded (a chat sent to a model loaded earlier).
+    pub fn placement_matches(&self, opts: &LoadOptions) -> bool {
+        let spec = &self.inner.spec;
+        (opts.rpc.is_empty() && opts.gpu_layers == protocol::GpuLayers::Auto)
+            || (spec.rpc == opts.rpc && spec.gpu_layers == opts.gpu_layers)
     }
 
     /// The live worker, restarted first if the last one died.
@@ -380,6 +572,7 @@ impl LoadedModel {
                 energy_method: finished.energy_method,
                 peak_rss_bytes: metrics::sample_process(worker.ready.pid).peak_rss_bytes,
                 dropped_messages: started.dropped_messages,
+                context_overflow: req.overflow,
                 seed: started.seed,
                 template: plan.template.name.clone(),
                 reasoning_format: finished.format,
@@ -388,6 +581,10 @@ impl LoadedModel {
                 thoughts_dropped_tokens,
             },
         );
+        let metrics = Metrics {
+            devices: placement_label(&worker.ready.devices),
+            ..metrics
+        };
         let _ = tx.send(ChatEvent::Done {
             stop_reason: finished.done.stop_reason,
             usage,
@@ -502,7 +699,7 @@ impl Answer<'_> {
             let starts_in_thinking = rendered.starts_in_thinking;
             let gen = GenerateRequest {
                 id: self.id,
-                prompt: rendered.prompt,
+                segments: rendered.segments,
                 add_bos: rendered.add_bos,
                 params: req.params.clone(),
                 seed,
@@ -511,7 +708,9 @@ impl Answer<'_> {
                 grammar: req.grammar.clone(),
                 speculative: req.speculative,
             };
-            self.worker.request(&WorkerRequest::Generate(gen)).await?;
+            self.worker
+                .request(&WorkerRequest::Generate(Box::new(gen)))
+                .await?;
             if self.cancel.is_cancelled() {
                 // Cancelled before the request reached the worker: that cancel line may
                 // have come first, and the worker ignores a cancel for a request it has
@@ -550,7 +749,20 @@ impl Answer<'_> {
                     prompt_tokens,
                     ..
                 }) => {
-                    if !prompt::drop_oldest_exchange(&mut messages, &mut dropped_messages) {
+                    let dropped = match req.overflow {
+                        ContextOverflow::Stop => {
+                            return Err(EngineError::ContextOverflow {
+                                detail: format!("{message} (prompt {} tokens). The conversation's policy is 'stop', so nothing was left out and nothing is lost: start a new conversation, raise the context length, or choose drop_oldest or truncate_middle.", prompt_tokens.unwrap_or(0)),
+                            });
+                        }
+                        ContextOverflow::DropOldest => {
+                            prompt::drop_oldest_exchange(&mut messages, &mut dropped_messages)
+                        }
+                        ContextOverflow::TruncateMiddle => {
+                            prompt::drop_middle_exchange(&mut messages, &mut dropped_messages)
+                        }
+                    };
+                    if !dropped {
                         return Err(EngineError::ContextOverflow {
                             detail: format!("{message}; even the last message alone is too long (prompt {} tokens). Raise the context length or shorten the message.", prompt_tokens.unwrap_or(0)),
                         });

@@ -3,12 +3,13 @@
 //! these; streams carry deltas, never the accumulated text.
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 // Sampling parameters and stop reasons travel to and from the worker, so the protocol crate
 // owns them; they stay reachable here, where the rest of the app has always found them.
 pub use conclave_protocol::{SamplingParams, SpeculativeMode, StopReason};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -47,7 +48,7 @@ impl Message {
 }
 
 /// Whether the model should think before answering, where its template lets us choose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum ThinkMode {
     On,
@@ -68,7 +69,45 @@ impl std::str::FromStr for ThinkMode {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What to do when a conversation no longer fits the model's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextOverflow {
+    /// Refuse to answer and say so; nothing is dropped.
+    Stop,
+    /// Leave out the oldest turns (after the system prompt) until it fits.
+    #[default]
+    DropOldest,
+    /// Keep the system prompt, the first exchange (which usually sets the task) and the
+    /// latest turns; leave out turns from the middle.
+    TruncateMiddle,
+}
+
+impl ContextOverflow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::DropOldest => "drop_oldest",
+            Self::TruncateMiddle => "truncate_middle",
+        }
+    }
+}
+
+impl std::str::FromStr for ContextOverflow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.replace('-', "_").as_str() {
+            "stop" => Ok(Self::Stop),
+            "drop_oldest" => Ok(Self::DropOldest),
+            "truncate_middle" => Ok(Self::TruncateMiddle),
+            _ => Err(format!(
+                "unknown context overflow policy '{s}' (stop, drop_oldest, truncate_middle)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct Usage {
     pub prompt_tokens: u32,
     /// Prompt tokens whose KV cache was reused from the previous turn.
@@ -79,7 +118,7 @@ pub struct Usage {
 }
 
 /// What one answer cost, measured (never estimated, except energy, whose method is named).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct Metrics {
     /// From the request reaching the engine to the first streamed token.
     pub ttft_ms: f64,
@@ -99,8 +138,11 @@ pub struct Metrics {
     pub energy_answer_wh: f64,
     /// "rapl" or "cpu-time" (CPU seconds × watts per core).
     pub energy_method: String,
-    /// Oldest turns dropped so the conversation fits the context.
+    /// Messages left out so the conversation fits the context.
     pub dropped_messages: u32,
+    /// The policy that chose them (oldest first, or from the middle).
+    #[serde(default)]
+    pub context_overflow: ContextOverflow,
     pub seed: u32,
     pub template: String,
     /// Reasoning format detected for this answer ("none" when the model does not think).
@@ -124,10 +166,17 @@ pub struct Metrics {
     pub drafted_tokens: u32,
     #[serde(default)]
     pub accepted_tokens: u32,
+    /// Where the model's layers ran when more than the CPU took part, e.g.
+    /// `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`; empty for the CPU alone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub devices: String,
 }
 
 /// One event of a streamed answer. Text events are deltas.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// `Done` carries the whole Metrics, once per answer: boxing it would change every front
+// end's match to save a few hundred bytes per queued event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatEvent {
     Started {

@@ -8,8 +8,11 @@
 //! the next time the database is opened.
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
-use crate::events::{Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{
+    ContextOverflow, Metrics, Role, SamplingParams, SpeculativeMode, StopReason, ThinkMode, Usage,
+};
 
 pub mod bench;
 mod export;
@@ -143,7 +146,7 @@ impl From<sqlx::migrate::MigrateError> for HistoryError {
 }
 
 /// Where an assistant message is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     /// Being generated right now (or a crash happened before the next open).
@@ -199,6 +202,33 @@ pub enum Vote {
     BothBad,
     /// A full ranking of the columns, ties allowed.
     Ranked(Ranking),
+}
+
+// Serialised as its code, so the TypeScript type is the set of codes (see `Vote` above).
+impl ts_rs::TS for Vote {
+    type WithoutGenerics = Self;
+    type OptionInnerType = Self;
+
+    fn name(_: &ts_rs::Config) -> String {
+        "Vote".to_owned()
+    }
+
+    fn inline(_: &ts_rs::Config) -> String {
+        "\"a_better\" | \"b_better\" | \"c_better\" | \"d_better\" | \"tie\" | \"both_bad\" | `rank:${string}`"
+            .to_owned()
+    }
+
+    fn decl(cfg: &ts_rs::Config) -> String {
+        format!("type Vote = {};", Self::inline(cfg))
+    }
+
+    fn decl_concrete(cfg: &ts_rs::Config) -> String {
+        Self::decl(cfg)
+    }
+
+    fn output_path() -> Option<std::path::PathBuf> {
+        Some("Vote.ts".into())
+    }
 }
 
 /// Places of columns `0..len` (0 = best; equal places are ties).
@@ -344,6 +374,11 @@ pub struct ConversationSettings {
     pub threads: Option<u32>,
     pub template_override: Option<String>,
     pub default_model: Option<String>,
+    pub context_overflow: ContextOverflow,
+    /// Speculative decoding for the conversation's answers.
+    pub speculative: SpeculativeMode,
+    /// The model drafting for the conversation's model (a GGUF path), if any.
+    pub draft_model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

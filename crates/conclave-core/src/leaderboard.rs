@@ -32,6 +32,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::history::{History, HistoryError, Vote};
 
@@ -349,7 +350,7 @@ fn invert(mut a: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
     Some(inv)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct LeaderboardRow {
     pub rank: usize,
     pub model_id: String,
@@ -368,7 +369,7 @@ pub struct LeaderboardRow {
     pub bt_strength: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Leaderboard {
     pub tag: Option<String>,
     /// Voted runs counted.

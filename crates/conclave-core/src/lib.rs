@@ -19,10 +19,11 @@ pub mod paths;
 pub use conclave_protocol as protocol;
 pub mod reasoning;
 pub mod session;
+pub mod settings;
 pub mod template;
 
 pub use error::{CoreError, ErrorCode};
 pub use events::{
-    ChatEvent, Message, Metrics, Role, SamplingParams, SpeculativeMode, StopReason, ThinkMode,
-    Usage,
+    ChatEvent, ContextOverflow, Message, Metrics, Role, SamplingParams, SpeculativeMode,
+    StopReason, ThinkMode, Usage,
 };

@@ -61,6 +61,8 @@ pub enum ModelsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("remote device: {0}")]
+    BadRemoteDevice(String),
     #[error("settings file {path} is corrupt: {reason}")]
     Settings { path: PathBuf, reason: String },
     #[error("invalid download URL {url}: {reason}")]
@@ -125,6 +127,7 @@ impl crate::error::ErrorCode for ModelsError {
             ModelsError::NothingToImport(_) => "model_nothing_to_import",
             ModelsError::Io { .. } => "model_io",
             ModelsError::Settings { .. } => "model_settings_corrupt",
+            ModelsError::BadRemoteDevice(_) => "bad_remote_device",
             ModelsError::InvalidUrl { .. } => "download_invalid_url",
             ModelsError::InvalidSha256(_) => "download_invalid_sha256",
             ModelsError::HttpStatus { .. } => "download_http_status",
@@ -311,6 +314,45 @@ impl Library {
         store::update_settings(&self.settings_path(), |s| {
             s.models.entry(key).or_default().display_name = name.filter(|n| !n.trim().is_empty());
         })
+    }
+
+    /// Sets (or, with `Auto`, clears) the GPU layers a model is loaded with.
+    pub fn set_gpu_layers(
+        &self,
+        id_or_path: &str,
+        layers: crate::protocol::GpuLayers,
+    ) -> Result<(), ModelsError> {
+        let entry = self.catalog().resolve(id_or_path)?.clone();
+        let key = store::settings_key(&entry.path);
+        store::update_settings(&self.settings_path(), |s| {
+            s.models.entry(key).or_default().gpu_layers = match layers {
+                crate::protocol::GpuLayers::Auto => None,
+                crate::protocol::GpuLayers::Count(n) => Some(n),
+            };
+        })
+    }
+
+    /// The GPU layers the user chose for the model at `path` (auto when none).
+    pub fn gpu_layers(&self, path: &Path) -> crate::protocol::GpuLayers {
+        let settings = self.settings().unwrap_or_default();
+        match catalog::overrides_for(&settings, path).and_then(|o| o.gpu_layers) {
+            Some(n) => crate::protocol::GpuLayers::Count(n),
+            None => crate::protocol::GpuLayers::Auto,
+        }
+    }
+
+    /// The RPC servers models are spread over (Settings → Remote devices).
+    pub fn rpc_servers(&self) -> Vec<String> {
+        self.settings().map(|s| s.rpc_servers).unwrap_or_default()
+    }
+
+    /// Replaces the RPC servers, each checked as `host:port` (deduplicated, order kept).
+    pub fn set_rpc_servers(&self, servers: Vec<String>) -> Result<Vec<String>, ModelsError> {
+        let clean = crate::protocol::parse_rpc_list(&servers.join(","))
+            .map_err(ModelsError::BadRemoteDevice)?;
+        let saved = clean.clone();
+        store::update_settings(&self.settings_path(), |s| s.rpc_servers = saved)?;
+        Ok(clean)
     }
 
     /// Replaces a model's tags (deduplicated, order kept).

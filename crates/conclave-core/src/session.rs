@@ -8,15 +8,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::engine::{CancelHandle, ChatRequest, Engine, LoadOptions, LoadedModel, ModelInfo};
 use crate::error::CoreError;
-use crate::events::{ChatEvent, Message, Role, SamplingParams, SpeculativeMode, ThinkMode};
+use crate::events::{
+    ChatEvent, ContextOverflow, Message, Role, SamplingParams, SpeculativeMode, ThinkMode,
+};
 use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, MessageStatus};
 use crate::models::Library;
 
+mod replay;
+pub use replay::ReplayReport;
+
 /// The settings a conversation is answered with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(default)]
 pub struct ChatSettings {
     pub system_prompt: String,
@@ -32,6 +38,8 @@ pub struct ChatSettings {
     pub speculative: SpeculativeMode,
     /// A model drafting for the conversation's model (same vocabulary), loaded with it.
     pub draft_model: Option<PathBuf>,
+    /// What to leave out when the conversation no longer fits the context.
+    pub context_overflow: ContextOverflow,
 }
 
 impl Default for ChatSettings {
@@ -47,11 +55,42 @@ impl Default for ChatSettings {
             template: None,
             speculative: SpeculativeMode::default(),
             draft_model: None,
+            context_overflow: ContextOverflow::default(),
         }
     }
 }
 
 impl ChatSettings {
+    /// The settings a stored conversation was answered with: its own columns plus the
+    /// sampling of one answer (sampling is recorded per answer, not per conversation).
+    pub fn from_stored(stored: &ConversationSettings, sampling: SamplingParams) -> Self {
+        Self {
+            system_prompt: stored.system_prompt.clone().unwrap_or_default(),
+            sampling,
+            think: stored.think_mode,
+            think_budget: stored.think_budget,
+            keep_thoughts: stored.keep_thoughts,
+            n_ctx: stored.n_ctx.unwrap_or(0),
+            threads: stored.threads,
+            template: stored.template_override.clone(),
+            context_overflow: stored.context_overflow,
+            speculative: stored.speculative,
+            draft_model: stored.draft_model.as_deref().map(PathBuf::from),
+        }
+    }
+
+    /// The settings of the answer on screen (the newest, if none is), None when nothing
+    /// was generated yet.
+    pub fn of_tree(tree: &crate::history::ConversationTree) -> Option<Self> {
+        let path = tree.current_path();
+        let sampling = path
+            .into_iter()
+            .rev()
+            .chain(tree.messages.iter().rev())
+            .find_map(|m| m.sampling.clone())?;
+        Some(Self::from_stored(&tree.conversation.settings, sampling))
+    }
+
     fn to_stored(&self, model: &Path) -> ConversationSettings {
         ConversationSettings {
             system_prompt: Some(self.system_prompt.clone()).filter(|s| !s.is_empty()),
@@ -62,6 +101,9 @@ impl ChatSettings {
             threads: self.threads,
             template_override: self.template.clone(),
             default_model: Some(model.display().to_string()),
+            context_overflow: self.context_overflow,
+            speculative: self.speculative,
+            draft_model: self.draft_model.as_ref().map(|p| p.display().to_string()),
         }
     }
 }
@@ -90,7 +132,7 @@ pub struct SendRequest {
     pub no_save: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct ChatHandle {
     pub request_id: String,
     pub conversation_id: String,
@@ -146,6 +188,7 @@ impl Conclave {
         if let Some(m) = loaded.get(&key) {
             let info = m.info().await;
             if (opts.n_ctx == 0 || opts.n_ctx == info.n_ctx)
+                && m.placement_matches(&opts)
                 && opts.draft_model.as_deref() == m.draft_path()
             {
                 return Ok(m.clone());
@@ -229,11 +272,16 @@ impl Conclave {
             grammar: None,
             template_vars: Vec::new(),
             speculative: settings.speculative,
+            overflow: settings.context_overflow,
         };
         let mut writer = if req.no_save {
             None
         } else {
             let header = crate::gguf::read_header(&info.path).ok();
+            // Every saved answer names its model by content, so that it can be replayed
+            // (and counted on the leaderboard) even if the background hash after `load`
+            // has not finished yet; the hash is cached, so this costs once per file.
+            let sha256 = self.ensure_model_hash(&info.path).await;
             let meta = AnswerMeta {
                 model: crate::history::ModelInfo {
                     file: info
@@ -241,11 +289,7 @@ impl Conclave {
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    sha256: self
-                        .hashes
-                        .lock()
-                        .ok()
-                        .and_then(|h| h.get(&info.path).cloned()),
+                    sha256,
                     architecture: Some(info.architecture.clone()),
                     quantization: header.and_then(|h| h.file_type()),
                 },
@@ -380,9 +424,8 @@ impl Conclave {
     }
 
     /// The sha256 of a model file, computed now (off the async threads) unless known, and
-    /// remembered for the answers' metadata. `send` records only hashes known when it
-    /// starts, and the background hash after `load` may still be running then; callers
-    /// that need the content id on every answer (the leaderboard's) await this first.
+    /// remembered for the answers' metadata (`send` awaits it, since the background hash
+    /// after `load` may still be running when an answer starts).
     pub async fn ensure_model_hash(&self, path: &Path) -> Option<String> {
         if let Some(h) = self.hashes.lock().ok().and_then(|h| h.get(path).cloned()) {
             return Some(h);

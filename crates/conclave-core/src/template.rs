@@ -4,6 +4,7 @@
 //! when the model has none (base models such as Gemma 3 270M) or the user overrides it.
 
 mod guard;
+mod segments;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,6 +17,7 @@ use serde::Serialize;
 pub use guard::RenderLimits;
 
 use crate::events::{Message, Role};
+use crate::protocol::PromptSegment;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -154,6 +156,37 @@ impl ChatTemplate {
     /// [`render_async`](Self::render_async) instead.
     pub fn render(&self, input: &RenderInput<'_>) -> Result<String, TemplateError> {
         self.render_with(input, RenderLimits::default())
+    }
+
+    /// The prompt as segments: the template's markup (special tokens parsed) and the
+    /// message texts (never parsed); see `segments`. Blocking, like [`render`](Self::render).
+    pub fn render_segments(
+        &self,
+        input: &RenderInput<'_>,
+    ) -> Result<Vec<PromptSegment>, TemplateError> {
+        let marked = segments::Marked::new(input.messages);
+        let real = self.render(input)?;
+        let with_sentinels = self.render(&RenderInput {
+            messages: &marked.messages,
+            ..*input
+        })?;
+        Ok(marked.split(&real, &with_sentinels, &self.name))
+    }
+
+    /// [`render_segments`](Self::render_segments) for async callers.
+    pub async fn render_segments_async(
+        &self,
+        input: &RenderInput<'_>,
+    ) -> Result<Vec<PromptSegment>, TemplateError> {
+        let marked = segments::Marked::new(input.messages);
+        let real = self.render_async(input).await?;
+        let with_sentinels = self
+            .render_async(&RenderInput {
+                messages: &marked.messages,
+                ..*input
+            })
+            .await?;
+        Ok(marked.split(&real, &with_sentinels, &self.name))
     }
 
     /// [`render`](Self::render) under limits other than the defaults.
@@ -352,6 +385,7 @@ impl RenderJob {
     }
 }
 
+#[derive(Clone, Copy)]
 pub struct RenderInput<'a> {
     pub messages: &'a [Message],
     pub add_generation_prompt: bool,

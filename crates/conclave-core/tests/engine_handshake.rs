@@ -199,3 +199,16 @@ async fn garbage_after_ready_fails_the_pending_answer() {
     }
     m.unload().await;
 }
+
+#[tokio::test]
+async fn an_endless_line_fails_the_load_instead_of_filling_memory() {
+    let f = fixture();
+    // 32 MB without a newline, then the worker lingers: the reader must give up on the
+    // line at its cap, and the worker must be killed rather than waited for.
+    let bin = f.worker("flood", "head -c 33554432 /dev/zero | tr '\\0' a");
+    let (res, took) = f.load(&bin).await;
+    let e = load_error(res);
+    let msg = e.to_string();
+    assert!(msg.contains("too long") || msg.contains("bytes"), "{msg}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}

@@ -226,6 +226,9 @@ async fn conversation_fields_and_paging() {
         threads: Some(4),
         template_override: Some("qwen3".into()),
         default_model: Some("q.gguf".into()),
+        context_overflow: conclave_core::ContextOverflow::TruncateMiddle,
+        speculative: conclave_core::SpeculativeMode::Lookup,
+        draft_model: Some("/models/draft.gguf".into()),
     };
     let mut ids = Vec::new();
     for i in 0..5 {

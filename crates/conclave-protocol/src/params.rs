@@ -2,8 +2,9 @@
 //! carries the former, its `Done` event the latter), and shown to users as they are.
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(default)]
 pub struct SamplingParams {
     /// 0 means greedy.
@@ -19,6 +20,18 @@ pub struct SamplingParams {
     pub seed: Option<u32>,
     pub max_tokens: u32,
     pub stop: Vec<String>,
+    /// DRY ("don't repeat yourself"): penalises continuing a sequence already seen;
+    /// 0 = off. The penalty is `multiplier * base^(length - allowed_length)`.
+    pub dry_multiplier: f32,
+    pub dry_base: f32,
+    /// Repeated sequences up to this long are not penalised.
+    pub dry_allowed_length: i32,
+    /// Tokens DRY looks back over; -1 = the whole context, 0 = off.
+    pub dry_penalty_last_n: i32,
+    /// XTC ("exclude top choices"): with this probability per token, drops every
+    /// candidate above the threshold except the least likely of them; 0 = off.
+    pub xtc_probability: f32,
+    pub xtc_threshold: f32,
 }
 
 impl Default for SamplingParams {
@@ -36,11 +49,17 @@ impl Default for SamplingParams {
             seed: None,
             max_tokens: 512,
             stop: Vec::new(),
+            dry_multiplier: 0.0,
+            dry_base: 1.75,
+            dry_allowed_length: 2,
+            dry_penalty_last_n: -1,
+            xtc_probability: 0.0,
+            xtc_threshold: 0.1,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// The model ended its answer (end-of-generation token).
@@ -68,7 +87,7 @@ impl StopReason {
 /// How a worker drafts tokens for speculative decoding. Drafted tokens are checked by
 /// sampling the target model at each drafted position with the request's own sampler, so
 /// the text is the one the target alone would write; only the speed changes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum SpeculativeMode {
     /// One token per decode.

@@ -7,10 +7,14 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
 
 use conclave_protocol::{
-    BenchRequest, BenchResult, DoneInfo, GenerateRequest, ReadyInfo, ThinkBudget, WorkerErrorCode,
-    WorkerEvent, WorkerRequest,
+    BenchRequest, BenchResult, DoneInfo, GenerateRequest, PromptSegment, ReadyInfo, SandboxStatus,
+    ThinkBudget, WorkerErrorCode, WorkerEvent, WorkerRequest,
 };
 use conclave_protocol::{SamplingParams, StopReason};
+
+/// llama.cpp's default DRY sequence breakers: a repeat that crosses one is not penalised
+/// as one sequence (llama-server's `dry_sequence_breakers`).
+const DRY_SEQUENCE_BREAKERS: [&str; 4] = ["\n", ":", "\"", "*"];
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
@@ -182,7 +186,7 @@ impl Generator {
         })
     }
 
-    pub fn ready_info(&self, load_time: Duration) -> ReadyInfo {
+    pub fn ready_info(&self, load_time: Duration, sandbox: SandboxStatus) -> ReadyInfo {
         let vocab = self.model.vocab();
         let piece = |t: LlamaToken| {
             String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
@@ -213,27 +217,36 @@ impl Generator {
                     .meta_val_str("general.name")
                     .unwrap_or_else(|_| "draft model".to_owned())
             }),
+            sandbox,
+            devices: Vec::new(),
+            gpu_layers: 0,
+            gpu_layers_source: String::new(),
+            memory: Vec::new(),
         }
     }
 
-    fn tokenize(&self, text: &str, add_bos: bool) -> Vec<LlamaToken> {
-        let vocab = self.model.vocab();
-        let mut tokens = vocab.tokenize(text.as_bytes(), false, true);
-        if add_bos {
-            tokens.insert(0, vocab.bos());
-        }
-        tokens
+    /// `special`: parse special tokens, for the template's markup only; message text is
+    /// always read as plain text.
+    fn tokenize(&self, text: &str, special: bool) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), false, special)
     }
 
     /// The prompt's tokens with the bytes each stands for, for matching against the cache.
-    fn prompt_seq(&self, text: &str, add_bos: bool) -> TokenSeq {
+    /// Each segment is tokenized on its own, so no token spans markup and message text.
+    fn prompt_seq(&self, segments: &[PromptSegment], add_bos: bool) -> TokenSeq {
         let mut seq = TokenSeq::default();
-        for t in self.tokenize(text, add_bos) {
-            push_token(self.model, &mut seq, t);
+        if add_bos {
+            push_token(self.model, &mut seq, self.model.vocab().bos());
+        }
+        for s in segments {
+            for t in self.tokenize(&s.text, s.special) {
+                push_token(self.model, &mut seq, t);
+            }
         }
         seq
     }
 
+    /// Tokens of a message text (special tokens not parsed, as in a prompt).
     pub fn count_tokens(&self, text: &str) -> u32 {
         u32::try_from(self.tokenize(text, false).len()).unwrap_or(u32::MAX)
     }
@@ -467,7 +480,28 @@ impl Generator {
                 p.presence_penalty,
             ));
         }
+        if p.dry_multiplier > 0.0 {
+            chain.push(LlamaSampler::dry(
+                self.model,
+                p.dry_multiplier,
+                p.dry_base,
+                p.dry_allowed_length,
+                // -1 = the whole context, as llama-server documents it; this llama.cpp
+                // clamps negative windows to 0 (off), so the worker resolves it.
+                if p.dry_penalty_last_n < 0 {
+                    i32::try_from(self.model.n_ctx_train()).unwrap_or(i32::MAX)
+                } else {
+                    p.dry_penalty_last_n
+                },
+                DRY_SEQUENCE_BREAKERS,
+            ));
+        }
+        // XTC before the final pick, as llama.cpp orders it: it also changes greedy answers
+        // (the top token is what it removes). Its own draws use the request's seed.
+        let xtc = (p.xtc_probability > 0.0)
+            .then(|| LlamaSampler::xtc(p.xtc_probability, p.xtc_threshold, 1, seed));
         if p.temperature <= 0.0 {
+            chain.extend(xtc);
             chain.push(LlamaSampler::greedy());
         } else {
             if p.top_k > 0 {
@@ -479,6 +513,7 @@ impl Generator {
             if p.min_p > 0.0 {
                 chain.push(LlamaSampler::min_p(p.min_p, 1));
             }
+            chain.extend(xtc);
             chain.push(LlamaSampler::temp(p.temperature));
             chain.push(LlamaSampler::dist(seed));
         }
@@ -509,7 +544,7 @@ impl Generator {
         let source = speculative::resolve(req.speculative, self.draft.is_some())?;
         self.set_threads(req.threads)?;
         let t0 = Instant::now();
-        let prompt = self.prompt_seq(&req.prompt, req.add_bos);
+        let prompt = self.prompt_seq(&req.segments, req.add_bos);
         if prompt.is_empty() {
             out.error(
                 Some(id),
@@ -561,6 +596,9 @@ impl Generator {
             );
             return Ok(());
         }
+        // GPU and RPC backends return from decode before the work is done: wait for it, so
+        // the prompt's time is the prompt's and not charged to the first generated token.
+        self.ctx.synchronize();
         let mut adaptive = speculative::Adaptive::new(matches!(
             source,
             Source::Lookup { forced: true } | Source::Model { forced: true }
@@ -639,7 +677,8 @@ impl Generator {
                     }
                 };
                 if let Some(inject) = budget.after_token(&text) {
-                    forced = self.tokenize(&inject, false);
+                    // The engine's own markers, as a template would write them.
+                    forced = self.tokenize(&inject, true);
                     shown.push_str(&inject);
                 }
                 send_delta(out, id, shown, 1);
@@ -816,6 +855,8 @@ impl Generator {
                 batch.add(*t, i32::try_from(i)?, &[0], i + 1 == n_prompt)?;
             }
             self.ctx.decode(&mut batch)?;
+            // As llama-bench does: asynchronous backends (GPU, RPC) finish here.
+            self.ctx.synchronize();
             let t_pp = t0.elapsed();
             let t1 = Instant::now();
             let mut first = Duration::ZERO;
@@ -828,6 +869,7 @@ impl Generator {
                     true,
                 )?;
                 self.ctx.decode(&mut batch)?;
+                self.ctx.synchronize();
                 if g == 0 {
                     first = t0.elapsed();
                 }

@@ -30,6 +30,7 @@ import type {
   ModelInfo,
   ModelLoadedEvent,
   Preset,
+  ReplayReport,
   RevealedColumn,
   SearchHit,
   Vote,
@@ -102,6 +103,16 @@ export function startChat(
   const channel = new Channel<ChatEvent>();
   channel.onmessage = onEvent;
   return call('start_chat', { request, onEvent: channel });
+}
+
+/** Answers a saved question again with the same model, template, sampler and seed. */
+export function replayAnswer(
+  messageId: string,
+  onEvent: (e: ChatEvent) => void,
+): Promise<ReplayReport> {
+  const channel = new Channel<ChatEvent>();
+  channel.onmessage = onEvent;
+  return call('replay_answer', { messageId, onEvent: channel });
 }
 
 export function cancel(requestId: string): Promise<void> {
@@ -251,6 +262,23 @@ export function removeModel(modelId: string): Promise<ModelInfo> {
 /** An empty name goes back to the file's own. */
 export function renameModel(modelId: string, name: string | null): Promise<void> {
   return call('rename_model', { modelId, name });
+}
+
+/** Layers on GPU and RPC devices for this model from its next load; null = auto. */
+export function setModelGpuLayers(modelId: string, layers: number | null): Promise<void> {
+  return call('set_model_gpu_layers', { modelId, layers });
+}
+
+// ---------- remote devices (llama.cpp RPC) ----------
+
+/** The `host:port` of llama.cpp RPC servers that loaded models are spread over. */
+export function remoteDevices(): Promise<string[]> {
+  return call('remote_devices');
+}
+
+/** Replaces the list (each entry `host:port`); resolves to the list as saved. */
+export function setRemoteDevices(servers: string[]): Promise<string[]> {
+  return call('set_remote_devices', { servers });
 }
 
 // ---------- local API server ----------

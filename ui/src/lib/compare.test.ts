@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { applyCompare, bestVotes, columnName, columnPhase, initialRun, isHidden, liveFigures, voteLabel } from './compare';
-import type { ColumnFigures, CompareOutput, ComparePlan } from './types';
+import type { ColumnFigures, CompareOutput, ComparePlanEvent } from './types';
 
-const plan = (blind: boolean): ComparePlan => ({
+const plan = (blind: boolean): ComparePlanEvent => ({
   type: 'plan', run_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', blind, sequential: false, reason: null,
   workers: 2, concurrency: 2, threads_per_worker: 2, memory_needed_bytes: 1, memory_budget_bytes: null,
   columns: [0, 1].map((i) => ({ column: i, label: blind ? `Model ${'AB'[i]}` : ['smol', 'gemma'][i], model: blind ? null : ['smol.gguf', 'gemma.gguf'][i], lane: i })),

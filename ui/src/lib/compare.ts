@@ -2,6 +2,7 @@
 // show, plus the small rules the view needs (names while blind, live figures, highlights).
 // Ratings, scheduling and the diff itself are computed in the core; nothing here decides
 // anything the core reports.
+import { APP_CONSTANTS } from './bindings';
 import { applyEvents, initialStream, type StreamState } from './stream';
 import type {
   ChatEvent,
@@ -16,8 +17,8 @@ import type {
   Vote,
 } from './types';
 
-export const MIN_COLUMNS = 2;
-export const MAX_COLUMNS = 4;
+export const MIN_COLUMNS = APP_CONSTANTS.min_columns;
+export const MAX_COLUMNS = APP_CONSTANTS.max_columns;
 
 /** One column as configured before sending: a model and what sets it apart. */
 export interface ColumnConfig {

@@ -114,7 +114,20 @@ export class CompareStore {
         settings: columnSettings(base, $state.snapshot(c) as ColumnConfig),
         label: null,
       })),
-      options: { blind: this.blind, tag: this.tag.trim() || null },
+      options: {
+        blind: this.blind,
+        tag: this.tag.trim() || null,
+        no_save: false,
+        conversation_id: null,
+        parent_id: null,
+        memory_limit_bytes: null,
+        sequential: false,
+        cores: null,
+        shuffle_seed: null,
+        // The shell adds the Remote devices from Settings.
+        rpc: [],
+        gpu_layers: { mode: 'auto' as const },
+      },
     };
     try {
       this.started = await api.startCompare(request, (e) => batcher.push(e));

@@ -5,7 +5,7 @@ import type { FitEstimate, ModelInfo } from './types';
 function model(id: string, error: string | null = null): ModelInfo {
   return {
     id, name: id.toUpperCase(), path: `/m/${id}.gguf`, size_bytes: 1, architecture: null, quantization: null,
-    parameter_count: null, context_length: null, has_chat_template: true, reasoning_format: null, error,
+    parameter_count: null, context_length: null, has_chat_template: true, reasoning_format: null, error, gpu_layers: null,
   };
 }
 

@@ -1,57 +1,51 @@
-import type { ChatSettings, SamplingParams, SpeculativeMode } from './types';
+// The defaults, the templates and the ranges come from the core (APP_CONSTANTS, generated
+// from conclave_core::settings): the UI offers exactly what the core accepts.
+import { APP_CONSTANTS } from './bindings';
+import type { ChatSettings, SamplingField, SamplingParams, SpeculativeMode } from './types';
 
 export function defaultSampling(): SamplingParams {
-  // llama.cpp defaults (same as SamplingParams::default in conclave-core).
-  return {
-    temperature: 0.8,
-    top_k: 40,
-    top_p: 0.95,
-    min_p: 0.05,
-    repeat_penalty: 1.0,
-    repeat_last_n: 64,
-    frequency_penalty: 0,
-    presence_penalty: 0,
-    seed: null,
-    max_tokens: 512,
-    stop: [],
-  };
+  return structuredClone(APP_CONSTANTS.default_sampling);
 }
 
 export function defaultSettings(): ChatSettings {
-  return {
-    system_prompt: '',
-    sampling: defaultSampling(),
-    think: 'auto',
-    think_budget: null,
-    keep_thoughts: false,
-    n_ctx: 4096,
-    threads: null,
-    template: null,
-    speculative: 'auto',
-    draft_model: null,
-  };
+  return structuredClone(APP_CONSTANTS.default_settings);
 }
 
-export const SPECULATIVE_MODES: { value: SpeculativeMode; label: string }[] = [
-  { value: 'auto', label: 'Auto (drafts while it pays)' },
-  { value: 'lookup', label: 'Prompt lookup' },
-  { value: 'draft', label: 'Draft model' },
-  { value: 'off', label: 'Off' },
-];
+/** The built-in chat templates the core has (besides the model's own). */
+export const TEMPLATES: readonly string[] = APP_CONSTANTS.templates;
 
-export const TEMPLATES = [
-  'chatml',
-  'llama3',
-  'llama2',
-  'gemma',
-  'mistral-v7',
-  'phi3',
-  'phi4',
-  'deepseek3',
-  'command-r',
-  'zephyr',
-  'vicuna',
-];
+/** How each speculative decoding mode is offered (labels are the UI's; the modes the core's). */
+const SPECULATIVE_LABELS: Record<SpeculativeMode, string> = {
+  auto: 'Auto (drafts while it pays)',
+  lookup: 'Prompt lookup',
+  draft: 'Draft model',
+  off: 'Off',
+};
+
+export const SPECULATIVE_MODES: readonly { value: SpeculativeMode; label: string }[] =
+  APP_CONSTANTS.speculative_modes.map((value) => ({ value, label: SPECULATIVE_LABELS[value] }));
+
+/** The numeric sampling parameters the settings offer, with their ranges. */
+export const SAMPLING_FIELDS: readonly SamplingField[] = APP_CONSTANTS.sampling_fields;
+
+type NumericSamplingKey = { [K in keyof SamplingParams]: SamplingParams[K] extends number ? K : never }[keyof SamplingParams];
+
+/** `v` clamped to the field's range (rounded for whole-number fields); NaN → `fallback`. */
+export function clampField(f: SamplingField, v: number, fallback: number): number {
+  if (!Number.isFinite(v)) return fallback;
+  const x = f.integer ? Math.round(v) : v;
+  return Math.max(f.min, Math.min(f.max, x));
+}
+
+/** Sets one numeric sampling parameter by the core's key. */
+export function setSamplingField(s: SamplingParams, f: SamplingField, v: number): void {
+  const key = f.key as NumericSamplingKey;
+  s[key] = clampField(f, v, s[key]);
+}
+
+export function samplingValue(s: SamplingParams, f: SamplingField): number {
+  return s[f.key as NumericSamplingKey];
+}
 
 /** Fills missing/invalid fields from the defaults (stored data may be old or hand-edited). */
 export function normalizeSettings(raw: unknown): ChatSettings {
@@ -61,28 +55,28 @@ export function normalizeSettings(raw: unknown): ChatSettings {
   const s = { ...d.sampling, ...(r.sampling && typeof r.sampling === 'object' ? r.sampling : {}) };
   const num = (v: unknown, fallback: number) =>
     typeof v === 'number' && Number.isFinite(v) ? v : fallback;
+  const sampling: SamplingParams = {
+    ...d.sampling,
+    seed: typeof s.seed === 'number' && Number.isInteger(s.seed) && s.seed >= 0 ? s.seed : null,
+    max_tokens: Math.max(1, Math.round(num(s.max_tokens, d.sampling.max_tokens))),
+    stop: Array.isArray(s.stop) ? s.stop.filter((x): x is string => typeof x === 'string') : [],
+  };
+  for (const f of SAMPLING_FIELDS) {
+    const key = f.key as NumericSamplingKey;
+    sampling[key] = clampField(f, num(s[key], d.sampling[key]), d.sampling[key]);
+  }
   return {
     system_prompt: typeof r.system_prompt === 'string' ? r.system_prompt : d.system_prompt,
-    sampling: {
-      temperature: num(s.temperature, d.sampling.temperature),
-      top_k: num(s.top_k, d.sampling.top_k),
-      top_p: num(s.top_p, d.sampling.top_p),
-      min_p: num(s.min_p, d.sampling.min_p),
-      repeat_penalty: num(s.repeat_penalty, d.sampling.repeat_penalty),
-      repeat_last_n: num(s.repeat_last_n, d.sampling.repeat_last_n),
-      frequency_penalty: num(s.frequency_penalty, d.sampling.frequency_penalty),
-      presence_penalty: num(s.presence_penalty, d.sampling.presence_penalty),
-      seed: typeof s.seed === 'number' && Number.isInteger(s.seed) && s.seed >= 0 ? s.seed : null,
-      max_tokens: Math.max(1, Math.round(num(s.max_tokens, d.sampling.max_tokens))),
-      stop: Array.isArray(s.stop) ? s.stop.filter((x): x is string => typeof x === 'string') : [],
-    },
+    sampling,
     think: r.think === 'on' || r.think === 'off' || r.think === 'auto' ? r.think : d.think,
     think_budget:
       typeof r.think_budget === 'number' && r.think_budget > 0 ? Math.round(r.think_budget) : null,
     keep_thoughts: typeof r.keep_thoughts === 'boolean' ? r.keep_thoughts : d.keep_thoughts,
-    n_ctx: Math.max(256, Math.round(num(r.n_ctx, d.n_ctx))),
+    n_ctx: Math.max(APP_CONSTANTS.min_n_ctx, Math.round(num(r.n_ctx, d.n_ctx))),
     threads: typeof r.threads === 'number' && r.threads > 0 ? Math.round(r.threads) : null,
-    template: typeof r.template === 'string' && r.template ? r.template : null,
+    template: typeof r.template === 'string' && TEMPLATES.includes(r.template) ? r.template : null,
+    context_overflow:
+      r.context_overflow === 'stop' || r.context_overflow === 'truncate_middle' ? r.context_overflow : 'drop_oldest',
     speculative: SPECULATIVE_MODES.some((m) => m.value === r.speculative)
       ? (r.speculative as SpeculativeMode)
       : d.speculative,

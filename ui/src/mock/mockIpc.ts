@@ -40,6 +40,7 @@ const models: ModelInfo[] = [
     has_chat_template: true,
     reasoning_format: 'deepseek',
     error: null,
+    gpu_layers: null,
   },
   {
     id: 'gemma3-1b-q4',
@@ -53,6 +54,7 @@ const models: ModelInfo[] = [
     has_chat_template: true,
     reasoning_format: null,
     error: null,
+    gpu_layers: null,
   },
   {
     id: 'broken',
@@ -66,6 +68,7 @@ const models: ModelInfo[] = [
     has_chat_template: false,
     reasoning_format: null,
     error: 'truncated file: tensor data ends at 214 MB, expected 1.1 GB',
+    gpu_layers: null,
   },
 ];
 
@@ -96,6 +99,9 @@ function metrics(p: Partial<Metrics> = {}): Metrics {
     thoughts_dropped_tokens: 0,
     drafted_tokens: 530,
     accepted_tokens: 412,
+    first_reasoning_ms: null,
+    first_answer_ms: null,
+    context_overflow: 'drop_oldest',
     ...p,
   };
 }

@@ -8,7 +8,7 @@ import type { ChatEvent, ConversationView, ModelInfo } from '../lib/types';
 const model: ModelInfo = {
   id: 'm1', name: 'Tiny Thinker', path: '/m/tiny.gguf', size_bytes: 1e9, architecture: 'qwen3',
   quantization: 'Q8_0', parameter_count: 6e8, context_length: 4096, has_chat_template: true,
-  reasoning_format: 'deepseek', error: null,
+  reasoning_format: 'deepseek', error: null, gpu_layers: null,
 };
 
 let app: Record<string, unknown> | null = null;
@@ -181,6 +181,7 @@ describe('App with mocked IPC', () => {
       energy_thinking_wh: 0.006, energy_answer_wh: 0.004, energy_method: 'rapl', dropped_messages: 0, seed: 1,
       template: 'chatml', reasoning_format: 'deepseek', thinking: 'auto' as const, budget_cut_at: null,
       reasoning_cut_off: false, thoughts_dropped_tokens: 0, drafted_tokens: 530, accepted_tokens: 412,
+      first_reasoning_ms: null, first_answer_ms: null, context_overflow: 'drop_oldest' as const,
     };
     const usage = { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 7, reasoning_tokens: 5, answer_tokens: 2 };
     conv = {

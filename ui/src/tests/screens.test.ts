@@ -7,7 +7,7 @@ import type { CompareOutput, DownloadProgress, ModelInfo } from '../lib/types';
 
 const mk = (id: string, name: string, p: Partial<ModelInfo> = {}): ModelInfo => ({
   id, name, path: `/m/${name}.gguf`, size_bytes: 1e8, architecture: 'llama', quantization: 'Q4_1', parameter_count: 1.35e8,
-  context_length: 8192, has_chat_template: true, reasoning_format: null, error: null, ...p,
+  context_length: 8192, has_chat_template: true, reasoning_format: null, error: null, gpu_layers: null, ...p,
 });
 const models = [mk('s', 'smol'), mk('g', 'gemma'), mk('x', 'broken', { error: 'truncated file' })];
 

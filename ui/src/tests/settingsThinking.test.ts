@@ -17,7 +17,7 @@ function loaded(over: Partial<LoadedModel>): LoadedModel {
   return {
     model_id: 'm1', name: 'QwQ-32B', load_ms: 10, n_ctx: 2048, n_ctx_train: 4096, has_chat_template: true,
     template_name: 'model', reasoning_format: 'qwq', thinking_off_available: true,
-    thinking_off_reason: null, ...over,
+    thinking_off_reason: null, devices: '', ...over,
   };
 }
 

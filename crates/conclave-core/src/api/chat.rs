@@ -88,6 +88,7 @@ pub(crate) async fn completions(
         grammar: req.grammar.clone(),
         template_vars: req.template_vars.clone(),
         speculative: req.speculative,
+        overflow: req.overflow,
     };
     let mut stream = model
         .chat(chat)

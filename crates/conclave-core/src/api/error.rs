@@ -234,6 +234,10 @@ impl ApiError {
             WorkerErrorCode::LoadFailed => {
                 Self::internal(code.as_str(), "The model could not be loaded.")
             }
+            WorkerErrorCode::RpcLost => Self::internal(
+                code.as_str(),
+                "An RPC server holding part of the model stopped answering; the model must be loaded again without it.",
+            ),
             WorkerErrorCode::BadRequest
             | WorkerErrorCode::EmptyPrompt
             | WorkerErrorCode::GenerationFailed

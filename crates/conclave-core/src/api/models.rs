@@ -214,7 +214,9 @@ pub(crate) async fn load(state: &ApiState, served: &Served) -> Result<LoadedMode
     let opts = LoadOptions {
         n_ctx: state.config.n_ctx,
         threads: state.config.threads,
-        draft_model: None,
+        rpc: state.config.rpc.clone(),
+        gpu_layers: state.config.gpu_layers,
+        ..Default::default()
     };
     state
         .app

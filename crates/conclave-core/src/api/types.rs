@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{grammar, ApiConfig, ApiError};
-use crate::events::{Message, Role, SamplingParams, SpeculativeMode, ThinkMode};
+use crate::events::{ContextOverflow, Message, Role, SamplingParams, SpeculativeMode, ThinkMode};
 use crate::session::ChatSettings;
 
 /// Thinking budgets for `reasoning_effort`: low, medium, high.
@@ -29,6 +29,9 @@ pub(crate) struct ParsedRequest {
     pub template_vars: Vec<(String, Value)>,
     /// `speculative` (a Conclave extension): off, auto, lookup or draft.
     pub speculative: SpeculativeMode,
+    /// `context_overflow` (a Conclave extension): what to leave out when the messages do
+    /// not fit the context.
+    pub overflow: ContextOverflow,
 }
 
 /// Variables the renderer sets itself; a request may not replace them.
@@ -92,16 +95,14 @@ pub(crate) fn parse_request_with(
     }
 
     let d = preset.map_or_else(SamplingParams::default, |p| p.sampling.clone());
-    let temperature = opt_f32(obj, "temperature", 0.0, 2.0)?.unwrap_or(d.temperature);
-    let top_p = opt_f32(obj, "top_p", 0.0, 1.0)?.unwrap_or(d.top_p);
-    let frequency_penalty =
-        opt_f32(obj, "frequency_penalty", -2.0, 2.0)?.unwrap_or(d.frequency_penalty);
-    let presence_penalty =
-        opt_f32(obj, "presence_penalty", -2.0, 2.0)?.unwrap_or(d.presence_penalty);
+    let temperature = opt_sampling(obj, "temperature")?.unwrap_or(d.temperature);
+    let top_p = opt_sampling(obj, "top_p")?.unwrap_or(d.top_p);
+    let frequency_penalty = opt_sampling(obj, "frequency_penalty")?.unwrap_or(d.frequency_penalty);
+    let presence_penalty = opt_sampling(obj, "presence_penalty")?.unwrap_or(d.presence_penalty);
     // llama.cpp-server extensions that local clients commonly send.
     let top_k = opt_u32(obj, "top_k")?.map_or(d.top_k, |k| k.min(i32::MAX as u32) as i32);
-    let min_p = opt_f32(obj, "min_p", 0.0, 1.0)?.unwrap_or(d.min_p);
-    let repeat_penalty = opt_f32(obj, "repeat_penalty", 0.0, 10.0)?.unwrap_or(d.repeat_penalty);
+    let min_p = opt_sampling(obj, "min_p")?.unwrap_or(d.min_p);
+    let repeat_penalty = opt_sampling(obj, "repeat_penalty")?.unwrap_or(d.repeat_penalty);
     let max_tokens = match opt_u32(obj, "max_completion_tokens")? {
         Some(n) => Some(n),
         None => opt_u32(obj, "max_tokens")?,
@@ -219,7 +220,7 @@ pub(crate) fn parse_request_with(
         Some(_) => return Err(type_error("chat_template_kwargs", "an object")),
     }
     let speculative = match field(obj, "speculative") {
-        None => SpeculativeMode::default(),
+        None | Some(Value::Null) => SpeculativeMode::default(),
         Some(Value::String(s)) => SpeculativeMode::parse(s).ok_or_else(|| {
             ApiError::invalid_value(
                 "speculative",
@@ -235,31 +236,57 @@ pub(crate) fn parse_request_with(
         think = ThinkMode::Off;
     }
 
+    let mut params = SamplingParams {
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repeat_penalty,
+        frequency_penalty,
+        presence_penalty,
+        seed,
+        max_tokens: max_tokens
+            .or(preset.map(|p| p.sampling.max_tokens))
+            .unwrap_or(cfg.default_max_tokens),
+        stop,
+        ..d
+    };
+    // The other sampling parameters (llama-server's names: repeat_last_n, dry_*, xtc_*…)
+    // come straight from the core's table, ranges included.
+    for f in crate::settings::SAMPLING_FIELDS
+        .iter()
+        .filter(|f| !OPENAI_SAMPLING.contains(&f.key))
+    {
+        let Some(v) = field(obj, f.key) else { continue };
+        let x = v.as_f64().ok_or_else(|| type_error(f.key, "a number"))?;
+        crate::settings::set_sampling(&mut params, f.key, x)
+            .map_err(|msg| ApiError::invalid_value(f.key, format!("{msg}.")))?;
+    }
+
+    let overflow = match field(obj, "context_overflow") {
+        None | Some(Value::Null) => preset.map(|p| p.context_overflow).unwrap_or_default(),
+        Some(Value::String(s)) => s
+            .parse::<ContextOverflow>()
+            .map_err(|e| ApiError::invalid_value("context_overflow", e))?,
+        Some(_) => {
+            return Err(type_error(
+                "context_overflow",
+                "one of \"stop\", \"drop_oldest\", \"truncate_middle\"",
+            ))
+        }
+    };
     Ok(ParsedRequest {
         model,
         messages,
         stream,
         include_usage,
-        params: SamplingParams {
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repeat_penalty,
-            frequency_penalty,
-            presence_penalty,
-            seed,
-            max_tokens: max_tokens
-                .or(preset.map(|p| p.sampling.max_tokens))
-                .unwrap_or(cfg.default_max_tokens),
-            stop,
-            ..d
-        },
+        params,
         think,
         think_budget,
         grammar,
         template_vars,
         speculative,
+        overflow,
     })
 }
 
@@ -442,6 +469,24 @@ fn opt_f32(
     }
 }
 
+/// The sampling parameters parsed above with OpenAI's own rules (top_k's clamping).
+const OPENAI_SAMPLING: &[&str] = &[
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+];
+
+/// A sampling parameter within the range the core gives it (`settings::SAMPLING_FIELDS`).
+fn opt_sampling(obj: &Map<String, Value>, key: &str) -> Result<Option<f32>, ApiError> {
+    let (min, max) =
+        crate::settings::sampling_field(key).map_or((f64::MIN, f64::MAX), |f| (f.min, f.max));
+    opt_f32(obj, key, min, max)
+}
+
 fn short(s: &str) -> String {
     s.chars().take(40).collect()
 }
@@ -573,6 +618,26 @@ mod tests {
             let e = parse(body).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
             assert_eq!(e.param.as_deref(), Some(param), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn context_overflow_is_a_named_policy() {
+        let msgs = json!([{"role": "user", "content": "x"}]);
+        let r = parse(json!({"model": "m", "messages": msgs})).unwrap();
+        assert_eq!(r.overflow, ContextOverflow::DropOldest);
+        for (v, want) in [
+            ("stop", ContextOverflow::Stop),
+            ("truncate_middle", ContextOverflow::TruncateMiddle),
+            ("drop_oldest", ContextOverflow::DropOldest),
+        ] {
+            let r = parse(json!({"model": "m", "messages": msgs, "context_overflow": v})).unwrap();
+            assert_eq!(r.overflow, want);
+        }
+        for bad in [json!("keep_all"), json!(3)] {
+            let e = parse(json!({"model": "m", "messages": msgs, "context_overflow": bad}))
+                .unwrap_err();
+            assert!(format!("{e:?}").contains("context_overflow"), "{e:?}");
         }
     }
 

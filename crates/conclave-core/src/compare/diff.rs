@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use similar::{Algorithm, ChangeTag, TextDiff};
+use ts_rs::TS;
 
 /// Past this, the diff settles for a coarser (still correct) answer: a diff view must never
 /// freeze the UI on two long, unrelated answers.
@@ -13,7 +14,7 @@ const DIFF_TIMEOUT: Duration = Duration::from_millis(500);
 /// One run of text in a diff. Consecutive words of the same kind are merged, and the
 /// whitespace between words belongs to the run it sits in, so concatenating the `Equal`
 /// and `Delete` texts gives back `a` exactly, and `Equal` and `Insert` texts give `b`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum DiffOp {
     Equal {
@@ -69,7 +70,7 @@ pub fn diff_words(a: &str, b: &str) -> Vec<DiffOp> {
 
 /// The diffs of two columns: answers and thinking separately, since a model that thinks
 /// differently can still land on the same answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ColumnDiff {
     pub answer: Vec<DiffOp>,
     pub thinking: Vec<DiffOp>,

@@ -18,6 +18,7 @@
 use std::path::PathBuf;
 
 use crate::models::{estimate_fit, mem_available_bytes, FitRequest};
+use crate::settings::DEFAULT_N_CTX;
 
 /// Environment variable capping the memory a side-by-side run may plan for (bytes, or with
 /// a K/M/G suffix). Lets tests and small machines force the sequential fallback.
@@ -59,7 +60,9 @@ pub fn resolve_n_ctx(model: &std::path::Path, requested: u32) -> u32 {
     crate::gguf::read_header(model)
         .ok()
         .and_then(|h| h.context_length())
-        .map_or(4096, |c| u32::try_from(c.min(4096)).unwrap_or(4096))
+        .map_or(DEFAULT_N_CTX, |c| {
+            u32::try_from(c.min(u64::from(DEFAULT_N_CTX))).unwrap_or(DEFAULT_N_CTX)
+        })
 }
 
 /// Groups columns `(model, resolved n_ctx)` into lanes, in order of first appearance.

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::events::ContextOverflow;
 use crate::events::{ChatEvent, Metrics, ThinkMode, Usage};
 use crate::metrics::EnergyMeter;
 use crate::protocol::DoneInfo;
@@ -75,6 +76,7 @@ pub(super) struct AnswerFacts<'a> {
     pub energy_method: &'static str,
     pub peak_rss_bytes: u64,
     pub dropped_messages: u32,
+    pub context_overflow: ContextOverflow,
     pub seed: u32,
     pub template: String,
     /// The format the splitter ended with (detected, for `auto`).
@@ -129,6 +131,7 @@ pub(super) fn assemble(timeline: &Timeline, facts: AnswerFacts<'_>) -> (Usage, M
         energy_answer_wh: (facts.energy_wh - energy_thinking_wh).max(0.0),
         energy_method: facts.energy_method.to_owned(),
         dropped_messages: facts.dropped_messages,
+        context_overflow: facts.context_overflow,
         seed: facts.seed,
         template: facts.template,
         reasoning_format: facts.reasoning_format.name().to_owned(),
@@ -140,6 +143,7 @@ pub(super) fn assemble(timeline: &Timeline, facts: AnswerFacts<'_>) -> (Usage, M
         first_answer_ms: timeline.answer_started.map(millis),
         drafted_tokens: done.drafted_tokens,
         accepted_tokens: done.accepted_tokens,
+        devices: String::new(),
     };
     (usage, metrics)
 }
@@ -189,6 +193,7 @@ mod tests {
             energy_method: "cpu-time",
             peak_rss_bytes: 1,
             dropped_messages: 0,
+            context_overflow: ContextOverflow::DropOldest,
             seed: 7,
             template: "chatml".into(),
             reasoning_format: ReasoningFormat::None,

@@ -4,7 +4,7 @@
 //! turns are dropped when the conversation does not fit. No worker is needed to test them.
 
 use crate::events::{Message, Role, ThinkMode};
-use crate::protocol::{ReadyInfo, ThinkBudget};
+use crate::protocol::{PromptSegment, ReadyInfo, ThinkBudget};
 use crate::reasoning::{self, PromptPlan, ReasoningFormat};
 use crate::template::{ChatTemplate, RenderInput, TemplateError};
 
@@ -24,7 +24,10 @@ pub(super) struct Prepared {
 /// A rendered prompt, ready for the worker.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Rendered {
+    /// The whole prompt as text (the segments joined).
     pub prompt: String,
+    /// The same, split into template markup and message text for the worker.
+    pub segments: Vec<PromptSegment>,
     pub add_bos: bool,
     /// The prompt ends inside an opened thinking block, so the output starts in thought.
     pub starts_in_thinking: bool,
@@ -117,9 +120,9 @@ impl Prepared {
         messages: &[Message],
         ready: &ReadyInfo,
     ) -> Result<Rendered, TemplateError> {
-        let rendered = self
+        let segments = self
             .template
-            .render_async(&RenderInput {
+            .render_segments_async(&RenderInput {
                 messages,
                 add_generation_prompt: true,
                 bos_token: &ready.bos_token,
@@ -128,18 +131,27 @@ impl Prepared {
                 extra: &self.extra_vars,
             })
             .await?;
-        Ok(self.finish(&rendered, ready))
+        Ok(self.finish(segments, ready))
     }
 
     /// The prompt for a rendered template: the plan's prefill, and whether BOS is added.
-    fn finish(&self, rendered: &str, ready: &ReadyInfo) -> Rendered {
-        let prompt = self.thinking.finish(rendered);
+    fn finish(&self, mut segments: Vec<PromptSegment>, ready: &ReadyInfo) -> Rendered {
+        let rendered: String = segments.iter().map(|s| s.text.as_str()).collect();
+        let prompt = self.thinking.finish(&rendered);
+        // The prefill is markup the engine adds after the template's.
+        if let Some(prefill) = prompt.strip_prefix(&rendered).filter(|p| !p.is_empty()) {
+            segments.push(PromptSegment::markup(prefill));
+        }
         let starts_in_thinking = reasoning::prompt_ends_in_thinking(self.format(), &prompt);
-        // Only when the model wants one and the template did not write it already.
-        let add_bos =
-            ready.add_bos && !(ready.bos_token.is_empty() || prompt.starts_with(&ready.bos_token));
+        // Only when the model wants one and the template did not write it already (as
+        // markup: a message that starts with the BOS text is plain text, not a BOS).
+        let template_wrote_bos = segments
+            .first()
+            .is_some_and(|s| s.special && s.text.starts_with(&ready.bos_token));
+        let add_bos = ready.add_bos && !(ready.bos_token.is_empty() || template_wrote_bos);
         Rendered {
             prompt,
+            segments,
             add_bos,
             starts_in_thinking,
         }
@@ -197,6 +209,33 @@ pub(super) fn drop_oldest_exchange(messages: &mut Vec<Message>, dropped: &mut u3
     true
 }
 
+/// The middle rule: keep every system message, the first exchange (a user message and the
+/// replies that follow it) and the last user message; drop the oldest exchange after the
+/// first one. With nothing left between them, it falls back to dropping the first exchange
+/// too. Returns false when nothing more can be dropped.
+pub(super) fn drop_middle_exchange(messages: &mut Vec<Message>, dropped: &mut u32) -> bool {
+    let users: Vec<usize> = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == Role::User)
+        .map(|(i, _)| i)
+        .collect();
+    // The first exchange, something between, and the last question.
+    if users.len() < 3 {
+        return drop_oldest_exchange(messages, dropped);
+    }
+    let (start, end) = (users[1], users[2]);
+    let before = messages.len();
+    let mut i = 0;
+    messages.retain(|m| {
+        let keep = !(start..end).contains(&i) || m.role == Role::System;
+        i += 1;
+        keep
+    });
+    *dropped += (before - messages.len()) as u32;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -232,6 +271,11 @@ mod tests {
             eos_token: "</s>".into(),
             add_bos,
             draft_model: None,
+            sandbox: Default::default(),
+            devices: Vec::new(),
+            gpu_layers: 0,
+            gpu_layers_source: String::new(),
+            memory: Vec::new(),
         }
     }
 
@@ -403,5 +447,31 @@ mod tests {
         );
         assert!(!drop_oldest_exchange(&mut msgs, &mut dropped));
         assert_eq!(dropped, 4);
+    }
+
+    #[test]
+    fn middle_rule_keeps_the_first_exchange_and_the_last_question() {
+        let mut msgs = vec![
+            m(Role::System, "sys"),
+            m(Role::User, "u1"),
+            m(Role::Assistant, "a1"),
+            m(Role::User, "u2"),
+            m(Role::Assistant, "a2"),
+            m(Role::User, "u3"),
+            m(Role::Assistant, "a3"),
+            m(Role::User, "u4"),
+        ];
+        let texts = |v: &[Message]| v.iter().map(|m| m.content.clone()).collect::<Vec<_>>();
+        let mut dropped = 0;
+        assert!(drop_middle_exchange(&mut msgs, &mut dropped));
+        assert_eq!(texts(&msgs), ["sys", "u1", "a1", "u3", "a3", "u4"]);
+        assert!(drop_middle_exchange(&mut msgs, &mut dropped));
+        assert_eq!(texts(&msgs), ["sys", "u1", "a1", "u4"]);
+        assert_eq!(dropped, 4);
+        // Nothing left between: the first exchange goes too, then nothing more.
+        assert!(drop_middle_exchange(&mut msgs, &mut dropped));
+        assert_eq!(texts(&msgs), ["sys", "u4"]);
+        assert!(!drop_middle_exchange(&mut msgs, &mut dropped));
+        assert_eq!(dropped, 6);
     }
 }

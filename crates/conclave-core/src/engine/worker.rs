@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
@@ -26,6 +26,25 @@ const LOAD_STALL: Duration = Duration::from_secs(60);
 /// Overrides [`LOAD_STALL`], in seconds (tests use a short one).
 pub const STALL_ENV: &str = "CONCLAVE_WORKER_LOAD_STALL_SECS";
 
+/// `off` starts workers without their sandbox (for debugging llama.cpp only).
+pub const SANDBOX_ENV: &str = "CONCLAVE_WORKER_SANDBOX";
+
+/// The only variables a worker inherits: it starts with an empty environment, so nothing
+/// of the user's session (tokens, proxies, paths) reaches the process that parses GGUFs.
+const PASSED_ENV: &[&str] = &[
+    "CONCLAVE_WORKER_LOG",
+    "LD_LIBRARY_PATH",
+    protocol::FIT_FREE_MIB_ENV,
+];
+
+/// The longest line read from a worker. Events are small; the largest is `Ready`, which
+/// carries the model's chat template (the template guard refuses sources over a megabyte).
+pub(super) const MAX_EVENT_LINE: usize = 8 << 20;
+
+/// How long a worker that closed its stdout may take to exit on its own before it is killed
+/// (a process that closed its output but kept running would otherwise be waited on forever).
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
 /// How to start a worker; kept so a crashed one can be started again the same way.
 pub(super) struct WorkerSpec {
     pub bin: Arc<PathBuf>,
@@ -34,6 +53,10 @@ pub(super) struct WorkerSpec {
     pub threads: u32,
     /// A model drafting tokens for this one, loaded in the same worker.
     pub draft_model: Option<PathBuf>,
+    /// TCP ports the worker may connect to (llama.cpp RPC servers); empty: no network.
+    pub tcp_ports: Vec<u16>,
+    pub rpc: Vec<String>,
+    pub gpu_layers: protocol::GpuLayers,
 }
 
 type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<WorkerEvent>>>>;
@@ -57,6 +80,9 @@ pub(super) struct Crash {
     pub cause: String,
     signal: Option<i32>,
     last_stderr: String,
+    /// RPC servers the model had layers on that no longer answer: llama.cpp aborts the
+    /// worker when one goes away, so these name the cause.
+    rpc_lost: Vec<String>,
 }
 
 impl Worker {
@@ -64,18 +90,39 @@ impl Worker {
         spec: &WorkerSpec,
         mut progress: Box<dyn FnMut(f32) + Send>,
     ) -> Result<Self, EngineError> {
-        let mut command = Command::new(spec.bin.as_path());
-        command
-            .arg(protocol::ARG_MODEL)
+        let mut cmd = Command::new(spec.bin.as_path());
+        cmd.env_clear();
+        for name in PASSED_ENV {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
+        if std::env::var(SANDBOX_ENV).is_ok_and(|v| v.trim() == "off") {
+            tracing::warn!("{SANDBOX_ENV}=off: the worker runs without its sandbox");
+            cmd.arg(protocol::ARG_SANDBOX).arg("off");
+        }
+        for port in &spec.tcp_ports {
+            cmd.arg(protocol::ARG_ALLOW_TCP_CONNECT)
+                .arg(port.to_string());
+        }
+        cmd.arg(protocol::ARG_MODEL)
             .arg(&spec.path)
             .arg(protocol::ARG_N_CTX)
             .arg(spec.n_ctx.to_string())
             .arg(protocol::ARG_THREADS)
             .arg(spec.threads.to_string());
-        if let Some(draft) = &spec.draft_model {
-            command.arg(protocol::ARG_DRAFT_MODEL).arg(draft);
+        // Only when set, so a worker from before these options still loads plain models.
+        if !spec.rpc.is_empty() {
+            cmd.arg(protocol::ARG_RPC).arg(spec.rpc.join(","));
         }
-        let mut child = command
+        if spec.gpu_layers != protocol::GpuLayers::Auto {
+            cmd.arg(protocol::ARG_GPU_LAYERS)
+                .arg(spec.gpu_layers.to_string());
+        }
+        if let Some(draft) = &spec.draft_model {
+            cmd.arg(protocol::ARG_DRAFT_MODEL).arg(draft);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -125,6 +172,7 @@ impl Worker {
                 stdin: stdin.clone(),
                 tail: tail.clone(),
                 model: spec.path.display().to_string(),
+                rpc: spec.rpc.clone(),
                 loading: Some(load_tx),
             }
             .run(stdout),
@@ -140,7 +188,7 @@ impl Worker {
             match tokio::time::timeout(stall, load_rx.recv()).await {
                 Ok(Some(Loading::Progress(fraction))) => progress(fraction),
                 Ok(Some(Loading::Ready(info))) if info.protocol == protocol::PROTOCOL_VERSION => {
-                    break Ok(info)
+                    break Ok(*info)
                 }
                 Ok(Some(Loading::Ready(info))) => break Err(mismatch(spec, info.protocol)),
                 Ok(Some(Loading::Failed { message })) => {
@@ -256,7 +304,15 @@ impl Worker {
             cause: "its output ended".into(),
             signal: None,
             last_stderr: String::new(),
+            rpc_lost: Vec::new(),
         });
+        if !c.rpc_lost.is_empty() {
+            return EngineError::RpcLost {
+                model: self.model.clone(),
+                hosts: c.rpc_lost,
+                cause: c.cause,
+            };
+        }
         EngineError::WorkerCrashed {
             model: self.model.clone(),
             cause: c.cause,
@@ -293,7 +349,7 @@ impl Worker {
 /// What a loading worker reports, passed from the reader to [`Worker::spawn`].
 enum Loading {
     Progress(f32),
-    Ready(ReadyInfo),
+    Ready(Box<ReadyInfo>),
     Failed {
         message: String,
     },
@@ -312,20 +368,34 @@ struct Reader {
     stdin: Arc<tokio::sync::Mutex<ChildStdin>>,
     tail: Arc<Mutex<VecDeque<String>>>,
     model: String,
+    /// RPC servers of this worker, probed when it dies.
+    rpc: Vec<String>,
     /// Until the worker is ready (or its load failed).
     loading: Option<mpsc::UnboundedSender<Loading>>,
 }
 
 impl Reader {
     async fn run(mut self, stdout: ChildStdout) {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+        let mut reader = BufReader::new(stdout);
+        loop {
+            let line = match read_capped_line(&mut reader, MAX_EVENT_LINE).await {
+                Ok(CappedLine::Text(line)) => line,
+                Ok(CappedLine::TooLong { len }) => {
+                    let what =
+                        format!("a line of {len} or more bytes (the limit is {MAX_EVENT_LINE})");
+                    self.unreadable(what, "too long".into()).await;
+                    // A worker that writes that much is broken or hostile: its output can no
+                    // longer be trusted, and reading on would only feed it memory.
+                    break;
+                }
+                Ok(CappedLine::Eof) | Err(_) => break,
+            };
             if line.trim().is_empty() {
                 continue;
             }
             match serde_json::from_str::<WorkerEvent>(&line) {
                 Ok(event) => self.event(event),
-                Err(e) => self.unreadable(line, e).await,
+                Err(e) => self.unreadable(line, e.to_string()).await,
             }
         }
         self.ended().await;
@@ -344,7 +414,7 @@ impl Reader {
     fn event(&mut self, event: WorkerEvent) {
         match event {
             WorkerEvent::LoadProgress { fraction } => self.load_report(Loading::Progress(fraction)),
-            WorkerEvent::Ready(info) => self.load_report(Loading::Ready(info)),
+            WorkerEvent::Ready(info) => self.load_report(Loading::Ready(Box::new(info))),
             WorkerEvent::Error {
                 id: None,
                 code,
@@ -370,7 +440,7 @@ impl Reader {
     /// A line that is not part of the protocol: before `Ready` it fails the load (what a
     /// stale or foreign binary produces); after, it fails the requests in flight, whose
     /// output can no longer be trusted, and stops them in the worker.
-    async fn unreadable(&mut self, line: String, error: serde_json::Error) {
+    async fn unreadable(&mut self, line: String, error: String) {
         tracing::warn!(
             model = self.model,
             "unreadable line from worker: {error}: {}",
@@ -405,16 +475,34 @@ impl Reader {
 
     /// stdout closed: the process is exiting or gone. Find out how it ended.
     async fn ended(mut self) {
-        let status = self.child.lock().await.wait().await;
+        let status = {
+            let mut child = self.child.lock().await;
+            // Its own exit status when it ends by itself; killed when it lingers, so the
+            // wait below always returns.
+            let deadline = tokio::time::Instant::now() + EXIT_GRACE;
+            while matches!(child.try_wait(), Ok(None)) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.start_kill();
+            }
+            child.wait().await
+        };
         // Give the stderr reader a moment to collect the last lines (an abort message).
         tokio::time::sleep(Duration::from_millis(50)).await;
         let last_stderr = tail_text(&self.tail);
         let (cause, signal) = describe_exit(status);
         tracing::warn!(model = self.model, cause, "worker exited");
+        let rpc_lost = if self.rpc.is_empty() || self.loading.is_some() {
+            Vec::new()
+        } else {
+            lost_rpc_servers(&self.rpc, &last_stderr).await
+        };
         let crash = Crash {
             cause,
             signal,
             last_stderr,
+            rpc_lost,
         };
         if let Ok(mut d) = self.dead.lock() {
             *d = Some(crash.clone());
@@ -436,6 +524,69 @@ impl Reader {
             });
         }
     }
+}
+
+/// One line from a worker's output, read with a cap.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum CappedLine {
+    /// Invalid UTF-8 replaced by U+FFFD: the JSON parser says what is wrong with it.
+    Text(String),
+    /// Over the cap; `len` bytes were read before giving up on it.
+    TooLong {
+        len: usize,
+    },
+    Eof,
+}
+
+/// `lines()` without its unbounded buffer: stops reading a line once it passes `max` bytes.
+pub(super) async fn read_capped_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<CappedLine> {
+    let mut buf = Vec::new();
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(if buf.is_empty() {
+                CappedLine::Eof
+            } else {
+                CappedLine::Text(String::from_utf8_lossy(&buf).into_owned())
+            });
+        }
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let take = newline.map_or(chunk.len(), |i| i + 1);
+        if buf.len() + take > max + 1 {
+            let len = buf.len() + take;
+            reader.consume(take);
+            return Ok(CappedLine::TooLong { len });
+        }
+        buf.extend_from_slice(&chunk[..take]);
+        reader.consume(take);
+        if newline.is_some() {
+            buf.pop();
+            return Ok(CappedLine::Text(String::from_utf8_lossy(&buf).into_owned()));
+        }
+    }
+}
+
+/// Which of a dead worker's RPC servers no longer accept connections. When all still do
+/// but llama.cpp said an RPC server failed, all are named: one of them broke the exchange.
+async fn lost_rpc_servers(rpc: &[String], last_stderr: &str) -> Vec<String> {
+    let mut lost = Vec::new();
+    for endpoint in rpc {
+        let probe = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(endpoint.as_str()),
+        )
+        .await;
+        if !matches!(probe, Ok(Ok(_))) {
+            lost.push(endpoint.clone());
+        }
+    }
+    if lost.is_empty() && last_stderr.contains("RPC server") {
+        return rpc.to_vec();
+    }
+    lost
 }
 
 /// How long a loading worker may stay silent: [`LOAD_STALL`], or [`STALL_ENV`] seconds.

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use super::rows::message_insert;
 use super::rows::think_mode_str;
@@ -50,7 +51,8 @@ pub struct ExportDocument {
     pub presets: Vec<Preset>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(rename = "HistoryImportReport")]
 pub struct ImportReport {
     pub conversations: usize,
     pub messages: usize,
@@ -64,7 +66,7 @@ pub struct ImportReport {
 }
 
 /// What a file export really wrote, so the app can say so instead of a bare "Saved".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ExportFileReport {
     pub path: String,
     pub conversations: usize,
@@ -208,8 +210,8 @@ impl History {
             let s = &c.settings;
             sqlx::query(
                 "INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, think_mode, think_budget, \
-                 keep_thoughts, n_ctx, threads, template_override, default_model, pinned, folder) \
-                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                 keep_thoughts, n_ctx, threads, template_override, default_model, pinned, folder, \
+                 context_overflow, speculative, draft_model) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             )
             .bind(&c.id)
             .bind(&c.title)
@@ -225,6 +227,9 @@ impl History {
             .bind(&s.default_model)
             .bind(c.pinned)
             .bind(&c.folder)
+            .bind(s.context_overflow.as_str())
+            .bind(s.speculative.as_str())
+            .bind(&s.draft_model)
             .execute(&mut *tx)
             .await
             .map_err(|e| import_db_error(e, &c.id))?;
@@ -506,6 +511,16 @@ fn message_markdown(m: &StoredMessage, column: Option<usize>, out: &mut String) 
             "temperature {}, top_k {}, top_p {}, min_p {}, repeat_penalty {}, max_tokens {}",
             s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.max_tokens
         ));
+        // The other parameters only where they differ from the default (DRY, XTC… off).
+        let d = crate::events::SamplingParams::default();
+        for f in crate::settings::table_stored_fields() {
+            let v = crate::settings::sampling_value(s, f.key);
+            if v != crate::settings::sampling_value(&d, f.key) {
+                if let Some(v) = v {
+                    facts.push(format!("{} {}", f.key, v as f32));
+                }
+            }
+        }
     }
     if let Some(seed) = m.seed {
         facts.push(format!("seed {seed}"));

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
+use ts_rs::TS;
 
 use super::rows::think_mode_str;
 use super::store::{not_found, History};
@@ -14,7 +15,7 @@ use crate::session::ChatSettings;
 /// Longest preset name accepted; names show in menus and on the command line.
 pub const MAX_PRESET_NAME: usize = 80;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Preset {
     pub name: String,
     pub settings: ChatSettings,
@@ -58,6 +59,12 @@ fn u32_opt(v: Option<i64>) -> Option<u32> {
 }
 
 fn from_row(row: &SqliteRow) -> std::result::Result<Preset, sqlx::Error> {
+    let mut preset = from_fixed_columns(row)?;
+    super::rows::read_table_sampling(row, &mut preset.settings.sampling)?;
+    Ok(preset)
+}
+
+fn from_fixed_columns(row: &SqliteRow) -> std::result::Result<Preset, sqlx::Error> {
     let stop: String = row.try_get("stop_strings")?;
     let i32_of = |v: i64| i32::try_from(v).unwrap_or(0);
     Ok(Preset {
@@ -77,6 +84,7 @@ fn from_row(row: &SqliteRow) -> std::result::Result<Preset, sqlx::Error> {
                 max_tokens: u32_opt(Some(row.try_get("max_tokens")?)).unwrap_or(0),
                 // A damaged list loses the stop strings, not the preset.
                 stop: serde_json::from_str(&stop).unwrap_or_default(),
+                ..SamplingParams::default()
             },
             think: think_from(&row.try_get::<String, _>("think_mode")?),
             think_budget: u32_opt(row.try_get("think_budget")?),
@@ -84,8 +92,12 @@ fn from_row(row: &SqliteRow) -> std::result::Result<Preset, sqlx::Error> {
             n_ctx: u32_opt(Some(row.try_get("n_ctx")?)).unwrap_or(0),
             threads: u32_opt(row.try_get("threads")?),
             template: row.try_get("template")?,
-            // Not part of presets: speed settings belong to the machine, not the preset.
-            ..ChatSettings::default()
+            // A conversation's policy, not a preset's: presets do not store it.
+            context_overflow: Default::default(),
+            // Not part of presets either: speculative decoding and the draft model are
+            // speed settings of this machine, not of a way of answering.
+            speculative: Default::default(),
+            draft_model: None,
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -133,15 +145,32 @@ pub(crate) async fn upsert(
     .bind(&s.template)
     .bind(p.created_at)
     .bind(p.updated_at)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    // The parameters stored by the table (settings::table_stored_fields), by name.
+    let fields: Vec<_> = crate::settings::table_stored_fields().collect();
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let set = fields
+        .iter()
+        .map(|f| format!("{} = ?", f.key))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("UPDATE presets SET {set} WHERE name = ?");
+    let mut query = sqlx::query(&sql);
+    for f in &fields {
+        let v = crate::settings::sampling_value(q, f.key).filter(|v| v.is_finite());
+        query = query.bind(v);
+    }
+    query.bind(&p.name).execute(conn).await?;
     Ok(())
 }
 
 impl History {
     /// Every preset, by name.
     pub async fn list_presets(&self) -> Result<Vec<Preset>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM presets ORDER BY name"))
+        let rows = sqlx::query("SELECT * FROM presets ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
@@ -151,7 +180,7 @@ impl History {
     }
 
     pub async fn get_preset(&self, name: &str) -> Result<Preset> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM presets WHERE name = ?"))
+        let row = sqlx::query("SELECT * FROM presets WHERE name = ?")
             .bind(name.trim())
             .fetch_optional(&self.pool)
             .await?;

@@ -9,7 +9,9 @@ use super::{
     CompareRun, Conversation, ConversationSettings, ConversationSummary, MessageStatus, ModelInfo,
     StoredMessage, Vote,
 };
-use crate::events::{Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{
+    ContextOverflow, Metrics, Role, SamplingParams, SpeculativeMode, StopReason, ThinkMode, Usage,
+};
 
 fn bad(column: &str, value: &str) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -46,6 +48,18 @@ fn stop_reason_from(s: &str) -> Option<StopReason> {
     })
 }
 
+fn overflow_from(row: &SqliteRow, col: &str) -> Result<Option<ContextOverflow>, sqlx::Error> {
+    let v: Option<String> = row.try_get(col)?;
+    v.map(|v| v.parse::<ContextOverflow>().map_err(|_| bad(col, &v)))
+        .transpose()
+}
+
+fn speculative_from(row: &SqliteRow, col: &str) -> Result<Option<SpeculativeMode>, sqlx::Error> {
+    let v: Option<String> = row.try_get(col)?;
+    v.map(|v| SpeculativeMode::parse(&v).ok_or_else(|| bad(col, &v)))
+        .transpose()
+}
+
 fn u32_of(v: Option<i64>) -> Option<u32> {
     v.map(|v| u32::try_from(v.max(0)).unwrap_or(u32::MAX))
 }
@@ -60,6 +74,23 @@ fn f64_or0(row: &SqliteRow, col: &str) -> Result<f64, sqlx::Error> {
 
 fn f32_or0(row: &SqliteRow, col: &str) -> Result<f32, sqlx::Error> {
     Ok(f64_or0(row, col)? as f32)
+}
+
+/// The sampling parameters stored by the table (`settings::table_stored_fields`): a NULL
+/// column (an answer or preset older than the parameter) keeps the default, which is off.
+pub(crate) fn read_table_sampling(
+    row: &SqliteRow,
+    p: &mut SamplingParams,
+) -> Result<(), sqlx::Error> {
+    for f in crate::settings::table_stored_fields() {
+        // Unchecked: INTEGER columns (whole-number parameters) read as numbers too.
+        if let Some(v) = row.try_get_unchecked::<Option<f64>, _>(f.key)? {
+            if let Err(e) = crate::settings::set_sampling(p, f.key, v) {
+                tracing::warn!("history column {}: {e}; using the default", f.key);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// SQLite turns NaN into NULL anyway; infinities would not survive JSON export.
@@ -97,6 +128,9 @@ impl FromRow<'_, SqliteRow> for Conversation {
                 threads: u32_of(row.try_get("threads")?),
                 template_override: row.try_get("template_override")?,
                 default_model: row.try_get("default_model")?,
+                context_overflow: overflow_from(row, "context_overflow")?.unwrap_or_default(),
+                speculative: speculative_from(row, "speculative")?.unwrap_or_default(),
+                draft_model: row.try_get("draft_model")?,
             },
             pinned: row.try_get("pinned")?,
             folder: row.try_get("folder")?,
@@ -187,9 +221,17 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                 seed: u32_of(row.try_get("seed_requested")?),
                 max_tokens: u32_or0(row, "max_tokens")?,
                 stop,
+                ..SamplingParams::default()
             })
         } else {
             None
+        };
+        let sampling = match sampling {
+            Some(mut p) => {
+                read_table_sampling(row, &mut p)?;
+                Some(p)
+            }
+            None => None,
         };
         let usage = if row.try_get::<Option<i64>, _>("prompt_tokens")?.is_some() {
             Some(Usage {
@@ -230,6 +272,7 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                     energy_answer_wh: f64_or0(row, "energy_answer_wh")?,
                     energy_method,
                     dropped_messages: u32_or0(row, "dropped_messages")?,
+                    context_overflow: overflow_from(row, "context_overflow")?.unwrap_or_default(),
                     seed: seed.unwrap_or(0),
                     template: template.clone().unwrap_or_default(),
                     reasoning_format: reasoning_format.clone().unwrap_or_default(),
@@ -243,6 +286,9 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                     first_answer_ms: row.try_get("first_answer_ms")?,
                     drafted_tokens: u32_or0(row, "drafted_tokens")?,
                     accepted_tokens: u32_or0(row, "accepted_tokens")?,
+                    devices: row
+                        .try_get::<Option<String>, _>("devices")?
+                        .unwrap_or_default(),
                 })
             }
         };
@@ -344,6 +390,16 @@ pub(crate) fn message_insert(
         s.and_then(|s| finite(f64::from(s.presence_penalty)))
     );
     col!("seed_requested", s.and_then(|s| s.seed.map(i64::from)));
+    for f in crate::settings::table_stored_fields() {
+        cols.push(f.key);
+        let v = s.and_then(|s| crate::settings::sampling_value(s, f.key));
+        if f.integer {
+            args.add(v.map(|x| x as i64))
+        } else {
+            args.add(v.and_then(finite))
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
     col!("max_tokens", s.map(|s| i64::from(s.max_tokens)));
     col!(
         "stop_strings",
@@ -417,6 +473,7 @@ pub(crate) fn push_metrics(
         "dropped_messages",
         mx.map(|x| i64::from(x.dropped_messages))
     );
+    col!("context_overflow", mx.map(|x| x.context_overflow.as_str()));
     col!("thinking", mx.map(|x| think_mode_str(x.thinking)));
     col!(
         "budget_cut_at",
@@ -437,5 +494,9 @@ pub(crate) fn push_metrics(
     );
     col!("drafted_tokens", mx.map(|x| i64::from(x.drafted_tokens)));
     col!("accepted_tokens", mx.map(|x| i64::from(x.accepted_tokens)));
+    col!(
+        "devices",
+        mx.and_then(|x| (!x.devices.is_empty()).then(|| x.devices.clone()))
+    );
     Ok(())
 }

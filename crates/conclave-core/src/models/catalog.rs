@@ -31,6 +31,8 @@ pub struct ModelEntry {
     /// sha256 of the (first) file, when computed.
     pub sha256: Option<String>,
     pub tags: Vec<String>,
+    /// Layers on GPU and RPC devices the user chose for it; None = auto (the fit).
+    pub gpu_layers: Option<u32>,
     /// The search folder it was found in.
     pub folder: PathBuf,
     pub meta: Option<ModelMeta>,
@@ -334,6 +336,7 @@ fn describe(
         size,
         sha256,
         tags: overrides.map(|o| o.tags.clone()).unwrap_or_default(),
+        gpu_layers: overrides.and_then(|o| o.gpu_layers),
         folder: folder.to_path_buf(),
         meta,
         error,

@@ -29,6 +29,7 @@
 //! 80 % of it, `Tight` up to 100 %, `WontFit` beyond.
 
 use serde::Serialize;
+use ts_rs::TS;
 
 use crate::gguf::{self, GgufHeader};
 
@@ -104,7 +105,7 @@ impl Default for FitRequest {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Fit {
     Fits,
@@ -112,7 +113,7 @@ pub enum Fit {
     WontFit,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct FitEstimate {
     pub n_ctx: u64,
     pub weights_bytes: u64,

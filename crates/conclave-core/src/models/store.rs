@@ -29,6 +29,10 @@ pub struct Settings {
     /// outside the scanned folder (it follows no other such link).
     #[serde(default)]
     pub links: Vec<PathBuf>,
+    /// llama.cpp RPC servers (`host:port`) the app spreads models over (Settings → Remote
+    /// devices).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rpc_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -37,6 +41,9 @@ pub struct ModelOverrides {
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Layers on GPU and RPC devices when this model loads: absent = auto (the fit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_layers: Option<u32>,
 }
 
 pub(crate) fn settings_key(path: &Path) -> String {
