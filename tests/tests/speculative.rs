@@ -193,6 +193,10 @@ async fn sampling_keeps_the_target_distribution() {
         ..SamplingParams::default()
     };
     let mut samples: HashMap<SpeculativeMode, HashMap<String, u32>> = HashMap::new();
+    // The first two words of each answer: the first token is sampled from the prompt's
+    // logits (nothing is drafted before it), the next ones at drafted positions. Whole
+    // four-token answers vary too much to compare by themselves (most are seen once).
+    let mut openings: HashMap<SpeculativeMode, HashMap<String, u32>> = HashMap::new();
     let (mut drafted, mut accepted) = (0, 0);
     // Different seeds for each mode: this compares distributions, not seed replays. The
     // draft model drafts at every step (prompt lookup would rarely find anything to copy
@@ -201,10 +205,21 @@ async fn sampling_keeps_the_target_distribution() {
         .into_iter()
         .enumerate()
     {
-        let counts = samples.entry(mode).or_default();
         for i in 0..N {
             let seed = 1 + i + N * u32::try_from(k).unwrap();
             let a = answer(&m, request(prompt, params(seed), mode)).await;
+            let opening = a
+                .text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            *openings
+                .entry(mode)
+                .or_default()
+                .entry(opening)
+                .or_insert(0) += 1;
+            let counts = samples.entry(mode).or_default();
             *counts.entry(a.text).or_insert(0) += 1;
             if mode == SpeculativeMode::Draft {
                 drafted += a.metrics.drafted_tokens;
@@ -220,9 +235,31 @@ async fn sampling_keeps_the_target_distribution() {
     let (stat, df) = chi2_two_samples(off, draft);
     assert!(df >= 1, "{off:?}");
     let critical = chi2_critical_001(df);
+    // Shown with --nocapture: what was compared, so a pass can be read, not only trusted.
+    eprintln!(
+        "off {off:?}\ndraft {draft:?}\nchi-square {stat:.2}, {df} df, limit {critical:.2}; \
+         draft mode kept {accepted} of {drafted} drafted tokens"
+    );
     assert!(
         stat < critical,
         "chi-square {stat:.1} over {df} degrees of freedom (limit {critical:.1}); off {off:?}, draft {draft:?}"
+    );
+    let (off, draft) = (
+        &openings[&SpeculativeMode::Off],
+        &openings[&SpeculativeMode::Draft],
+    );
+    let (stat, df) = chi2_two_samples(off, draft);
+    let critical = chi2_critical_001(df);
+    eprintln!("openings: chi-square {stat:.2}, {df} df, limit {critical:.2}");
+    // Enough common openings for the test to have power (it tells 100/50 from 50/100
+    // apart, see below); a real change of distribution moves several of them.
+    assert!(
+        df >= 3,
+        "too few common openings to compare: {off:?} {draft:?}"
+    );
+    assert!(
+        stat < critical,
+        "openings: chi-square {stat:.1} over {df} degrees of freedom (limit {critical:.1}); off {off:?}, draft {draft:?}"
     );
     m.unload().await;
 }
