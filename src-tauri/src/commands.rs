@@ -158,6 +158,8 @@ pub async fn start_chat(
     let opts = LoadOptions {
         n_ctx: request.settings.n_ctx,
         threads: request.settings.threads,
+        // A different draft model than the running worker's starts a new model pair.
+        draft_model: request.settings.draft_model.clone(),
         ..placement(&shell, &entry.path)
     };
     let model = core.load(&entry.path, opts, |_| {}).await?;

@@ -146,3 +146,74 @@ async fn dry_and_xtc_from_the_settings_drawer_change_the_answer() -> Res {
     history.close().await;
     Ok(())
 }
+
+/// Speculative decoding from the settings drawer: `lookup` drafts on a copying prompt, the
+/// cost line says what it bought, `off` drafts nothing, and the history keeps the counts
+/// of each answer and the conversation's mode.
+#[tokio::test]
+async fn speculative_mode_from_the_settings_drawer_is_used_shown_and_stored() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "speculative").await?;
+    app.load_smollm2().await?;
+    app.open_settings().await?;
+    let offered = app
+        .js(
+            "return [...document.querySelectorAll('[data-testid=\"setting-speculative\"] option')] \
+               .map(o => o.value)",
+            vec![],
+        )
+        .await?;
+    let offered: Vec<String> = serde_json::from_value(offered)?;
+    let core: Vec<String> = conclave_core::SpeculativeMode::ALL
+        .iter()
+        .map(|m| m.as_str().to_owned())
+        .collect();
+    assert_eq!(offered, core, "the app must offer exactly the core's modes");
+    app.set_value("setting-think", "off").await?;
+    app.set_value("setting-max-tokens", "60").await?;
+    app.set_value("setting-temperature", "0").await?;
+    app.set_value("setting-speculative", "lookup").await?;
+
+    let copy = "Copy this text exactly, with no changes: The lighthouse keeper climbed the \
+                stairs every evening at six. He lit the lamp, wrote the weather in his log, \
+                and watched the ships pass the rocks until morning.";
+    app.send(copy).await?;
+    assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+    let cost = app.text_of("cost-line").await?;
+    assert!(
+        cost.contains("speculative:") && cost.contains("drafted accepted"),
+        "no speculative figures in the cost line: {cost}"
+    );
+    app.set_value("setting-speculative", "off").await?;
+    app.send(copy).await?;
+    assert_eq!(app.wait_answer_done(2, 120).await?, "complete");
+    let cost = app.text_of("cost-line").await?;
+    app.shot("speculative").await?;
+    app.close().await?;
+
+    let history = History::open(data.path().join("history.sqlite3")).await?;
+    let convs = history.list_conversations(10, None).await?;
+    assert_eq!(convs.len(), 1);
+    let tree = history.get_conversation(&convs[0].id).await?;
+    let counts: Vec<(u32, u32)> = tree
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .filter_map(|m| m.metrics.as_ref())
+        .map(|x| (x.drafted_tokens, x.accepted_tokens))
+        .collect();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(counts[0].0 > 0 && counts[0].1 <= counts[0].0, "{counts:?}");
+    assert_eq!(counts[1], (0, 0), "off drafted: {counts:?} ({cost})");
+    assert_eq!(
+        tree.conversation.settings.speculative,
+        conclave_core::SpeculativeMode::Off,
+        "the conversation keeps its last mode"
+    );
+    history.close().await;
+    Ok(())
+}

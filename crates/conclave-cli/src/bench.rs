@@ -1,11 +1,15 @@
 //! `conclave bench`: raw llama.cpp decode speed inside the worker (llama-bench's method)
 //! against the full pipeline (template, worker, IPC, streaming decode, metrics) on a real
-//! chat prompt, in one run, with their ratios.
+//! prompt, without and with speculative decoding, in one run, with their ratios.
+//!
+//! Two tasks: `chat` (an essay from a paragraph: little to copy, so speculation should
+//! stay out of the way) and `rewrite` (a fixed text of about 400 tokens to copy with a few
+//! fixes: the answer repeats the prompt, which prompt lookup drafts from).
 
 use std::time::Instant;
 
 use conclave_core::engine::{ChatRequest, Engine, LoadOptions, LoadedModel};
-use conclave_core::{ChatEvent, Message, Role, SamplingParams};
+use conclave_core::{ChatEvent, Message, Role, SamplingParams, SpeculativeMode};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -26,8 +30,25 @@ pub struct BenchArgs {
     pub reps: u32,
     #[arg(long)]
     pub json: bool,
+    /// What to answer: chat (an essay), rewrite (copy a ~400-token text with fixes),
+    /// or all (both, one after the other).
+    #[arg(long, value_enum, default_value_t = Task::Chat)]
+    pub task: Task,
+    /// The speculative mode measured against `off` (draft needs --draft-model).
+    #[arg(long, default_value_t = SpeculativeMode::Auto)]
+    pub speculative: SpeculativeMode,
+    /// A draft model loaded with --model (for --speculative draft or auto).
+    #[arg(long)]
+    pub draft_model: Option<String>,
     #[command(flatten)]
     pub placement: crate::PlacementArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    Chat,
+    Rewrite,
+    All,
 }
 
 #[derive(clap::Subcommand)]
@@ -56,14 +77,30 @@ struct Side {
 
 #[derive(Serialize)]
 struct Report {
+    task: &'static str,
     model: String,
     /// Where the layers ran (empty: the CPU alone).
     devices: String,
     threads: u32,
     reps: u32,
     raw: Side,
+    /// The pipeline without speculative decoding.
     pipeline: Side,
+    /// The pipeline with `speculative.mode`.
+    speculative: SpecSide,
     ratio: Ratio,
+}
+
+#[derive(Serialize)]
+struct SpecSide {
+    mode: SpeculativeMode,
+    #[serde(flatten)]
+    side: Side,
+    drafted_tokens: u32,
+    accepted_tokens: u32,
+    /// The answers with and without speculation were the same text in every rep (they
+    /// must be at temperature 0).
+    same_text: bool,
 }
 
 #[derive(Serialize)]
@@ -72,7 +109,56 @@ struct Ratio {
     gen: f64,
     /// Pipeline over raw time to first token (1.0 = no overhead).
     ttft: f64,
+    /// Pipeline with speculation over raw generation tokens/s.
+    speculative_gen: f64,
+    /// Pipeline with speculation over the pipeline without it.
+    speculative_vs_off: f64,
 }
+
+/// The rewrite task's text: a function with typos in its comments and messages, to be
+/// copied with the typos fixed. About 400 tokens with SmolLM2's tokenizer.
+const REWRITE_TEXT: &str = r#"/// Reads the configuraton file and returns the settings it holds.
+/// Missing keys get there default values, so an empty file is valid.
+pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // A file that does not exist yet is not an eror: the defaults apply.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+        Err(e) => return Err(ConfigError::Io { path: path.to_owned(), source: e }),
+    };
+    let mut settings = Settings::default();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        // Blank lines and coments are skipped.
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ConfigError::Syntax { line: number + 1, message: "expected key = value".into() });
+        };
+        match key.trim() {
+            "threads" => settings.threads = parse_number(value, number)?,
+            "context_length" => settings.context_length = parse_number(value, number)?,
+            "temperature" => settings.temperature = parse_float(value, number)?,
+            "model_folder" => settings.model_folder = PathBuf::from(value.trim()),
+            "theme" => settings.theme = value.trim().to_owned(),
+            other => {
+                // Unknown keys are kept so that a newer version's file still loads.
+                tracing::warn!("unknwon setting {other} on line {}", number + 1);
+                settings.unknown.push((other.to_owned(), value.trim().to_owned()));
+            }
+        }
+    }
+    if settings.threads == 0 {
+        return Err(ConfigError::Invalid { key: "threads", message: "must be at least one".into() });
+    }
+    Ok(settings)
+}"#;
+
+/// Enough for the whole function (its answer ends at the code block's end).
+const REWRITE_GEN: u32 = 512;
+
+const REWRITE_ASK: &str = "Fix the spelling mistakes in the comments of this Rust function. Answer with the whole function, unchanged otherwise, in one code block.";
 
 const TEXT: &str = "Paris is the capital and largest city of France. It sits on the Seine in the north of the country, at the heart of the Ile-de-France region. The city is known for its museums, its architecture, its cafes and its long history as a centre of art, science and trade in Europe.";
 
@@ -96,58 +182,79 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         anyhow::bail!("--model is required (or `conclave bench history`)");
     };
     let path = crate::resolve_model(model_arg)?;
+    let draft_model = args
+        .draft_model
+        .as_deref()
+        .map(crate::resolve_model)
+        .transpose()?;
     let engine = Engine::new()?;
     let threads = args
         .threads
         .unwrap_or_else(|| conclave_core::metrics::threads_per_worker(1));
-    let ctx = (args.prompt_tokens + args.gen_tokens + 64).max(512);
+    let tasks: &[Task] = match args.task {
+        Task::All => &[Task::Chat, Task::Rewrite],
+        Task::Chat => &[Task::Chat],
+        Task::Rewrite => &[Task::Rewrite],
+    };
+    let ctx = (args.prompt_tokens + args.gen_tokens + 64).max(1024).max(
+        if tasks.contains(&Task::Rewrite) {
+            1024 + REWRITE_GEN
+        } else {
+            0
+        },
+    );
     let base = LoadOptions {
         n_ctx: ctx,
         threads: Some(threads),
+        draft_model,
         ..LoadOptions::default()
     };
     if args.placement.rpc.is_empty() {
-        let report = measure(&engine, &path, args.placement.apply(base), &args, threads).await?;
-        if args.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            print_report(&report);
-        }
+        // Each task's figures as soon as they are measured: on a busy machine a run can
+        // take minutes, and an interrupted one still reports what it finished.
+        let emit = |report: &Report| -> anyhow::Result<()> {
+            if args.json {
+                println!("{}", serde_json::to_string(report)?);
+            } else {
+                print_report(report);
+            }
+            Ok(())
+        };
+        let opts = args.placement.apply(base);
+        measure(&engine, &path, opts, &args, threads, tasks, emit).await?;
         return Ok(());
     }
     // Spread over RPC servers: the same model on this machine's CPU alone is measured in
     // the same run, so the cost of the network is a ratio from one machine state.
-    let local = measure(
-        &engine,
-        &path,
-        LoadOptions {
-            gpu_layers: conclave_core::protocol::GpuLayers::Count(0),
-            ..base.clone()
-        },
-        &args,
-        threads,
-    )
-    .await?;
-    let remote = measure(&engine, &path, args.placement.apply(base), &args, threads).await?;
-    let ratio = RpcRatio {
-        raw_gen: div(remote.raw.gen_tps, local.raw.gen_tps),
-        raw_prompt: div(remote.raw.prompt_tps, local.raw.prompt_tps),
-        pipeline_gen: div(remote.pipeline.gen_tps, local.pipeline.gen_tps),
+    let local_opts = LoadOptions {
+        gpu_layers: conclave_core::protocol::GpuLayers::Count(0),
+        ..base.clone()
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"local": local, "rpc": remote, "ratio": ratio})
-        );
-    } else {
-        println!("== local (CPU only)");
-        print_report(&local);
-        println!("== with --rpc {}", args.placement.rpc.join(","));
-        print_report(&remote);
-        println!(
-            "rpc/local gen {:.3}×   prompt {:.3}×   pipeline gen {:.3}×",
-            ratio.raw_gen, ratio.raw_prompt, ratio.pipeline_gen
-        );
+    let quiet = |_: &Report| Ok(());
+    let local = measure(&engine, &path, local_opts, &args, threads, tasks, quiet).await?;
+    let opts = args.placement.apply(base);
+    let remote = measure(&engine, &path, opts, &args, threads, tasks, quiet).await?;
+    for (local, remote) in local.iter().zip(&remote) {
+        let ratio = RpcRatio {
+            raw_gen: div(remote.raw.gen_tps, local.raw.gen_tps),
+            raw_prompt: div(remote.raw.prompt_tps, local.raw.prompt_tps),
+            pipeline_gen: div(remote.pipeline.gen_tps, local.pipeline.gen_tps),
+        };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"local": local, "rpc": remote, "ratio": ratio})
+            );
+        } else {
+            println!("== local (CPU only)");
+            print_report(local);
+            println!("== with --rpc {}", args.placement.rpc.join(","));
+            print_report(remote);
+            println!(
+                "rpc/local gen {:.3}×   prompt {:.3}×   pipeline gen {:.3}×",
+                ratio.raw_gen, ratio.raw_prompt, ratio.pipeline_gen
+            );
+        }
     }
     Ok(())
 }
@@ -168,45 +275,167 @@ fn div(a: f64, b: f64) -> f64 {
     }
 }
 
-fn print_report(report: &Report) {
-    println!(
-        "model     {}  ({} threads, {} reps)",
-        report.model, report.threads, report.reps
-    );
-    println!(
-        "devices   {}",
-        if report.devices.is_empty() {
-            "CPU"
-        } else {
-            &report.devices
-        }
-    );
-    println!("            prompt t/s   gen t/s   TTFT ms   prompt/gen tokens");
-    for (name, s) in [("raw", &report.raw), ("pipeline", &report.pipeline)] {
-        println!(
-            "{name:<10}{:>12.1}{:>10.1}{:>10.1}   {}/{}",
-            s.prompt_tps, s.gen_tps, s.ttft_ms, s.prompt_tokens, s.gen_tokens
-        );
-    }
-    println!(
-        "ratio     gen {:.3}×   ttft {:.3}×  (pipeline / raw)",
-        report.ratio.gen, report.ratio.ttft
-    );
-}
-
-/// Raw and pipeline speed of one model loaded one way.
+/// Loads the model one way and measures each task on it; `emit` sees each report as soon
+/// as it is measured.
 async fn measure(
     engine: &Engine,
     path: &std::path::Path,
     opts: LoadOptions,
     args: &BenchArgs,
     threads: u32,
-) -> anyhow::Result<Report> {
+    tasks: &[Task],
+    emit: impl Fn(&Report) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Report>> {
     let model = engine.load(path, opts, |_| {}).await?;
     let devices = conclave_core::engine::placement_label(&model.info().await.devices);
+    let mut reports = Vec::new();
+    for task in tasks {
+        let name = path.display().to_string();
+        let report = run_task(args, &model, *task, threads, name, devices.clone()).await?;
+        emit(&report)?;
+        reports.push(report);
+    }
+    model.unload().await;
+    Ok(reports)
+}
+
+async fn run_task(
+    args: &BenchArgs,
+    model: &LoadedModel,
+    task: Task,
+    threads: u32,
+    model_name: String,
+    devices: String,
+) -> anyhow::Result<Report> {
     let reps = args.reps.max(1);
-    // The chat prompt: a real question, grown from a real paragraph until its rendered
-    // prompt is as long as the raw benchmark's, so both decode the same number of tokens.
+    let (prompt_text, gen_tokens) = match task {
+        Task::Rewrite => (
+            format!("{REWRITE_ASK}\n\n```rust\n{REWRITE_TEXT}\n```"),
+            REWRITE_GEN,
+        ),
+        _ => (
+            chat_prompt(model, args.prompt_tokens).await?,
+            args.gen_tokens,
+        ),
+    };
+    let spec = args.speculative;
+    let once = |mode: SpeculativeMode, rep: u32| {
+        pipeline_once(model, &prompt_text, gen_tokens, threads, rep, mode)
+    };
+
+    // Interleave so that all sides see the same machine state (thermal, other load).
+    let mut raw_runs = Vec::new();
+    let mut pipe_runs = Vec::new();
+    let mut spec_runs = Vec::new();
+    once(SpeculativeMode::Off, 0).await?; // warm-up
+    let mut same_text = true;
+    for rep in 0..reps {
+        let off = once(SpeculativeMode::Off, rep + 1).await?;
+        let on = once(spec, rep + 1).await?;
+        same_text &= off.text == on.text;
+        // The raw side decodes as many tokens as the answers had, after a prompt as long.
+        raw_runs.push(
+            model
+                .bench_raw(off.prompt_tokens, off.gen_tokens.max(16), 1, threads)
+                .await?,
+        );
+        pipe_runs.push(off);
+        spec_runs.push(on);
+    }
+
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let raw = Side {
+        prompt_tokens: raw_runs.first().map_or(0, |r| r.prompt_tokens),
+        gen_tokens: raw_runs.first().map_or(0, |r| r.gen_tokens),
+        prompt_tps: mean(&raw_runs.iter().map(|r| r.prompt_tps).collect::<Vec<_>>()),
+        gen_tps: mean(&raw_runs.iter().map(|r| r.gen_tps).collect::<Vec<_>>()),
+        ttft_ms: mean(&raw_runs.iter().map(|r| r.ttft_ms).collect::<Vec<_>>()),
+    };
+    let side = |runs: &[PipeRun]| Side {
+        prompt_tokens: runs.first().map(|p| p.prompt_tokens).unwrap_or(0),
+        gen_tokens: runs.iter().map(|p| p.gen_tokens).min().unwrap_or(0),
+        prompt_tps: mean(&runs.iter().map(|p| p.prompt_tps).collect::<Vec<_>>()),
+        gen_tps: mean(&runs.iter().map(|p| p.gen_tps).collect::<Vec<_>>()),
+        ttft_ms: mean(&runs.iter().map(|p| p.ttft_ms).collect::<Vec<_>>()),
+    };
+    let pipeline = side(&pipe_runs);
+    let speculative = SpecSide {
+        mode: spec,
+        side: side(&spec_runs),
+        drafted_tokens: spec_runs.iter().map(|r| r.drafted).sum(),
+        accepted_tokens: spec_runs.iter().map(|r| r.accepted).sum(),
+        same_text,
+    };
+    let over = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Ok(Report {
+        task: match task {
+            Task::Rewrite => "rewrite",
+            _ => "chat",
+        },
+        model: model_name,
+        devices,
+        threads,
+        reps,
+        ratio: Ratio {
+            gen: over(pipeline.gen_tps, raw.gen_tps),
+            ttft: over(pipeline.ttft_ms, raw.ttft_ms),
+            speculative_gen: over(speculative.side.gen_tps, raw.gen_tps),
+            speculative_vs_off: over(speculative.side.gen_tps, pipeline.gen_tps),
+        },
+        raw,
+        pipeline,
+        speculative,
+    })
+}
+
+fn print_report(report: &Report) {
+    println!(
+        "task {}   model {}  ({} threads, {} reps)",
+        report.task, report.model, report.threads, report.reps
+    );
+    println!(
+        "devices        {}",
+        if report.devices.is_empty() {
+            "CPU"
+        } else {
+            &report.devices
+        }
+    );
+    println!("                 prompt t/s   gen t/s   TTFT ms   prompt/gen tokens");
+    let spec_name = format!("spec {}", report.speculative.mode);
+    for (name, s) in [
+        ("raw", &report.raw),
+        ("pipeline off", &report.pipeline),
+        (spec_name.as_str(), &report.speculative.side),
+    ] {
+        println!(
+            "{name:<15}{:>12.1}{:>10.1}{:>10.1}   {}/{}",
+            s.prompt_tps, s.gen_tps, s.ttft_ms, s.prompt_tokens, s.gen_tokens
+        );
+    }
+    println!(
+        "speculative: {} of {} drafted accepted; same text as off: {}",
+        report.speculative.accepted_tokens,
+        report.speculative.drafted_tokens,
+        if report.speculative.same_text {
+            "yes"
+        } else {
+            "NO"
+        }
+    );
+    println!(
+        "ratio          gen {:.3}×   ttft {:.3}×  (pipeline off / raw)",
+        report.ratio.gen, report.ratio.ttft
+    );
+    println!(
+        "               gen {:.3}× raw, {:.3}× pipeline off  (spec {})",
+        report.ratio.speculative_gen, report.ratio.speculative_vs_off, report.speculative.mode
+    );
+}
+
+/// The chat prompt: a real question, grown from a real paragraph until its rendered
+/// prompt is as long as the raw benchmark's, so both decode the same number of tokens.
+async fn chat_prompt(model: &LoadedModel, prompt_tokens: u32) -> anyhow::Result<String> {
     let essay = |n: usize| {
         let words: Vec<&str> = TEXT.split(' ').cycle().take(n).collect();
         format!(
@@ -217,73 +446,25 @@ async fn measure(
     // The template adds its own tokens around the message: measure them once, then grow
     // the text until the whole rendered prompt reaches the requested length.
     let probe = essay(1);
-    let first = pipeline_once(&model, &probe, 1, threads, 0).await?;
+    let first = pipeline_once(model, &probe, 1, 1, 0, SpeculativeMode::Off).await?;
     let framing = first
         .prompt_tokens
         .saturating_sub(model.count_tokens(&probe).await?);
     let mut prompt_text = probe;
     for n in 1..2000 {
         let candidate = essay(n);
-        if model.count_tokens(&candidate).await? + framing > args.prompt_tokens {
+        if model.count_tokens(&candidate).await? + framing > prompt_tokens {
             break;
         }
         prompt_text = candidate;
     }
-
-    // Interleave so that both sides see the same machine state (thermal, other load).
-    let mut raw_runs = Vec::new();
-    let mut pipe_runs = Vec::new();
-    pipeline_once(&model, &prompt_text, args.gen_tokens, threads, 0).await?; // warm-up
-    for rep in 0..reps {
-        raw_runs.push(
-            model
-                .bench_raw(args.prompt_tokens, args.gen_tokens, 1, threads)
-                .await?,
-        );
-        pipe_runs
-            .push(pipeline_once(&model, &prompt_text, args.gen_tokens, threads, rep + 1).await?);
-    }
-    model.unload().await;
-
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let raw = Side {
-        prompt_tokens: args.prompt_tokens,
-        gen_tokens: args.gen_tokens,
-        prompt_tps: mean(&raw_runs.iter().map(|r| r.prompt_tps).collect::<Vec<_>>()),
-        gen_tps: mean(&raw_runs.iter().map(|r| r.gen_tps).collect::<Vec<_>>()),
-        ttft_ms: mean(&raw_runs.iter().map(|r| r.ttft_ms).collect::<Vec<_>>()),
-    };
-    let pipeline = Side {
-        prompt_tokens: pipe_runs.first().map(|p| p.prompt_tokens).unwrap_or(0),
-        gen_tokens: pipe_runs.iter().map(|p| p.gen_tokens).min().unwrap_or(0),
-        prompt_tps: mean(&pipe_runs.iter().map(|p| p.prompt_tps).collect::<Vec<_>>()),
-        gen_tps: mean(&pipe_runs.iter().map(|p| p.gen_tps).collect::<Vec<_>>()),
-        ttft_ms: mean(&pipe_runs.iter().map(|p| p.ttft_ms).collect::<Vec<_>>()),
-    };
-    let report = Report {
-        model: path.display().to_string(),
-        devices,
-        threads,
-        reps,
-        ratio: Ratio {
-            gen: if raw.gen_tps > 0.0 {
-                pipeline.gen_tps / raw.gen_tps
-            } else {
-                0.0
-            },
-            ttft: if raw.ttft_ms > 0.0 {
-                pipeline.ttft_ms / raw.ttft_ms
-            } else {
-                0.0
-            },
-        },
-        raw,
-        pipeline,
-    };
-    Ok(report)
+    Ok(prompt_text)
 }
 
 struct PipeRun {
+    text: String,
+    drafted: u32,
+    accepted: u32,
     prompt_tokens: u32,
     gen_tokens: u32,
     prompt_tps: f64,
@@ -298,6 +479,7 @@ async fn pipeline_once(
     gen_tokens: u32,
     threads: u32,
     rep: u32,
+    speculative: SpeculativeMode,
 ) -> anyhow::Result<PipeRun> {
     // A different system line each time, as in a new conversation: the prompt cache must
     // not make the pipeline's prompt look free.
@@ -315,6 +497,7 @@ async fn pipeline_once(
             ..SamplingParams::default()
         },
         threads: Some(threads),
+        speculative,
         ..ChatRequest::default()
     };
     let t0 = Instant::now();
@@ -322,9 +505,11 @@ async fn pipeline_once(
     let mut first = None;
     let mut last = None;
     let mut n = 0u32;
+    let mut text = String::new();
     while let Some(ev) = stream.next_event().await {
         match ev {
-            ChatEvent::Token { .. } | ChatEvent::Reasoning { .. } => {
+            ChatEvent::Token { text: t } | ChatEvent::Reasoning { text: t } => {
+                text.push_str(&t);
                 first.get_or_insert_with(|| t0.elapsed());
                 last = Some(t0.elapsed());
             }
@@ -336,6 +521,9 @@ async fn pipeline_once(
                 // Tokens after the first, over the time between first and last delivery.
                 let span = (l - f).as_secs_f64();
                 return Ok(PipeRun {
+                    text,
+                    drafted: metrics.drafted_tokens,
+                    accepted: metrics.accepted_tokens,
                     prompt_tokens: usage.prompt_tokens,
                     gen_tokens: n,
                     prompt_tps: metrics.prompt_tps,

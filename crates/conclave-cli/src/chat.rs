@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use conclave_core::engine::LoadOptions;
 use conclave_core::session::{ChatSettings, Conclave, SendRequest};
-use conclave_core::{ChatEvent, ContextOverflow, SamplingParams, ThinkMode};
+use conclave_core::{ChatEvent, ContextOverflow, SamplingParams, SpeculativeMode, ThinkMode};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -52,6 +52,14 @@ pub struct ChatArgs {
     /// it is dropped, and the cost line reports the tokens that saved.
     #[arg(long)]
     pub keep_thoughts: bool,
+    /// Speculative decoding: off, auto (prompt lookup, or the draft model when one is
+    /// given; paused while it does not pay), lookup or draft. The text is the same in
+    /// every mode.
+    #[arg(long)]
+    pub speculative: Option<SpeculativeMode>,
+    /// A smaller model with the same vocabulary that drafts tokens for --model.
+    #[arg(long)]
+    pub draft_model: Option<String>,
     /// When the conversation no longer fits the context: stop (an error, nothing is left
     /// out), drop-oldest (the oldest turns go; the default) or truncate-middle (the first
     /// exchange and the latest turns stay). Saved with the conversation.
@@ -106,6 +114,11 @@ impl ChatArgs {
             threads: self.threads.or(base.threads),
             template: self.template.clone().or(base.template),
             context_overflow: self.context_overflow.unwrap_or(base.context_overflow),
+            speculative: self.speculative.unwrap_or(base.speculative),
+            draft_model: match &self.draft_model {
+                Some(draft) => Some(crate::resolve_model(draft)?),
+                None => base.draft_model,
+            },
         };
         self.sampling.apply(&mut settings.sampling)?;
         Ok(settings)
@@ -126,6 +139,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             args.placement.apply(LoadOptions {
                 n_ctx: settings.n_ctx,
                 threads: settings.threads,
+                draft_model: settings.draft_model.clone(),
                 ..LoadOptions::default()
             }),
             |_| {},
@@ -224,6 +238,13 @@ impl Printer {
                         0 => String::new(),
                         n => format!(" · {n} tokens saved"),
                     };
+                    let speculative = match metrics.drafted_tokens {
+                        0 => String::new(),
+                        d => format!(
+                            " · speculative: {} of {d} drafted accepted",
+                            metrics.accepted_tokens
+                        ),
+                    };
                     let dropped = context_note(metrics)
                         .map(|n| format!(" · {n}"))
                         .unwrap_or_default();
@@ -232,7 +253,7 @@ impl Printer {
                         d => format!(" · {d}"),
                     };
                     eprintln!(
-                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{dropped}{devices}]\x1b[0m",
+                        "\x1b[2m[{} tokens · {:.1} t/s · TTFT {:.0} ms · thinking {} · seed {} · {}{saved}{dropped}{devices}{speculative}]\x1b[0m",
                         usage.completion_tokens,
                         metrics.gen_tps,
                         metrics.ttft_ms,

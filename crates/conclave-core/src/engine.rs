@@ -22,7 +22,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::events::{
-    ChatEvent, ContextOverflow, Message, Metrics, SamplingParams, StopReason, ThinkMode, Usage,
+    ChatEvent, ContextOverflow, Message, Metrics, SamplingParams, SpeculativeMode, StopReason,
+    ThinkMode, Usage,
 };
 use crate::metrics::{self, EnergyMeter};
 use crate::protocol::{
@@ -125,6 +126,10 @@ pub struct LoadOptions {
     pub n_ctx: u32,
     /// Threads; None = all physical cores.
     pub threads: Option<u32>,
+    /// A smaller model with the same vocabulary that drafts tokens for this one
+    /// (speculative decoding). It loads in the same worker; a model with another
+    /// vocabulary is refused with a clear error.
+    pub draft_model: Option<PathBuf>,
     /// TCP ports the worker may connect to, for llama.cpp RPC servers (#14). Empty (the
     /// default): the worker has no network at all. Given: its sandbox allows TCP stream
     /// sockets and, where the kernel has Landlock ABI 4, connects to these ports only (to
@@ -159,6 +164,8 @@ pub struct ModelInfo {
     pub thinking_off_available: bool,
     pub thinking_off_reason: Option<String>,
     pub pid: u32,
+    /// The draft model's name, when one is loaded with this model.
+    pub draft_model: Option<String>,
     /// What confines the worker process (see `conclave-worker`'s sandbox module).
     pub sandbox: crate::protocol::SandboxStatus,
     /// Where the layers went (CPU first), as llama.cpp reported while loading.
@@ -362,6 +369,9 @@ impl Engine {
     ) -> Result<LoadedModel, EngineError> {
         let path = path.as_ref().to_path_buf();
         let header = crate::gguf::read_header(&path)?;
+        if let Some(draft) = &opts.draft_model {
+            crate::gguf::read_header(draft)?;
+        }
         let n_ctx = match opts.n_ctx {
             0 => header.context_length().map_or(DEFAULT_N_CTX, |c| {
                 u32::try_from(c.min(u64::from(DEFAULT_N_CTX))).unwrap_or(DEFAULT_N_CTX)
@@ -377,6 +387,7 @@ impl Engine {
             path,
             n_ctx,
             threads,
+            draft_model: opts.draft_model.clone(),
             tcp_ports: worker_tcp_ports(&opts.allow_tcp_ports, &rpc),
             rpc,
             gpu_layers: opts.gpu_layers,
@@ -410,6 +421,8 @@ pub struct ChatRequest {
     /// Extra chat-template variables (the API's `chat_template_kwargs`); they win over
     /// the ones the thinking mode sets.
     pub template_vars: Vec<(String, serde_json::Value)>,
+    /// Speculative decoding (the text is the same in every mode; only the speed changes).
+    pub speculative: SpeculativeMode,
     /// What to leave out when the conversation does not fit the context.
     pub overflow: ContextOverflow,
 }
@@ -453,6 +466,7 @@ impl LoadedModel {
             thinking_off_available: support.off_available,
             thinking_off_reason: support.off_reason,
             pid: r.pid,
+            draft_model: r.draft_model.clone(),
             sandbox: r.sandbox.clone(),
             devices: r.devices.clone(),
             gpu_layers: r.gpu_layers,
@@ -463,6 +477,11 @@ impl LoadedModel {
 
     pub fn path(&self) -> &Path {
         &self.inner.spec.path
+    }
+
+    /// The draft model loaded with this one, if any.
+    pub fn draft_path(&self) -> Option<&Path> {
+        self.inner.spec.draft_model.as_deref()
     }
 
     /// Whether this model runs where `opts` asks. Options that ask for no RPC server and
@@ -709,6 +728,7 @@ impl Answer<'_> {
                 threads: self.threads,
                 budget: plan.budget(req.think_budget, starts_in_thinking),
                 grammar: req.grammar.clone(),
+                speculative: req.speculative,
             };
             self.worker
                 .request(&WorkerRequest::Generate(Box::new(gen)))

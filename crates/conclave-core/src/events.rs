@@ -7,7 +7,7 @@ use ts_rs::TS;
 
 // Sampling parameters and stop reasons travel to and from the worker, so the protocol crate
 // owns them; they stay reachable here, where the rest of the app has always found them.
-pub use conclave_protocol::{SamplingParams, StopReason};
+pub use conclave_protocol::{SamplingParams, SpeculativeMode, StopReason};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "lowercase")]
@@ -161,6 +161,11 @@ pub struct Metrics {
     /// From the request to the first answer text; absent when there was none.
     #[serde(default)]
     pub first_answer_ms: Option<f64>,
+    /// Speculative decoding: tokens drafted and verified, and how many the model kept.
+    #[serde(default)]
+    pub drafted_tokens: u32,
+    #[serde(default)]
+    pub accepted_tokens: u32,
     /// Where the model's layers ran when more than the CPU took part, e.g.
     /// `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`; empty for the CPU alone.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::events::{ContextOverflow, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{
+    ContextOverflow, Metrics, Role, SamplingParams, SpeculativeMode, StopReason, ThinkMode, Usage,
+};
 
 pub mod bench;
 mod export;
@@ -373,6 +375,10 @@ pub struct ConversationSettings {
     pub template_override: Option<String>,
     pub default_model: Option<String>,
     pub context_overflow: ContextOverflow,
+    /// Speculative decoding for the conversation's answers.
+    pub speculative: SpeculativeMode,
+    /// The model drafting for the conversation's model (a GGUF path), if any.
+    pub draft_model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

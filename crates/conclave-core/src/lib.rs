@@ -24,6 +24,6 @@ pub mod template;
 
 pub use error::{CoreError, ErrorCode};
 pub use events::{
-    ChatEvent, ContextOverflow, Message, Metrics, Role, SamplingParams, StopReason, ThinkMode,
-    Usage,
+    ChatEvent, ContextOverflow, Message, Metrics, Role, SamplingParams, SpeculativeMode,
+    StopReason, ThinkMode, Usage,
 };

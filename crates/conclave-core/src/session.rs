@@ -12,7 +12,9 @@ use ts_rs::TS;
 
 use crate::engine::{CancelHandle, ChatRequest, Engine, LoadOptions, LoadedModel, ModelInfo};
 use crate::error::CoreError;
-use crate::events::{ChatEvent, ContextOverflow, Message, Role, SamplingParams, ThinkMode};
+use crate::events::{
+    ChatEvent, ContextOverflow, Message, Role, SamplingParams, SpeculativeMode, ThinkMode,
+};
 use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, MessageStatus};
 use crate::models::Library;
 
@@ -32,6 +34,10 @@ pub struct ChatSettings {
     pub n_ctx: u32,
     pub threads: Option<u32>,
     pub template: Option<String>,
+    /// Speculative decoding for this conversation's answers.
+    pub speculative: SpeculativeMode,
+    /// A model drafting for the conversation's model (same vocabulary), loaded with it.
+    pub draft_model: Option<PathBuf>,
     /// What to leave out when the conversation no longer fits the context.
     pub context_overflow: ContextOverflow,
 }
@@ -47,6 +53,8 @@ impl Default for ChatSettings {
             n_ctx: 0,
             threads: None,
             template: None,
+            speculative: SpeculativeMode::default(),
+            draft_model: None,
             context_overflow: ContextOverflow::default(),
         }
     }
@@ -66,6 +74,8 @@ impl ChatSettings {
             threads: stored.threads,
             template: stored.template_override.clone(),
             context_overflow: stored.context_overflow,
+            speculative: stored.speculative,
+            draft_model: stored.draft_model.as_deref().map(PathBuf::from),
         }
     }
 
@@ -92,6 +102,8 @@ impl ChatSettings {
             template_override: self.template.clone(),
             default_model: Some(model.display().to_string()),
             context_overflow: self.context_overflow,
+            speculative: self.speculative,
+            draft_model: self.draft_model.as_ref().map(|p| p.display().to_string()),
         }
     }
 }
@@ -175,7 +187,10 @@ impl Conclave {
         let mut loaded = self.loaded.lock().await;
         if let Some(m) = loaded.get(&key) {
             let info = m.info().await;
-            if (opts.n_ctx == 0 || opts.n_ctx == info.n_ctx) && m.placement_matches(&opts) {
+            if (opts.n_ctx == 0 || opts.n_ctx == info.n_ctx)
+                && m.placement_matches(&opts)
+                && opts.draft_model.as_deref() == m.draft_path()
+            {
                 return Ok(m.clone());
             }
             m.unload().await;
@@ -256,6 +271,7 @@ impl Conclave {
             threads: settings.threads,
             grammar: None,
             template_vars: Vec::new(),
+            speculative: settings.speculative,
             overflow: settings.context_overflow,
         };
         let mut writer = if req.no_save {

@@ -12,7 +12,7 @@
 use serde::Serialize;
 use ts_rs::TS;
 
-use crate::events::SamplingParams;
+use crate::events::{SamplingParams, SpeculativeMode};
 use crate::session::ChatSettings;
 
 /// The context length the app starts with, and what 0 means at load ("the smaller of this
@@ -172,6 +172,8 @@ pub struct AppConstants {
     pub default_sampling: SamplingParams,
     pub min_n_ctx: u32,
     pub sampling_fields: Vec<SamplingField>,
+    /// The speculative decoding modes a chat may ask for.
+    pub speculative_modes: Vec<SpeculativeMode>,
 }
 
 pub fn app_constants() -> AppConstants {
@@ -188,6 +190,7 @@ pub fn app_constants() -> AppConstants {
         default_settings,
         min_n_ctx: MIN_N_CTX,
         sampling_fields: SAMPLING_FIELDS.to_vec(),
+        speculative_modes: SpeculativeMode::ALL.to_vec(),
     }
 }
 

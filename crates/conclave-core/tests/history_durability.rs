@@ -79,6 +79,8 @@ async fn partial_answer_is_visible_mid_stream_and_finish_stores_everything() {
         reasoning_cut_off: true,
         first_reasoning_ms: Some(80.25),
         first_answer_ms: Some(450.5),
+        drafted_tokens: 530,
+        accepted_tokens: 412,
         devices: "CPU: 11 layers, rpc 10.0.0.2:50052: 20 layers".into(),
         ..Metrics::default()
     };

@@ -13,6 +13,8 @@ async fn fill(h: &History) -> String {
     let settings = ConversationSettings {
         system_prompt: Some("be kind".into()),
         think_mode: ThinkMode::On,
+        speculative: conclave_core::SpeculativeMode::Draft,
+        draft_model: Some("/models/small.gguf".into()),
         ..Default::default()
     };
     let c = h.create_conversation("Export me", settings).await.unwrap();

@@ -227,6 +227,8 @@ async fn conversation_fields_and_paging() {
         template_override: Some("qwen3".into()),
         default_model: Some("q.gguf".into()),
         context_overflow: conclave_core::ContextOverflow::TruncateMiddle,
+        speculative: conclave_core::SpeculativeMode::Lookup,
+        draft_model: Some("/models/draft.gguf".into()),
     };
     let mut ids = Vec::new();
     for i in 0..5 {

@@ -16,18 +16,21 @@ mod params;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-pub use params::{SamplingParams, StopReason};
+pub use params::{SamplingParams, SpeculativeMode, StopReason};
 
 /// The version of this protocol, carried in [`ReadyInfo::protocol`]. The core refuses a
 /// worker that reports another one, so a stale `conclave-worker` left next to a newer app
 /// fails its load with a clear message instead of misreading (or hanging on) its output.
 /// Raise it with any change that an older or newer peer would misread.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Command-line flags the core passes when it starts a worker.
 pub const ARG_MODEL: &str = "--model";
 pub const ARG_N_CTX: &str = "--n-ctx";
 pub const ARG_THREADS: &str = "--threads";
+/// A second, smaller model with the same vocabulary that drafts tokens for the first one
+/// (speculative decoding); both live in the same worker.
+pub const ARG_DRAFT_MODEL: &str = "--draft-model";
 /// `--sandbox off` starts the worker without its sandbox (for debugging only).
 pub const ARG_SANDBOX: &str = "--sandbox";
 /// Allows TCP connects to this port (repeatable): llama.cpp RPC servers the user entered.
@@ -250,6 +253,9 @@ pub struct GenerateRequest {
     /// A GBNF grammar constraining the output (JSON mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grammar: Option<String>,
+    /// How tokens are drafted for speculative decoding (the output is the same either way).
+    #[serde(default)]
+    pub speculative: SpeculativeMode,
 }
 
 /// One piece of a rendered prompt.
@@ -432,6 +438,9 @@ pub struct ReadyInfo {
     pub bos_token: String,
     pub eos_token: String,
     pub add_bos: bool,
+    /// The draft model's name when the worker holds one (`--draft-model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_model: Option<String>,
     /// Where the layers went, CPU first; empty from workers that predate it.
     #[serde(default)]
     pub devices: Vec<DeviceLayers>,
@@ -512,6 +521,12 @@ pub struct DoneInfo {
     /// Thinking tokens counted by the budget rule (0 without a budget).
     pub thinking_tokens: u32,
     pub budget_cut_at: Option<u32>,
+    /// Speculative decoding: tokens drafted and verified, and how many of them the target
+    /// model kept (0 and 0 when nothing was drafted).
+    #[serde(default)]
+    pub drafted_tokens: u32,
+    #[serde(default)]
+    pub accepted_tokens: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

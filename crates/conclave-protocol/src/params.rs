@@ -83,3 +83,52 @@ impl StopReason {
         }
     }
 }
+
+/// How a worker drafts tokens for speculative decoding. Drafted tokens are checked by
+/// sampling the target model at each drafted position with the request's own sampler, so
+/// the text is the one the target alone would write; only the speed changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeculativeMode {
+    /// One token per decode.
+    Off,
+    /// Drafts from the worker's draft model when it holds one, else from text already in
+    /// the context (prompt lookup); either stops drafting while it does not pay.
+    #[default]
+    Auto,
+    /// Drafts copied from the context (n-gram prompt lookup), whether it pays or not.
+    Lookup,
+    /// Drafts from the draft model, whether it pays or not.
+    Draft,
+}
+
+impl SpeculativeMode {
+    pub const ALL: [SpeculativeMode; 4] = [Self::Off, Self::Auto, Self::Lookup, Self::Draft];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Auto => "auto",
+            Self::Lookup => "lookup",
+            Self::Draft => "draft",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for SpeculativeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SpeculativeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
+            .ok_or_else(|| format!("unknown speculative mode {s:?} (off, auto, lookup or draft)"))
+    }
+}

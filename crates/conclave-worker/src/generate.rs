@@ -27,6 +27,7 @@ use llama_cpp_2::token_type::LlamaTokenAttr;
 use rand::Rng;
 
 use crate::prefix::{self, Reuse, Snapshot, SnapshotStore, TokenSeq};
+use crate::speculative::{self, DraftModel, Source};
 use crate::text::{StopCheck, StopMatcher, Utf8Stream};
 use crate::{Incoming, Out};
 
@@ -50,6 +51,10 @@ const SNAPSHOT_MIN_GAIN: usize = 16;
 /// the budget is not kept, and a return to it decodes as before.
 const SNAPSHOT_BUDGET_BYTES: usize = 256 << 20;
 const SNAPSHOT_MAX: usize = 4;
+
+/// Tokens decoded in one generation step: the sampled token, any forced by the thinking
+/// budget, and a draft.
+const BATCH: usize = 64;
 
 /// Requests waiting while one is being served, fed by the stdin reader thread.
 pub struct Queue {
@@ -115,6 +120,8 @@ pub struct Generator {
     cached: TokenSeq,
     /// Sequences the cache gave up for a prompt that shared less of them.
     snapshots: SnapshotStore<SeqState>,
+    /// The model drafting for this one (`--draft-model`), with its own context.
+    draft: Option<DraftModel>,
 }
 
 /// A context for another thread count, being built on a helper thread.
@@ -155,6 +162,7 @@ impl Generator {
         model: &'static LlamaModel,
         n_ctx: u32,
         threads: u32,
+        draft_model: Option<&'static LlamaModel>,
     ) -> anyhow::Result<Self> {
         let n_ctx = if n_ctx == 0 {
             model.n_ctx_train()
@@ -162,6 +170,10 @@ impl Generator {
             n_ctx.min(model.n_ctx_train())
         };
         let ctx = context(backend, model, n_ctx, threads)?;
+        // Created after the target's context: contexts are created one at a time.
+        let draft = draft_model
+            .map(|d| DraftModel::new(backend, d, n_ctx, threads))
+            .transpose()?;
         Ok(Self {
             backend,
             model,
@@ -170,6 +182,7 @@ impl Generator {
             threads,
             cached: TokenSeq::default(),
             snapshots: SnapshotStore::new(SNAPSHOT_BUDGET_BYTES, SNAPSHOT_MAX),
+            draft,
         })
     }
 
@@ -199,6 +212,11 @@ impl Generator {
             bos_token: piece(vocab.bos()),
             eos_token: piece(vocab.eos()),
             add_bos: vocab.should_add_bos(),
+            draft_model: self.draft.as_ref().map(|d| {
+                d.model
+                    .meta_val_str("general.name")
+                    .unwrap_or_else(|_| "draft model".to_owned())
+            }),
             sandbox,
             devices: Vec::new(),
             gpu_layers: 0,
@@ -523,6 +541,7 @@ impl Generator {
         out: &mut Out,
     ) -> anyhow::Result<()> {
         let id = req.id;
+        let source = speculative::resolve(req.speculative, self.draft.is_some())?;
         self.set_threads(req.threads)?;
         let t0 = Instant::now();
         let prompt = self.prompt_seq(&req.segments, req.add_bos);
@@ -573,12 +592,21 @@ impl Generator {
                 Duration::ZERO,
                 0,
                 &Budget::default(),
+                (0, 0),
             );
             return Ok(());
         }
         // GPU and RPC backends return from decode before the work is done: wait for it, so
         // the prompt's time is the prompt's and not charged to the first generated token.
         self.ctx.synchronize();
+        let mut adaptive = speculative::Adaptive::new(matches!(
+            source,
+            Source::Lookup { forced: true } | Source::Model { forced: true }
+        ));
+        if let (Source::Model { .. }, Some(draft)) = (source, self.draft.as_mut()) {
+            // The draft model reads the prompt too; done now so it counts as prompt time.
+            draft.sync(self.cached.tokens())?;
+        }
         let prompt_time = t0.elapsed();
         out.send(&WorkerEvent::Started {
             id,
@@ -592,11 +620,16 @@ impl Generator {
         let mut utf8 = Utf8Stream::default();
         let mut stops = StopMatcher::new(&req.params.stop);
         let mut budget = Budget::new(req.budget);
-        let mut batch = LlamaBatch::new(64, 1);
+        let mut batch = LlamaBatch::new(BATCH, 1);
         let mut n_gen: u32 = 0;
-        let mut logits_idx = -1;
+        // Batch indexes of the logits to sample from, in order, and the drafted token
+        // decoded after each of them (one fewer: the last logits follow the whole draft).
+        let mut logits_at: Vec<i32> = vec![-1];
+        let mut drafted: Vec<LlamaToken> = Vec::new();
+        let (mut total_drafted, mut total_accepted) = (0u32, 0u32);
         let mut rethread: Option<Rethread> = None;
         let t_gen = Instant::now();
+        let mut t_step = Instant::now();
         let stop_reason = loop {
             if queue.should_stop(id) {
                 break StopReason::Cancelled;
@@ -611,42 +644,106 @@ impl Generator {
                     rethread = (threads != self.threads).then(|| self.build_context(threads));
                 }
             }
-            let token = sampler.sample(&self.ctx, logits_idx);
-            if vocab.is_eog(token) {
-                break StopReason::Eos;
-            }
-            n_gen += 1;
-            let piece = vocab.token_to_piece(token, true, None);
-            let text = utf8.push(&piece);
-            let mut forced: Vec<LlamaToken> = Vec::new();
-            let mut shown = match stops.push(&text) {
-                StopCheck::Emit(t) => t,
-                StopCheck::Stopped(t) => {
-                    send_delta(out, id, t, 1);
-                    break StopReason::StopString;
+            // Sample at each position in order: a drafted token is kept while it is the
+            // token the target samples there (it is already decoded); the first one that
+            // differs is replaced by the sampled token, and the rest of the draft goes.
+            // The sampler sees exactly the tokens kept, in order, as without a draft.
+            let mut next: Vec<LlamaToken> = Vec::new();
+            let mut stopped = None;
+            let mut kept = 0usize;
+            let mut produced = 0usize;
+            for (j, &idx) in logits_at.iter().enumerate() {
+                // A cancel stops within one token, also inside a verified draft.
+                if j > 0 && queue.should_stop(id) {
+                    stopped = Some(StopReason::Cancelled);
+                    break;
                 }
-            };
-            if let Some(inject) = budget.after_token(&text) {
-                // The engine's own markers, as a template would write them.
-                forced = self.tokenize(&inject, true);
-                shown.push_str(&inject);
+                let token = sampler.sample(&self.ctx, idx);
+                if vocab.is_eog(token) {
+                    stopped = Some(StopReason::Eos);
+                    break;
+                }
+                n_gen += 1;
+                produced += 1;
+                let piece = vocab.token_to_piece(token, true, None);
+                let text = utf8.push(&piece);
+                let mut forced: Vec<LlamaToken> = Vec::new();
+                let mut shown = match stops.push(&text) {
+                    StopCheck::Emit(t) => t,
+                    StopCheck::Stopped(t) => {
+                        send_delta(out, id, t, 1);
+                        stopped = Some(StopReason::StopString);
+                        break;
+                    }
+                };
+                if let Some(inject) = budget.after_token(&text) {
+                    // The engine's own markers, as a template would write them.
+                    forced = self.tokenize(&inject, true);
+                    shown.push_str(&inject);
+                }
+                send_delta(out, id, shown, 1);
+                if n_gen >= req.params.max_tokens {
+                    stopped = Some(StopReason::MaxTokens);
+                    break;
+                }
+                if forced.is_empty() && drafted.get(j) == Some(&token) {
+                    push_token(self.model, &mut self.cached, token);
+                    kept += 1;
+                    continue;
+                }
+                next.push(token);
+                next.extend(forced);
+                break;
             }
-            send_delta(out, id, shown, 1);
-
-            if n_gen >= req.params.max_tokens {
-                break StopReason::MaxTokens;
+            // The first step only samples the prompt's logits: no decode to learn from.
+            if n_gen > u32::try_from(produced)? {
+                adaptive.record(
+                    drafted.len(),
+                    kept,
+                    produced,
+                    t_step.elapsed().as_secs_f64(),
+                );
             }
-            if self.cached.len() + 1 + forced.len() >= self.n_ctx as usize {
+            t_step = Instant::now();
+            total_drafted += u32::try_from(drafted.len())?;
+            total_accepted += u32::try_from(kept)?;
+            if kept < drafted.len() {
+                // Rejected draft positions leave the cache, so that it holds exactly
+                // `self.cached` (the prefix cache and snapshots rely on it).
+                self.ctx
+                    .kv_cache_seq_rm(0, Some(u32::try_from(self.cached.len())?), None)?;
+            }
+            drafted.clear();
+            if let Some(reason) = stopped {
+                break reason;
+            }
+            if self.cached.len() + next.len() >= self.n_ctx as usize {
                 break StopReason::ContextFull;
             }
-            batch.clear();
-            let mut to_decode = vec![token];
-            to_decode.extend(forced.iter().copied());
-            for (i, t) in to_decode.iter().enumerate() {
-                let pos = i32::try_from(self.cached.len() + i)?;
-                batch.add(*t, pos, &[0], i + 1 == to_decode.len())?;
+            // Room for a draft: the context, the batch, and the tokens still allowed
+            // (the token sampled after the draft is one of them).
+            let room = (self.n_ctx as usize)
+                .saturating_sub(self.cached.len() + next.len() + 1)
+                .min(BATCH.saturating_sub(next.len()))
+                .min(req.params.max_tokens.saturating_sub(n_gen + 1) as usize)
+                .min(adaptive.draft_len());
+            if room > 0 {
+                let mut history = self.cached.tokens().to_vec();
+                history.extend_from_slice(&next);
+                drafted = match (source, self.draft.as_mut()) {
+                    (Source::Lookup { .. }, _) => speculative::lookup(&history, room),
+                    (Source::Model { .. }, Some(draft)) => draft.draft(&history, room)?,
+                    _ => Vec::new(),
+                };
             }
-            for t in &forced {
+            batch.clear();
+            for (i, t) in next.iter().chain(&drafted).enumerate() {
+                let pos = i32::try_from(self.cached.len() + i)?;
+                batch.add(*t, pos, &[0], i + 1 >= next.len())?;
+            }
+            // Forced tokens are the model's input as much as sampled ones: the sampler's
+            // penalties and grammar see them (a sampled token it has seen already).
+            for t in &next[1..] {
                 sampler.accept(*t);
             }
             // Between sampling and decoding the context holds nothing that the snapshot
@@ -655,10 +752,12 @@ impl Generator {
                 rethread = self.take_rethread(r, false);
             }
             self.ctx.decode(&mut batch)?;
-            for t in &to_decode {
+            for t in &next {
                 push_token(self.model, &mut self.cached, *t);
             }
-            logits_idx = batch.n_tokens() - 1;
+            let first = i32::try_from(next.len())? - 1;
+            logits_at.clear();
+            logits_at.extend((0..=drafted.len()).map(|k| first + i32::try_from(k).unwrap_or(0)));
         };
         let tail = utf8.finish();
         if stop_reason != StopReason::StopString {
@@ -679,6 +778,7 @@ impl Generator {
             gen_time,
             n_gen,
             &budget,
+            (total_drafted, total_accepted),
         );
         // After the answer is out: the next request must not create a context while this
         // one is still being built.
@@ -700,6 +800,7 @@ impl Generator {
         gen_time: Duration,
         n_gen: u32,
         budget: &Budget,
+        (drafted_tokens, accepted_tokens): (u32, u32),
     ) {
         out.send(&WorkerEvent::Done(DoneInfo {
             id,
@@ -712,6 +813,8 @@ impl Generator {
             threads: self.threads,
             thinking_tokens: budget.thinking_tokens,
             budget_cut_at: budget.cut_at,
+            drafted_tokens,
+            accepted_tokens,
         }));
     }
 

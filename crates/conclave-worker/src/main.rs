@@ -11,6 +11,7 @@ mod generate;
 mod lines;
 mod prefix;
 mod sandbox;
+mod speculative;
 mod text;
 
 use std::io::Write;
@@ -25,6 +26,7 @@ use conclave_protocol::{
     WorkerRequest,
 };
 use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use protocol::GpuLayers;
 
@@ -36,6 +38,8 @@ struct Args {
     model: Option<PathBuf>,
     n_ctx: u32,
     threads: u32,
+    /// A model with the same vocabulary that drafts tokens for `model`.
+    draft_model: Option<PathBuf>,
     sandbox: bool,
     tcp_ports: Vec<u16>,
     check: bool,
@@ -55,6 +59,7 @@ fn parse_args() -> anyhow::Result<Args> {
         model: None,
         n_ctx: 4096,
         threads: 1,
+        draft_model: None,
         sandbox: true,
         tcp_ports: Vec::new(),
         check: false,
@@ -75,6 +80,7 @@ fn parse_args() -> anyhow::Result<Args> {
             protocol::ARG_MODEL => args.model = Some(value()?.into()),
             protocol::ARG_N_CTX => args.n_ctx = value()?.parse().context("--n-ctx")?,
             protocol::ARG_THREADS => args.threads = value()?.parse().context("--threads")?,
+            protocol::ARG_DRAFT_MODEL => args.draft_model = Some(value()?.into()),
             protocol::ARG_SANDBOX => {
                 args.sandbox = match value()?.as_str() {
                     "on" => true,
@@ -112,6 +118,7 @@ impl Args {
     fn policy(&self) -> sandbox::Policy {
         sandbox::Policy {
             model: self.model.clone(),
+            draft_model: self.draft_model.clone(),
             network: {
                 // The RPC servers' ports too, so `--list-devices --rpc …` can reach them.
                 let mut ports = self.tcp_ports.clone();
@@ -406,9 +413,29 @@ fn run(
     })?;
     // The model lives as long as the process; leaking it lets contexts borrow it for 'static.
     let model: &'static LlamaModel = Box::leak(Box::new(model));
+    let draft = match &args.draft_model {
+        Some(path) => {
+            // On the CPU: it is small, and the fit above measured free device memory for
+            // the target alone (nor should it land on an RPC server by default).
+            let params = LlamaModelParams::default()
+                .with_use_mmap(true)
+                .with_n_gpu_layers(0);
+            let draft = LlamaModel::load_from_file(&backend, path, &params)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "llama.cpp could not load the draft model {} ({e}); see the worker log for the reason",
+                    path.display()
+                )
+            })?;
+            speculative::check_vocab(model, &draft)?;
+            let draft: &'static LlamaModel = Box::leak(Box::new(draft));
+            Some(draft)
+        }
+        None => None,
+    };
     let backend: &'static LlamaBackend = Box::leak(Box::new(backend));
 
-    let engine = generate::Generator::new(backend, model, args.n_ctx, args.threads);
+    let engine = generate::Generator::new(backend, model, args.n_ctx, args.threads, draft);
     let memory = devices::LayerLog::memory(&list);
     let mut engine = engine?;
     LOADING.store(false, Ordering::SeqCst);

@@ -13,7 +13,8 @@
 //!   `AF_INET6` stream sockets are allowed too; UDP, raw and every other kind stay denied,
 //!   so no DNS lookup can leave this process even then. A seccomp filter sees the
 //!   arguments of `connect()` only as a pointer, so it cannot check the address.
-//! - Landlock (`landlock`): read-only access to the model file, the sidecar files next to it
+//! - Landlock (`landlock`): read-only access to the model file (and the draft model's), the
+//!   sidecar files next to it
 //!   (the other parts of a split GGUF), the files already mapped (the program and its
 //!   libraries), `/proc/self`, `/sys/devices/system/cpu` (thread counts), and read-write
 //!   access to `/dev/null`. Nothing else can be opened, written, created or executed.
@@ -38,6 +39,8 @@ pub enum Network {
 pub struct Policy {
     /// The model file; `None` for `--sandbox-check` without a model.
     pub model: Option<PathBuf>,
+    /// The draft model (speculative decoding), read like the model.
+    pub draft_model: Option<PathBuf>,
     pub network: Network,
 }
 
@@ -274,7 +277,7 @@ mod imp {
         let abi = TARGET_ABI;
         let read = AccessFs::from_read(abi);
         let mut readable: Vec<PathBuf> = mapped_files();
-        if let Some(model) = &policy.model {
+        for model in policy.model.iter().chain(&policy.draft_model) {
             readable.extend(model_files(model));
         }
         readable

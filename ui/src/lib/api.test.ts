@@ -94,7 +94,7 @@ describe('api wrappers send the exact command names and argument names', () => {
       ['content', 'conversation_id', 'edit_of', 'model_id', 'parent_id', 'regenerate_of', 'settings'].sort(),
     );
     expect(Object.keys(sent.settings).sort()).toEqual(
-      ['context_overflow', 'keep_thoughts', 'n_ctx', 'sampling', 'system_prompt', 'template', 'think', 'think_budget', 'threads'].sort(),
+      ['context_overflow', 'draft_model', 'keep_thoughts', 'n_ctx', 'sampling', 'speculative', 'system_prompt', 'template', 'think', 'think_budget', 'threads'].sort(),
     );
     expect(sent.settings.sampling).toHaveProperty('max_tokens', 512);
     expect(sent.settings.sampling).toHaveProperty('seed', null);

@@ -112,7 +112,20 @@ export function costItems(m: Metrics, u: Usage | null): CostItem[] {
       title: `Energy ${energyMethodText(m.energy_method)}.${m.energy_thinking_wh > 0 ? ` Thinking ${formatWh(m.energy_thinking_wh)}, answer ${formatWh(m.energy_answer_wh)}.` : ''}`,
     });
   }
+  if (m.drafted_tokens > 0) {
+    items.push({
+      key: 'speculative',
+      label: '',
+      value: speculativeText(m),
+      title: 'Speculative decoding: tokens drafted (from the context or a draft model) and checked by the model in one batch; only those it would have written itself are kept.',
+    });
+  }
   return items;
+}
+
+/** "speculative: 412 of 530 drafted accepted" */
+export function speculativeText(m: Metrics): string {
+  return `speculative: ${formatCount(m.accepted_tokens)} of ${formatCount(m.drafted_tokens)} drafted accepted`;
 }
 
 export function relativeTime(iso: string, now = Date.now()): string {

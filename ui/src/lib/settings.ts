@@ -1,7 +1,7 @@
 // The defaults, the templates and the ranges come from the core (APP_CONSTANTS, generated
 // from conclave_core::settings): the UI offers exactly what the core accepts.
 import { APP_CONSTANTS } from './bindings';
-import type { ChatSettings, SamplingField, SamplingParams } from './types';
+import type { ChatSettings, SamplingField, SamplingParams, SpeculativeMode } from './types';
 
 export function defaultSampling(): SamplingParams {
   return structuredClone(APP_CONSTANTS.default_sampling);
@@ -13,6 +13,17 @@ export function defaultSettings(): ChatSettings {
 
 /** The built-in chat templates the core has (besides the model's own). */
 export const TEMPLATES: readonly string[] = APP_CONSTANTS.templates;
+
+/** How each speculative decoding mode is offered (labels are the UI's; the modes the core's). */
+const SPECULATIVE_LABELS: Record<SpeculativeMode, string> = {
+  auto: 'Auto (drafts while it pays)',
+  lookup: 'Prompt lookup',
+  draft: 'Draft model',
+  off: 'Off',
+};
+
+export const SPECULATIVE_MODES: readonly { value: SpeculativeMode; label: string }[] =
+  APP_CONSTANTS.speculative_modes.map((value) => ({ value, label: SPECULATIVE_LABELS[value] }));
 
 /** The numeric sampling parameters the settings offer, with their ranges. */
 export const SAMPLING_FIELDS: readonly SamplingField[] = APP_CONSTANTS.sampling_fields;
@@ -66,6 +77,10 @@ export function normalizeSettings(raw: unknown): ChatSettings {
     template: typeof r.template === 'string' && TEMPLATES.includes(r.template) ? r.template : null,
     context_overflow:
       r.context_overflow === 'stop' || r.context_overflow === 'truncate_middle' ? r.context_overflow : 'drop_oldest',
+    speculative: SPECULATIVE_MODES.some((m) => m.value === r.speculative)
+      ? (r.speculative as SpeculativeMode)
+      : d.speculative,
+    draft_model: typeof r.draft_model === 'string' && r.draft_model.trim() ? r.draft_model.trim() : null,
   };
 }
 

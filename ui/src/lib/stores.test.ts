@@ -28,6 +28,8 @@ const metrics = {
   energy_method: 'rapl', dropped_messages: 0, seed: 1, template: 'chatml', reasoning_format: 'deepseek', thinking: 'auto' as const,
   budget_cut_at: null, reasoning_cut_off: false, thoughts_dropped_tokens: 0, first_reasoning_ms: null, first_answer_ms: null,
   context_overflow: 'drop_oldest' as const,
+  drafted_tokens: 0,
+  accepted_tokens: 0,
 };
 const handle = { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
 

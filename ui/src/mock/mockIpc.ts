@@ -139,6 +139,8 @@ function metrics(p: Partial<Metrics> = {}): Metrics {
     budget_cut_at: null,
     reasoning_cut_off: false,
     thoughts_dropped_tokens: 0,
+    drafted_tokens: 530,
+    accepted_tokens: 412,
     first_reasoning_ms: null,
     first_answer_ms: null,
     context_overflow: 'drop_oldest',

@@ -122,6 +122,7 @@ describe('App with mocked IPC', () => {
 
   it('loads a model, streams thinking then answer, collapses thinking, shows cost line', async () => {
     let channel: Channel<ChatEvent> | null = null;
+    let sentSettings: Record<string, unknown> | null = null;
     let conv: ConversationView | null = null;
     mockIPC((cmd, raw) => {
       const args = raw as Record<string, unknown>;
@@ -135,6 +136,7 @@ describe('App with mocked IPC', () => {
           return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx: 2048, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
         case 'start_chat':
           channel = args.onEvent as Channel<ChatEvent>;
+          sentSettings = (args.request as { settings: Record<string, unknown> }).settings;
           return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
         case 'get_conversation':
           return conv ?? Promise.reject({ code: 'not_found', message: 'nope' });
@@ -178,7 +180,7 @@ describe('App with mocked IPC', () => {
       thinking_ms: 800, answer_ms: 500, threads: 4, peak_rss_bytes: 1e9, cpu_seconds: 4, energy_wh: 0.01,
       energy_thinking_wh: 0.006, energy_answer_wh: 0.004, energy_method: 'rapl', dropped_messages: 0, seed: 1,
       template: 'chatml', reasoning_format: 'deepseek', thinking: 'auto' as const, budget_cut_at: null,
-      reasoning_cut_off: false, thoughts_dropped_tokens: 0,
+      reasoning_cut_off: false, thoughts_dropped_tokens: 0, drafted_tokens: 530, accepted_tokens: 412,
       first_reasoning_ms: null, first_answer_ms: null, context_overflow: 'drop_oldest' as const,
     };
     const usage = { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 7, reasoning_tokens: 5, answer_tokens: 2 };
@@ -198,6 +200,9 @@ describe('App with mocked IPC', () => {
     expect(cost).toContain('33.3 t/s');
     expect(cost).toContain('5 thinking + 2 answer');
     expect(cost).toContain('0.010 Wh');
+    expect(cost).toContain('speculative: 412 of 530 drafted accepted');
+    // The speculative setting travels with the request (default auto, no draft model).
+    expect(sentSettings).toMatchObject({ speculative: 'auto', draft_model: null });
     expect(q('thinking-summary')?.textContent).toBe('Thought for 0.80 s · 5 tokens');
     // Still collapsed after the refetch (same key, no remount), and expandable.
     expect(q('thinking')!.dataset.state).toBe('collapsed');

@@ -87,6 +87,7 @@ pub(crate) async fn completions(
         threads: state.config.threads,
         grammar: req.grammar.clone(),
         template_vars: req.template_vars.clone(),
+        speculative: req.speculative,
         overflow: req.overflow,
     };
     let mut stream = model

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::{grammar, ApiConfig, ApiError};
-use crate::events::{ContextOverflow, Message, Role, SamplingParams, ThinkMode};
+use crate::events::{ContextOverflow, Message, Role, SamplingParams, SpeculativeMode, ThinkMode};
 use crate::session::ChatSettings;
 
 /// Thinking budgets for `reasoning_effort`: low, medium, high.
@@ -27,6 +27,8 @@ pub(crate) struct ParsedRequest {
     /// Extra chat-template variables: `chat_template_kwargs` (less `enable_thinking`,
     /// which sets `think`) and `reasoning_effort`, which gpt-oss's template reads.
     pub template_vars: Vec<(String, Value)>,
+    /// `speculative` (a Conclave extension): off, auto, lookup or draft.
+    pub speculative: SpeculativeMode,
     /// `context_overflow` (a Conclave extension): what to leave out when the messages do
     /// not fit the context.
     pub overflow: ContextOverflow,
@@ -217,6 +219,16 @@ pub(crate) fn parse_request_with(
         }
         Some(_) => return Err(type_error("chat_template_kwargs", "an object")),
     }
+    let speculative = match field(obj, "speculative") {
+        None | Some(Value::Null) => SpeculativeMode::default(),
+        Some(Value::String(s)) => SpeculativeMode::parse(s).ok_or_else(|| {
+            ApiError::invalid_value(
+                "speculative",
+                "`speculative` must be one of off, auto, lookup, draft.",
+            )
+        })?,
+        Some(_) => return Err(type_error("speculative", "a string")),
+    };
     let grammar = parse_response_format(obj)?;
     if grammar.is_some() {
         // The grammar constrains every generated token, thinking included, and no
@@ -273,6 +285,7 @@ pub(crate) fn parse_request_with(
         think_budget,
         grammar,
         template_vars,
+        speculative,
         overflow,
     })
 }
@@ -486,6 +499,24 @@ mod tests {
 
     fn parse(v: Value) -> Result<ParsedRequest, ApiError> {
         parse_request(&v, &ApiConfig::default())
+    }
+
+    #[test]
+    fn reads_the_speculative_extension() {
+        let base = || json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(parse(base()).unwrap().speculative, SpeculativeMode::Auto);
+        for mode in SpeculativeMode::ALL {
+            let mut body = base();
+            body["speculative"] = json!(mode.as_str());
+            assert_eq!(parse(body).unwrap().speculative, mode);
+        }
+        let mut body = base();
+        body["speculative"] = json!("fast");
+        let err = parse(body).unwrap_err();
+        assert!(format!("{err:?}").contains("speculative"), "{err:?}");
+        let mut body = base();
+        body["speculative"] = json!(true);
+        assert!(parse(body).is_err());
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub(super) fn assemble(timeline: &Timeline, facts: AnswerFacts<'_>) -> (Usage, M
         thoughts_dropped_tokens: facts.thoughts_dropped_tokens,
         first_reasoning_ms: timeline.reasoning_started.map(millis),
         first_answer_ms: timeline.answer_started.map(millis),
+        drafted_tokens: done.drafted_tokens,
+        accepted_tokens: done.accepted_tokens,
         devices: String::new(),
     };
     (usage, metrics)
@@ -175,6 +177,8 @@ mod tests {
             threads: 2,
             thinking_tokens: thinking,
             budget_cut_at: None,
+            drafted_tokens: 0,
+            accepted_tokens: 0,
         }
     }
 

@@ -270,6 +270,7 @@ mod tests {
             bos_token: bos.into(),
             eos_token: "</s>".into(),
             add_bos,
+            draft_model: None,
             sandbox: Default::default(),
             devices: Vec::new(),
             gpu_layers: 0,

@@ -51,6 +51,8 @@ pub(super) struct WorkerSpec {
     pub path: PathBuf,
     pub n_ctx: u32,
     pub threads: u32,
+    /// A model drafting tokens for this one, loaded in the same worker.
+    pub draft_model: Option<PathBuf>,
     /// TCP ports the worker may connect to (llama.cpp RPC servers); empty: no network.
     pub tcp_ports: Vec<u16>,
     pub rpc: Vec<String>,
@@ -116,6 +118,9 @@ impl Worker {
         if spec.gpu_layers != protocol::GpuLayers::Auto {
             cmd.arg(protocol::ARG_GPU_LAYERS)
                 .arg(spec.gpu_layers.to_string());
+        }
+        if let Some(draft) = &spec.draft_model {
+            cmd.arg(protocol::ARG_DRAFT_MODEL).arg(draft);
         }
         let mut child = cmd
             .stdin(Stdio::piped())

@@ -211,7 +211,7 @@ impl History {
             sqlx::query(
                 "INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, think_mode, think_budget, \
                  keep_thoughts, n_ctx, threads, template_override, default_model, pinned, folder, \
-                 context_overflow) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                 context_overflow, speculative, draft_model) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             )
             .bind(&c.id)
             .bind(&c.title)
@@ -228,6 +228,8 @@ impl History {
             .bind(c.pinned)
             .bind(&c.folder)
             .bind(s.context_overflow.as_str())
+            .bind(s.speculative.as_str())
+            .bind(&s.draft_model)
             .execute(&mut *tx)
             .await
             .map_err(|e| import_db_error(e, &c.id))?;

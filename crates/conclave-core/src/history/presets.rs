@@ -94,6 +94,10 @@ fn from_fixed_columns(row: &SqliteRow) -> std::result::Result<Preset, sqlx::Erro
             template: row.try_get("template")?,
             // A conversation's policy, not a preset's: presets do not store it.
             context_overflow: Default::default(),
+            // Not part of presets either: speculative decoding and the draft model are
+            // speed settings of this machine, not of a way of answering.
+            speculative: Default::default(),
+            draft_model: None,
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

@@ -9,7 +9,9 @@ use super::{
     CompareRun, Conversation, ConversationSettings, ConversationSummary, MessageStatus, ModelInfo,
     StoredMessage, Vote,
 };
-use crate::events::{ContextOverflow, Metrics, Role, SamplingParams, StopReason, ThinkMode, Usage};
+use crate::events::{
+    ContextOverflow, Metrics, Role, SamplingParams, SpeculativeMode, StopReason, ThinkMode, Usage,
+};
 
 fn bad(column: &str, value: &str) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -49,6 +51,12 @@ fn stop_reason_from(s: &str) -> Option<StopReason> {
 fn overflow_from(row: &SqliteRow, col: &str) -> Result<Option<ContextOverflow>, sqlx::Error> {
     let v: Option<String> = row.try_get(col)?;
     v.map(|v| v.parse::<ContextOverflow>().map_err(|_| bad(col, &v)))
+        .transpose()
+}
+
+fn speculative_from(row: &SqliteRow, col: &str) -> Result<Option<SpeculativeMode>, sqlx::Error> {
+    let v: Option<String> = row.try_get(col)?;
+    v.map(|v| SpeculativeMode::parse(&v).ok_or_else(|| bad(col, &v)))
         .transpose()
 }
 
@@ -121,6 +129,8 @@ impl FromRow<'_, SqliteRow> for Conversation {
                 template_override: row.try_get("template_override")?,
                 default_model: row.try_get("default_model")?,
                 context_overflow: overflow_from(row, "context_overflow")?.unwrap_or_default(),
+                speculative: speculative_from(row, "speculative")?.unwrap_or_default(),
+                draft_model: row.try_get("draft_model")?,
             },
             pinned: row.try_get("pinned")?,
             folder: row.try_get("folder")?,
@@ -274,6 +284,8 @@ impl FromRow<'_, SqliteRow> for StoredMessage {
                     thoughts_dropped_tokens: u32_or0(row, "thoughts_dropped_tokens")?,
                     first_reasoning_ms: row.try_get("first_reasoning_ms")?,
                     first_answer_ms: row.try_get("first_answer_ms")?,
+                    drafted_tokens: u32_or0(row, "drafted_tokens")?,
+                    accepted_tokens: u32_or0(row, "accepted_tokens")?,
                     devices: row
                         .try_get::<Option<String>, _>("devices")?
                         .unwrap_or_default(),
@@ -480,6 +492,8 @@ pub(crate) fn push_metrics(
         "first_answer_ms",
         mx.and_then(|x| x.first_answer_ms.and_then(finite))
     );
+    col!("drafted_tokens", mx.map(|x| i64::from(x.drafted_tokens)));
+    col!("accepted_tokens", mx.map(|x| i64::from(x.accepted_tokens)));
     col!(
         "devices",
         mx.and_then(|x| (!x.devices.is_empty()).then(|| x.devices.clone()))

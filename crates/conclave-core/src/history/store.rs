@@ -176,7 +176,8 @@ impl History {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, think_mode, think_budget, \
-             keep_thoughts, n_ctx, threads, template_override, default_model, context_overflow) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             keep_thoughts, n_ctx, threads, template_override, default_model, context_overflow, speculative, \
+             draft_model) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         )
         .bind(&id)
         .bind(title)
@@ -191,6 +192,8 @@ impl History {
         .bind(&settings.template_override)
         .bind(&settings.default_model)
         .bind(settings.context_overflow.as_str())
+        .bind(settings.speculative.as_str())
+        .bind(&settings.draft_model)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -209,7 +212,8 @@ impl History {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE conversations SET system_prompt = ?, think_mode = ?, think_budget = ?, keep_thoughts = ?, \
-             n_ctx = ?, threads = ?, template_override = ?, default_model = ?, context_overflow = ?, updated_at = ? WHERE id = ?",
+             n_ctx = ?, threads = ?, template_override = ?, default_model = ?, context_overflow = ?, speculative = ?, \
+             draft_model = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&settings.system_prompt)
         .bind(think_mode_str(settings.think_mode))
@@ -220,6 +224,8 @@ impl History {
         .bind(&settings.template_override)
         .bind(&settings.default_model)
         .bind(settings.context_overflow.as_str())
+        .bind(settings.speculative.as_str())
+        .bind(&settings.draft_model)
         .bind(now_ms())
         .bind(id)
         .execute(&mut *tx)

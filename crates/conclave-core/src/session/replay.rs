@@ -12,7 +12,7 @@ use super::{answer_context, Conclave};
 use crate::compare::{diff_words, DiffOp};
 use crate::engine::{ChatRequest, LoadOptions};
 use crate::error::CoreError;
-use crate::events::{ChatEvent, Message, Role};
+use crate::events::{ChatEvent, Message, Role, SpeculativeMode};
 use crate::history::StoredMessage;
 
 /// What a replay found.
@@ -93,6 +93,12 @@ impl Conclave {
             grammar: None,
             template_vars: Vec::new(),
             overflow: settings.context_overflow,
+            // The text is the same in every mode; a replay loads no draft model, so a
+            // conversation answered with one drafts by prompt lookup instead.
+            speculative: match settings.speculative {
+                SpeculativeMode::Draft => SpeculativeMode::Auto,
+                mode => mode,
+            },
         };
         let mut stream = loaded.chat(chat).await?;
         let (mut replayed, mut replayed_reasoning) = (String::new(), String::new());

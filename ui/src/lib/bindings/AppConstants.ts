@@ -2,6 +2,7 @@
 import type { ChatSettings } from "./ChatSettings";
 import type { SamplingField } from "./SamplingField";
 import type { SamplingParams } from "./SamplingParams";
+import type { SpeculativeMode } from "./SpeculativeMode";
 
 /**
  * Everything above, in one value for the UI.
@@ -14,4 +15,8 @@ templates: Array<string>,
 /**
  * The name under which the model's own template is reported.
  */
-model_template: string, min_columns: number, max_columns: number, default_settings: ChatSettings, default_sampling: SamplingParams, min_n_ctx: number, sampling_fields: Array<SamplingField>, };
+model_template: string, min_columns: number, max_columns: number, default_settings: ChatSettings, default_sampling: SamplingParams, min_n_ctx: number, sampling_fields: Array<SamplingField>, 
+/**
+ * The speculative decoding modes a chat may ask for.
+ */
+speculative_modes: Array<SpeculativeMode>, };

@@ -52,6 +52,10 @@ first_reasoning_ms: number | null,
  */
 first_answer_ms: number | null, 
 /**
+ * Speculative decoding: tokens drafted and verified, and how many the model kept.
+ */
+drafted_tokens: number, accepted_tokens: number, 
+/**
  * Where the model's layers ran when more than the CPU took part, e.g.
  * `CPU: 16 layers, rpc 127.0.0.1:50052: 15 layers`; empty for the CPU alone.
  */

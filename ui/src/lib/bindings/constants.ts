@@ -41,6 +41,8 @@ export const APP_CONSTANTS: AppConstants = {
     "n_ctx": 4096,
     "threads": null,
     "template": null,
+    "speculative": "auto",
+    "draft_model": null,
     "context_overflow": "drop_oldest"
   },
   "default_sampling": {
@@ -204,5 +206,11 @@ export const APP_CONSTANTS: AppConstants = {
       "step": 0.01,
       "integer": false
     }
+  ],
+  "speculative_modes": [
+    "off",
+    "auto",
+    "lookup",
+    "draft"
   ]
 };

@@ -54,6 +54,7 @@ export type { SamplingField } from './SamplingField';
 export type { SamplingParams } from './SamplingParams';
 export type { SearchHit } from './SearchHit';
 export type { SkippedFile } from './SkippedFile';
+export type { SpeculativeMode } from './SpeculativeMode';
 export type { StopReason } from './StopReason';
 export type { ThinkMode } from './ThinkMode';
 export type { Usage } from './Usage';
