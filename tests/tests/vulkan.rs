@@ -32,10 +32,9 @@ fn vulkan_cli(test: &str) -> Option<PathBuf> {
     let problem = match std::env::var_os("CONCLAVE_VULKAN_CLI").map(PathBuf::from) {
         None => "CONCLAVE_VULKAN_CLI is not set (`make test-vulkan` sets it)".to_owned(),
         Some(cli) if !cli.is_file() => format!("{} does not exist", cli.display()),
-        Some(cli) if !cli.with_file_name("conclave-worker").is_file() => format!(
-            "{} has no conclave-worker next to it",
-            cli.display()
-        ),
+        Some(cli) if !cli.with_file_name("conclave-worker").is_file() => {
+            format!("{} has no conclave-worker next to it", cli.display())
+        }
         Some(cli) => return Some(cli),
     };
     let msg = format!(
@@ -161,10 +160,20 @@ fn vulkan_answers_the_same_text_as_the_cpu() {
     eprintln!(
         "CPU:    {} tokens, {:.1} t/s, {:.1} s in all, devices {:?}\n\
          Vulkan: {} tokens, {:.1} t/s, {:.1} s in all, devices {:?}\ntext: {:?}",
-        cpu.tokens, cpu.gen_tps, cpu.wall_s, cpu.devices, gpu.tokens, gpu.gen_tps, gpu.wall_s,
-        gpu.devices, gpu.text
+        cpu.tokens,
+        cpu.gen_tps,
+        cpu.wall_s,
+        cpu.devices,
+        gpu.tokens,
+        gpu.gen_tps,
+        gpu.wall_s,
+        gpu.devices,
+        gpu.text
     );
-    assert!(cpu.tokens > 0 && !cpu.text.trim().is_empty(), "empty CPU answer");
+    assert!(
+        cpu.tokens > 0 && !cpu.text.trim().is_empty(),
+        "empty CPU answer"
+    );
     assert!(
         !cpu.devices.contains("Vulkan"),
         "--gpu-layers 0 still put layers on Vulkan: {}",
