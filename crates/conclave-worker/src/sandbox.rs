@@ -16,7 +16,10 @@
 //! - Landlock (`landlock`): read-only access to the model file, the sidecar files next to it
 //!   (the other parts of a split GGUF), the files already mapped (the program and its
 //!   libraries), `/proc/self`, `/sys/devices/system/cpu` (thread counts), and read-write
-//!   access to `/dev/null`. Nothing else can be opened, written, created or executed.
+//!   access to `/dev/null`. A Vulkan build may also read the Vulkan driver manifests and the
+//!   system library folders and use `/dev/dri` (tested with Mesa's lavapipe only; a GPU
+//!   driver may want more of `/sys`). Nothing else can be opened, written, created or
+//!   executed.
 //!   With Landlock ABI 4 or later TCP `bind` and `connect` are denied too; in TCP mode,
 //!   `connect` is allowed to the given ports only (any address: Landlock filters ports).
 //!   With ABI 6 or later the worker cannot reach abstract UNIX sockets (the X server, the
