@@ -4,6 +4,12 @@
 # GPU=vulkan or GPU=cuda compiles that llama.cpp backend into the worker (README: GPU
 # builds). Each backend gets its own build folder, so switching does not rebuild the others.
 GPU ?=
+# A Vulkan build runs scripts/setup-vulkan first: the apt packages, and on Debian 12 newer
+# Vulkan headers (VULKAN_SDK=…, which it prints for `env`; README: GPU builds).
+VULKAN_ENV :=
+ifeq ($(GPU),vulkan)
+VULKAN_ENV = env $$(scripts/setup-vulkan)
+endif
 ifneq ($(GPU),)
 ifeq ($(filter $(GPU),vulkan cuda),)
 $(error GPU must be vulkan or cuda, not $(GPU))
@@ -20,7 +26,7 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 REL := $(CARGO_TARGET_DIR)/release
 
-.PHONY: run test setup models models-all ui-build build build-release package check bindings test-rust test-ui bench bench-app bench-stream bench-rpc
+.PHONY: run test setup models models-all ui-build build build-release package check bindings test-rust test-ui test-vulkan bench bench-app bench-stream bench-rpc
 
 # What users run is optimised: a release build starts faster and idles in less memory.
 run: setup models ui-build build-release
@@ -45,10 +51,10 @@ ui-build:
 # The worker sits next to every binary that spawns it (CLI, app, test executables find
 # it in the same target folder).
 build:
-	$(CARGO) build -p conclave-worker -p conclave-cli -p conclave-app $(WORKER_FEATURES)
+	$(VULKAN_ENV) $(CARGO) build -p conclave-worker -p conclave-cli -p conclave-app $(WORKER_FEATURES)
 
 build-release:
-	$(CARGO) build --release -p conclave-worker -p conclave-cli -p conclave-app $(WORKER_FEATURES)
+	$(VULKAN_ENV) $(CARGO) build --release -p conclave-worker -p conclave-cli -p conclave-app $(WORKER_FEATURES)
 
 # The Debian package: the release app with `conclave-worker` next to it and `conclave` on
 # the PATH, all in /usr/bin, plus the desktop entry and icons Tauri writes. tauri-cli comes
@@ -80,6 +86,18 @@ test-rust:
 
 test-ui:
 	cd ui && npm test
+
+# Vulkan smoke test (not in `make test`: a second llama.cpp build with its shaders, about
+# 20 minutes on 2 cores). Builds the release CLI and worker with GPU=vulkan in their own
+# folder, then tests/tests/vulkan.rs answers with them on the CPU and on the first Vulkan
+# device (lavapipe without a GPU) at temperature 0 and wants the same text. The test
+# executable itself is built in the plain (CPU) folder, where `make test` builds it anyway.
+VULKAN_TARGET := /var/tmp/conclave-target-vulkan
+test-vulkan: models
+	env CARGO_TARGET_DIR=$(VULKAN_TARGET) $$(CARGO_TARGET_DIR=$(VULKAN_TARGET) scripts/setup-vulkan) \
+	  $(CARGO) build --release -p conclave-worker -p conclave-cli --features conclave-worker/vulkan
+	CONCLAVE_VULKAN=1 CONCLAVE_VULKAN_CLI=$(VULKAN_TARGET)/release/conclave \
+	  $(CARGO) test -p conclave-tests --test vulkan -- --nocapture
 
 bench:
 	$(BIN)/conclave bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2

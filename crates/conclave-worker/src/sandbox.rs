@@ -17,7 +17,10 @@
 //!   sidecar files next to it
 //!   (the other parts of a split GGUF), the files already mapped (the program and its
 //!   libraries), `/proc/self`, `/sys/devices/system/cpu` (thread counts), and read-write
-//!   access to `/dev/null`. Nothing else can be opened, written, created or executed.
+//!   access to `/dev/null`. A Vulkan build may also read the Vulkan driver manifests and the
+//!   system library folders and use `/dev/dri` (tested with Mesa's lavapipe only; a GPU
+//!   driver may want more of `/sys`). Nothing else can be opened, written, created or
+//!   executed.
 //!   With Landlock ABI 4 or later TCP `bind` and `connect` are denied too; in TCP mode,
 //!   `connect` is allowed to the given ports only (any address: Landlock filters ports).
 //!   With ABI 6 or later the worker cannot reach abstract UNIX sockets (the X server, the
@@ -282,6 +285,7 @@ mod imp {
         }
         readable
             .extend(["/proc/self", "/sys/devices/system/cpu", "/sys/fs/cgroup"].map(PathBuf::from));
+        readable.extend(VULKAN_READ.iter().map(PathBuf::from));
         let mut ruleset = Ruleset::default()
             .handle_access(AccessFs::from_all(abi))?
             .handle_access(AccessNet::from_all(abi))?
@@ -291,6 +295,10 @@ mod imp {
             .add_rules(path_beneath_rules(
                 ["/dev/null"],
                 read | AccessFs::WriteFile,
+            ))?
+            .add_rules(path_beneath_rules(
+                VULKAN_DEVICES,
+                read | AccessFs::WriteFile | AccessFs::IoctlDev,
             ))?;
         if let Network::TcpConnect(ports) = &policy.network {
             for &port in ports {
@@ -299,6 +307,27 @@ mod imp {
         }
         ruleset.restrict_self()
     }
+
+    /// A Vulkan build finds its drivers only when llama.cpp first lists devices, after the
+    /// sandbox is on: the Vulkan loader reads the drivers' manifests and loads the driver
+    /// libraries they name (with their own libraries: Mesa's lavapipe loads LLVM), and a GPU
+    /// driver opens the render nodes. Read-only, system folders: no user data is in them.
+    #[cfg(feature = "vulkan")]
+    const VULKAN_READ: &[&str] = &[
+        "/usr/share/vulkan",
+        "/usr/local/share/vulkan",
+        "/etc/vulkan",
+        "/usr/lib",
+        "/usr/local/lib",
+        "/lib",
+        "/lib64",
+    ];
+    #[cfg(not(feature = "vulkan"))]
+    const VULKAN_READ: &[&str] = &[];
+    #[cfg(feature = "vulkan")]
+    const VULKAN_DEVICES: &[&str] = &["/dev/dri"];
+    #[cfg(not(feature = "vulkan"))]
+    const VULKAN_DEVICES: &[&str] = &[];
 
     /// Files mapped into this process now: the program and its shared libraries, which the
     /// loader and unwinder may read again (backtraces read the program's debug info).

@@ -31,10 +31,15 @@ pub const SANDBOX_ENV: &str = "CONCLAVE_WORKER_SANDBOX";
 
 /// The only variables a worker inherits: it starts with an empty environment, so nothing
 /// of the user's session (tokens, proxies, paths) reaches the process that parses GGUFs.
+/// The GPU backends' own device selection passes, so a worker loads on the same devices
+/// `conclave devices` lists: llama.cpp's Vulkan backend only uses devices of the CPU type
+/// (Mesa's lavapipe) when GGML_VK_VISIBLE_DEVICES names them.
 const PASSED_ENV: &[&str] = &[
     "CONCLAVE_WORKER_LOG",
     "LD_LIBRARY_PATH",
     protocol::FIT_FREE_MIB_ENV,
+    "GGML_VK_VISIBLE_DEVICES",
+    "CUDA_VISIBLE_DEVICES",
 ];
 
 /// The longest line read from a worker. Events are small; the largest is `Ready`, which
