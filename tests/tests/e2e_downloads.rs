@@ -23,9 +23,12 @@ use std::time::Duration;
 use harness::{data_dir, App, Res, SMOLLM2_FILE};
 use serde_json::json;
 
+/// The `Range` start of every request the server answered (None: the whole file).
+type RangeLog = Arc<Mutex<Vec<Option<u64>>>>;
+
 /// Serves one file under any name, slowly (so a download can be cancelled half-way), with
 /// `Range` answered by 206 and a fixed ETag. Records the `Range` start of every request.
-fn serve(data: Arc<Vec<u8>>) -> Res<(String, Arc<Mutex<Vec<Option<u64>>>>)> {
+fn serve(data: Arc<Vec<u8>>) -> Res<(String, RangeLog)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let base = format!("http://{}", listener.local_addr()?);
     let ranges = Arc::new(Mutex::new(Vec::new()));
