@@ -404,3 +404,33 @@ async fn cancel_stops_a_speculative_answer_and_leaves_the_cache_consistent() {
     assert!(a.usage.cached_prompt_tokens > 0 && b.usage.cached_prompt_tokens > 0);
     m.unload().await;
 }
+
+/// `auto` speculates only for greedy answers, so a seeded sampled answer is the one plain
+/// decoding gives whatever the machine's load (its pauses are timed), and stays
+/// replayable; a greedy answer still gets drafts.
+#[tokio::test]
+async fn auto_leaves_sampled_answers_to_plain_decoding() {
+    let m = load_pair().await;
+    let prompt = "Repeat exactly: the quick brown fox jumps over the lazy dog. \
+                  The quick brown fox jumps over the lazy dog.";
+    let sampled = SamplingParams {
+        temperature: 0.9,
+        seed: Some(7),
+        max_tokens: 40,
+        ..SamplingParams::default()
+    };
+    let auto = answer(&m, request(prompt, sampled.clone(), SpeculativeMode::Auto)).await;
+    let off = answer(&m, request(prompt, sampled, SpeculativeMode::Off)).await;
+    assert_eq!(
+        auto.metrics.drafted_tokens, 0,
+        "auto drafted while sampling"
+    );
+    assert_eq!(auto.text, off.text);
+    let greedy_auto = answer(&m, request(prompt, greedy(40, &[]), SpeculativeMode::Auto)).await;
+    assert!(
+        greedy_auto.metrics.drafted_tokens > 0,
+        "auto drafted nothing for a greedy answer: {}",
+        greedy_auto.text
+    );
+    m.unload().await;
+}

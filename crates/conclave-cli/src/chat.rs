@@ -53,8 +53,9 @@ pub struct ChatArgs {
     #[arg(long)]
     pub keep_thoughts: bool,
     /// Speculative decoding: off, auto (prompt lookup, or the draft model when one is
-    /// given; paused while it does not pay), lookup or draft. The text is the same in
-    /// every mode.
+    /// given, for greedy answers only; paused while it does not pay), lookup or draft.
+    /// Greedy text is the same in every mode; a seeded sampled answer is reproducible in
+    /// every mode, and the same as off in auto.
     #[arg(long)]
     pub speculative: Option<SpeculativeMode>,
     /// A smaller model with the same vocabulary that drafts tokens for --model.

@@ -93,7 +93,9 @@ pub enum SpeculativeMode {
     /// One token per decode.
     Off,
     /// Drafts from the worker's draft model when it holds one, else from text already in
-    /// the context (prompt lookup); either stops drafting while it does not pay.
+    /// the context (prompt lookup); either stops drafting while it does not pay. Greedy
+    /// answers only: a sampled answer is left to plain decoding, so that its seed gives
+    /// the same text whatever the machine's load.
     #[default]
     Auto,
     /// Drafts copied from the context (n-gram prompt lookup), whether it pays or not.

@@ -541,7 +541,11 @@ impl Generator {
         out: &mut Out,
     ) -> anyhow::Result<()> {
         let id = req.id;
-        let source = speculative::resolve(req.speculative, self.draft.is_some())?;
+        let source = speculative::resolve(
+            req.speculative,
+            self.draft.is_some(),
+            req.params.temperature <= 0.0,
+        )?;
         self.set_threads(req.threads)?;
         let t0 = Instant::now();
         let prompt = self.prompt_seq(&req.segments, req.add_bos);

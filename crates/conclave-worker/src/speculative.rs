@@ -156,9 +156,21 @@ impl Adaptive {
 
 /// The mode a request gets in this worker: `auto` drafts from the draft model when there
 /// is one. `draft` without a draft model is refused before generation starts.
-pub fn resolve(mode: SpeculativeMode, has_draft_model: bool) -> anyhow::Result<Source> {
+///
+/// `auto` drafts for greedy answers only. Verifying a draft evaluates several positions in
+/// one batch, whose logits differ from one-at-a-time decoding in the last bits; with
+/// sampling that can change which token a seed picks. `auto` pauses on measured time, so
+/// a sampled answer would then depend on the machine's load, and a seeded answer could not
+/// be replayed. Chosen explicitly, `lookup` and `draft` never pause on time: their answers
+/// are reproducible too, though not always the same as without speculation.
+pub fn resolve(
+    mode: SpeculativeMode,
+    has_draft_model: bool,
+    greedy: bool,
+) -> anyhow::Result<Source> {
     Ok(match mode {
         SpeculativeMode::Off => Source::None,
+        SpeculativeMode::Auto if !greedy => Source::None,
         SpeculativeMode::Lookup => Source::Lookup { forced: true },
         SpeculativeMode::Auto if has_draft_model => Source::Model { forced: false },
         SpeculativeMode::Auto => Source::Lookup { forced: false },

@@ -16,7 +16,7 @@ export const TEMPLATES: readonly string[] = APP_CONSTANTS.templates;
 
 /** How each speculative decoding mode is offered (labels are the UI's; the modes the core's). */
 const SPECULATIVE_LABELS: Record<SpeculativeMode, string> = {
-  auto: 'Auto (drafts while it pays)',
+  auto: 'Auto (greedy answers, while it pays)',
   lookup: 'Prompt lookup',
   draft: 'Draft model',
   off: 'Off',
