@@ -35,6 +35,8 @@ use crate::{Incoming, Out};
 /// prompt lands within a fraction of a second on two cores, large enough to keep the
 /// matrix kernels efficient.
 const PROMPT_CHUNK: usize = 256;
+/// The contexts' n_batch (and n_ubatch): the most tokens one decode call may carry.
+const CONTEXT_BATCH: usize = 512;
 
 /// A prompt that would throw away at least this many cached tokens saves them first: a
 /// regenerated answer or an edited message may be followed by a return to the old branch.
@@ -147,8 +149,8 @@ fn context(
     let threads = i32::try_from(threads).unwrap_or(1);
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(512)
-        .with_n_ubatch(512)
+        .with_n_batch(CONTEXT_BATCH as u32)
+        .with_n_ubatch(CONTEXT_BATCH as u32)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     model
@@ -847,18 +849,24 @@ impl Generator {
         let mut pp = Vec::new();
         let mut tg = Vec::new();
         let mut ttft = Vec::new();
-        let mut batch = LlamaBatch::new(n_prompt.max(1), 1);
+        // The context's n_batch: llama.cpp aborts on a larger batch, so a longer prompt
+        // goes in chunks (as llama-bench does with its n_batch).
+        let chunk_len = n_prompt.clamp(1, CONTEXT_BATCH);
+        let mut batch = LlamaBatch::new(chunk_len, 1);
         for rep in 0..=req.reps {
             self.ctx.clear_kv_cache();
             let prompt: Vec<LlamaToken> = (0..n_prompt)
                 .map(|_| LlamaToken(rng.random_range(0..n_vocab)))
                 .collect();
             let t0 = Instant::now();
-            batch.clear();
-            for (i, t) in prompt.iter().enumerate() {
-                batch.add(*t, i32::try_from(i)?, &[0], i + 1 == n_prompt)?;
+            for (ci, chunk) in prompt.chunks(chunk_len).enumerate() {
+                batch.clear();
+                for (i, t) in chunk.iter().enumerate() {
+                    let pos = ci * chunk_len + i;
+                    batch.add(*t, i32::try_from(pos)?, &[0], pos + 1 == n_prompt)?;
+                }
+                self.ctx.decode(&mut batch)?;
             }
-            self.ctx.decode(&mut batch)?;
             // As llama-bench does: asynchronous backends (GPU, RPC) finish here.
             self.ctx.synchronize();
             let t_pp = t0.elapsed();
