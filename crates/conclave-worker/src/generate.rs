@@ -737,7 +737,9 @@ impl Generator {
                 let mut history = self.cached.tokens().to_vec();
                 history.extend_from_slice(&next);
                 drafted = match (source, self.draft.as_mut()) {
-                    (Source::Lookup { .. }, _) => speculative::lookup(&history, room),
+                    (Source::Lookup { .. }, _) => {
+                        speculative::lookup(&history, room, adaptive.min_ngram())
+                    }
                     (Source::Model { .. }, Some(draft)) => draft.draft(&history, room)?,
                     _ => Vec::new(),
                 };

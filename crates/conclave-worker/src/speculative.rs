@@ -23,21 +23,27 @@ use llama_cpp_2::token::LlamaToken;
 pub const MAX_DRAFT: usize = 16;
 /// A draft starts this long and grows while it is kept in full.
 const START_DRAFT: usize = 4;
-/// Prompt lookup matches the last `MAX_NGRAM` down to `MIN_NGRAM` tokens of the context.
+/// Prompt lookup matches the last `MAX_NGRAM` down to a shortest n-gram of the context.
 /// One token is too weak a clue: it drafts in plain chat, where it is mostly rejected.
 const MAX_NGRAM: usize = 4;
+/// The shortest match when lookup is chosen explicitly.
 const MIN_NGRAM: usize = 2;
+/// The shortest match in `auto`. In a plain answer two-token matches (", the", "of the")
+/// are common and mostly wrong; a rewrite, which is where lookup pays, repeats whole
+/// phrases and matches three and four tokens as easily.
+const AUTO_MIN_NGRAM: usize = 3;
 /// A draft model stops drafting when its top token is less likely than this: a guess it
 /// is unsure of is mostly rejected and costs a draft decode and a verification slot.
 const DRAFT_MIN_P: f32 = 0.5;
 
 /// Tokens that follow an earlier occurrence of the context's last few tokens (the most
-/// recent occurrence of the longest suffix found), at most `max_len` of them.
-pub fn lookup(history: &[LlamaToken], max_len: usize) -> Vec<LlamaToken> {
+/// recent occurrence of the longest suffix found, of `min_ngram` tokens or more), at most
+/// `max_len` of them.
+pub fn lookup(history: &[LlamaToken], max_len: usize, min_ngram: usize) -> Vec<LlamaToken> {
     if max_len == 0 {
         return Vec::new();
     }
-    for n in (MIN_NGRAM..=MAX_NGRAM).rev() {
+    for n in (min_ngram.max(1)..=MAX_NGRAM).rev() {
         if history.len() <= n {
             continue;
         }
@@ -69,6 +75,8 @@ pub struct Adaptive {
     spec_s: Option<f64>,
     kept: f64,
     spec_steps: u32,
+    /// Drafts in a row of which nothing was kept.
+    missed_in_row: u32,
     /// Generated tokens to go before drafting is tried again, and the next such pause.
     paused: u32,
     backoff: u32,
@@ -76,6 +84,7 @@ pub struct Adaptive {
 
 const EMA: f64 = 0.25;
 const MIN_KEPT: f64 = 0.25;
+const MISSES_BEFORE_PAUSE: u32 = 2;
 const FIRST_PAUSE: u32 = 16;
 const MAX_PAUSE: u32 = 512;
 
@@ -92,8 +101,18 @@ impl Adaptive {
             spec_s: None,
             kept: 0.5,
             spec_steps: 0,
+            missed_in_row: 0,
             paused: 0,
             backoff: FIRST_PAUSE,
+        }
+    }
+
+    /// The shortest context suffix prompt lookup may draft from.
+    pub fn min_ngram(&self) -> usize {
+        if self.forced {
+            MIN_NGRAM
+        } else {
+            AUTO_MIN_NGRAM
         }
     }
 
@@ -119,6 +138,7 @@ impl Adaptive {
             return;
         }
         self.spec_steps += 1;
+        self.missed_in_row = if kept == 0 { self.missed_in_row + 1 } else { 0 };
         self.kept += EMA * (kept as f64 / drafted as f64 - self.kept);
         self.spec_s = Some(ema(self.spec_s, per_token));
         self.len = if kept == drafted {
@@ -133,7 +153,9 @@ impl Adaptive {
             (Some(plain), Some(spec)) => self.spec_steps >= 3 && spec > plain,
             _ => false,
         };
-        if self.kept < MIN_KEPT || slower {
+        // Two drafts in a row that kept nothing cost two verification batches for nothing:
+        // in a plain answer that is the common case, so stop before the average says so.
+        if self.kept < MIN_KEPT || slower || self.missed_in_row >= MISSES_BEFORE_PAUSE {
             tracing::debug!(
                 kept = self.kept,
                 plain_s = self.plain_s,
@@ -146,6 +168,7 @@ impl Adaptive {
             // The next try is judged on its own.
             self.spec_s = None;
             self.spec_steps = 0;
+            self.missed_in_row = 0;
             self.kept = 0.5;
             self.len = START_DRAFT;
         } else if self.spec_steps >= 3 {
@@ -362,24 +385,30 @@ mod tests {
     fn lookup_copies_what_followed_the_latest_match() {
         // "1 2 3 4 5 ... 1 2 3" → "4 5 ..."
         let h = toks(&[1, 2, 3, 4, 5, 6, 9, 1, 2, 3]);
-        assert_eq!(lookup(&h, 2), toks(&[4, 5]));
-        assert_eq!(lookup(&h, 10), toks(&[4, 5, 6, 9, 1, 2, 3]));
+        assert_eq!(lookup(&h, 2, 2), toks(&[4, 5]));
+        assert_eq!(lookup(&h, 10, 2), toks(&[4, 5, 6, 9, 1, 2, 3]));
         // The most recent occurrence wins.
         let h = toks(&[7, 8, 1, 7, 8, 2, 7, 8]);
-        assert_eq!(lookup(&h, 1), toks(&[2]));
+        assert_eq!(lookup(&h, 1, 2), toks(&[2]));
         // No repeated bigram: nothing.
-        assert!(lookup(&toks(&[1, 2, 3, 4]), 4).is_empty());
-        assert!(lookup(&toks(&[1, 2, 1, 2]), 0).is_empty());
+        assert!(lookup(&toks(&[1, 2, 3, 4]), 4, 2).is_empty());
+        assert!(lookup(&toks(&[1, 2, 1, 2]), 0, 2).is_empty());
+        // A bigram is not enough where three tokens are asked for.
+        let h = toks(&[7, 8, 2, 5, 7, 8]);
+        assert_eq!(lookup(&h, 4, 2), toks(&[2, 5, 7, 8]));
+        assert!(lookup(&h, 4, 3).is_empty());
+        let h = toks(&[6, 7, 8, 2, 6, 7, 8]);
+        assert_eq!(lookup(&h, 1, 3), toks(&[2]));
     }
 
     #[test]
     fn auto_pauses_when_drafts_are_rejected_and_tries_again_later() {
         let mut a = Adaptive::new(false);
         assert_eq!(a.draft_len(), START_DRAFT);
-        for _ in 0..5 {
-            a.record(4, 0, 1, 0.01);
-        }
-        assert_eq!(a.draft_len(), 0, "rejected drafts switch drafting off");
+        a.record(4, 0, 1, 0.01);
+        assert!(a.draft_len() > 0, "one miss is not enough to stop");
+        a.record(1, 0, 1, 0.01);
+        assert_eq!(a.draft_len(), 0, "two misses in a row switch drafting off");
         for _ in 0..FIRST_PAUSE {
             a.record(0, 0, 1, 0.01);
         }
@@ -396,6 +425,15 @@ mod tests {
             a.record(4, 2, 3, 0.060); // 20 ms a token against 10
         }
         assert_eq!(a.draft_len(), 0);
+        // A draft that keeps something now and then, but too little, stops too.
+        let mut a = Adaptive::new(false);
+        let mut steps = 0;
+        while a.draft_len() > 0 && steps < 20 {
+            a.record(4, steps % 2, 1 + steps % 2, 0.01);
+            steps += 1;
+        }
+        assert_eq!(a.draft_len(), 0, "1 kept in 8 drafted stops drafting");
+        assert!(steps <= 6, "stopped after {steps} drafts");
     }
 
     #[test]
@@ -410,5 +448,7 @@ mod tests {
             a.record(4, 0, 1, 1.0);
         }
         assert_eq!(a.draft_len(), 1);
+        assert_eq!(a.min_ngram(), MIN_NGRAM);
+        assert_eq!(Adaptive::new(false).min_ngram(), AUTO_MIN_NGRAM);
     }
 }
