@@ -293,3 +293,71 @@ fn compare_with_a_scripted_blind_vote_feeds_the_leaderboard() {
     );
     assert!(!bad.status.success(), "a 'c' vote on two columns");
 }
+
+/// A column with its own draft model runs in its own worker and reports what speculation
+/// bought; at temperature 0 its text is the plain column's.
+#[test]
+fn a_compare_column_can_have_its_own_draft_model() {
+    let data = tempfile::tempdir().unwrap();
+    let out = ok(
+        data.path(),
+        &[
+            "compare",
+            "--model",
+            "SmolLM2@speculative=off",
+            "--model",
+            "SmolLM2@draft=SmolLM2,speculative=draft",
+            "--temp",
+            "0",
+            "--max-tokens",
+            "32",
+            "--no-save",
+            "--json",
+            "List the days of the week.",
+        ],
+    );
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut texts = [String::new(), String::new()];
+    for l in &lines {
+        if l["type"] == "token" {
+            let c = usize::try_from(l["column"].as_u64().unwrap()).unwrap();
+            texts[c].push_str(l["text"].as_str().unwrap());
+        }
+    }
+    let plan = lines.iter().find(|l| l["type"] == "plan").expect("a plan");
+    assert_eq!(
+        plan["workers"], 2,
+        "a draft model needs its own worker: {plan}"
+    );
+    let summary = lines
+        .iter()
+        .find(|l| l["type"] == "summary")
+        .expect("a summary");
+    let cols = summary["columns"].as_array().unwrap();
+    assert_eq!(cols[0]["drafted_tokens"], 0, "{summary}");
+    let drafted = cols[1]["drafted_tokens"].as_u64().unwrap();
+    let accepted = cols[1]["accepted_tokens"].as_u64().unwrap();
+    assert!(drafted > 0 && accepted > 0, "{summary}");
+    assert!(!texts[0].is_empty());
+    assert_eq!(texts[0], texts[1]);
+    // A bad column setting names itself.
+    let bad = conclave(
+        data.path(),
+        &[
+            "compare",
+            "--model",
+            "SmolLM2",
+            "--model",
+            "SmolLM2@speculative=fast",
+            "Hi.",
+        ],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("speculative"),
+        "{err}"
+    );
+}

@@ -202,3 +202,74 @@ async fn compare_blind_vote_then_leaderboard_and_models() -> Res {
     app.close().await?;
     Ok(())
 }
+
+/// "Does a draft model pay on this model?": the same model twice, the second column with
+/// SmolLM2 drafting for itself, set in the column's own settings. Both answer the same
+/// text at temperature 0, and only the second column's figures say what was drafted.
+#[tokio::test]
+async fn a_column_with_its_own_draft_model_shows_what_it_bought() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let smol = harness::checkout()
+        .join("models")
+        .join(harness::SMOLLM2_FILE);
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "compare-draft").await?;
+    app.open_settings().await?;
+    app.set_value("setting-think", "off").await?;
+    app.set_value("setting-max-tokens", "40").await?;
+    app.set_value("setting-temperature", "0").await?;
+    app.set_value("setting-speculative", "off").await?;
+    app.close_settings().await?;
+
+    app.open_compare_with(&["smollm2", "smollm2"]).await?;
+    app.js(
+        "document.querySelectorAll('[data-testid=\"column-settings-toggle\"]')[1].click(); return true",
+        vec![],
+    )
+    .await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"column-draft-model\"]') !== null",
+        10,
+        "the column's settings",
+    )
+    .await?;
+    app.set_value("column-speculative", "draft").await?;
+    app.set_value("column-draft-model", &smol.display().to_string())
+        .await?;
+    app.shot("column-settings").await?;
+    app.js(
+        "document.querySelector('[data-testid=\"column-settings\"] button').click(); return true",
+        vec![],
+    )
+    .await?;
+
+    app.set_value("compare-prompt", "List the days of the week.")
+        .await?;
+    app.click("compare-send").await?;
+    app.wait_js(
+        "return document.querySelector('[data-testid=\"compare-summary\"]') !== null",
+        240,
+        "the run to finish",
+    )
+    .await?;
+    let errors = app.visible_errors().await?;
+    assert!(errors.is_empty(), "errors on screen: {errors:?}");
+    let figures = texts(&app, "compare-figures").await?;
+    assert_eq!(figures.len(), 2, "{figures:?}");
+    assert!(!figures[0].contains("speculative"), "{figures:?}");
+    assert!(
+        figures[1].contains("speculative:") && figures[1].contains("drafted accepted"),
+        "{figures:?}"
+    );
+    let answers = texts(&app, "compare-answer").await?;
+    assert!(!answers[0].is_empty(), "{answers:?}");
+    assert_eq!(answers[0], answers[1], "same text at temperature 0");
+    let plan = app.text_of("compare-plan").await.unwrap_or_default();
+    eprintln!("plan: {plan}");
+    app.shot("draft-column-done").await?;
+    app.close().await?;
+    Ok(())
+}

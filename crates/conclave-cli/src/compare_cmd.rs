@@ -2,8 +2,9 @@
 //!
 //! `--model` takes a path or a model name, optionally followed by `@key=value,…` to give
 //! that column its own settings (`temp`, `seed`, `max_tokens`, `think`, `budget`,
-//! `system`, `ctx`, `label`), so the same model with other settings is a column too:
-//! `--model smollm2 --model smollm2@temp=1.2`.
+//! `system`, `ctx`, `label`, `speculative`, `draft`), so the same model with other
+//! settings is a column too: `--model smollm2 --model smollm2@temp=1.2`, or
+//! `--model big --model big@draft=small,speculative=draft` to see what a draft model buys.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -152,6 +153,12 @@ impl CompareArgs {
                 "system" => settings.system_prompt = v.to_owned(),
                 "ctx" => settings.n_ctx = v.parse().map_err(|e| bad(&e))?,
                 "label" => label = Some(v.to_owned()),
+                "speculative" | "spec" => {
+                    settings.speculative = v.parse().map_err(|e: String| bad(&e))?
+                }
+                "draft" | "draft_model" | "draft-model" => {
+                    settings.draft_model = Some(crate::resolve_model(v).map_err(|e| bad(&e))?)
+                }
                 other => match SAMPLING_FIELDS
                     .iter()
                     .find(|f| f.key == other || f.flag == other)
@@ -161,7 +168,7 @@ impl CompareArgs {
                         set_sampling(&mut settings.sampling, f.key, x).map_err(|e| bad(&e))?;
                     }
                     None => anyhow::bail!(
-                        "unknown column setting '{other}' in '{spec}' (temp, seed, max_tokens, think, budget, system, ctx, label, or a sampling parameter such as dry_multiplier)"
+                        "unknown column setting '{other}' in '{spec}' (temp, seed, max_tokens, think, budget, system, ctx, label, speculative, draft, or a sampling parameter such as dry_multiplier)"
                     ),
                 },
             }
@@ -463,6 +470,13 @@ fn print_table(s: &CompareSummary) -> anyhow::Result<()> {
             } else {
                 format!(" ({})", marks.join(", "))
             }
+        )?;
+    }
+    for c in s.columns.iter().filter(|c| c.drafted_tokens > 0) {
+        writeln!(
+            out,
+            "{}: speculative: {} of {} drafted accepted",
+            c.label, c.accepted_tokens, c.drafted_tokens
         )?;
     }
     writeln!(

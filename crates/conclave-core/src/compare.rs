@@ -214,6 +214,9 @@ pub struct ColumnFigures {
     pub energy_wh: f64,
     pub energy_method: String,
     pub threads: u32,
+    /// Speculative decoding: tokens drafted and, of those, kept (0 and 0 without it).
+    pub drafted_tokens: u32,
+    pub accepted_tokens: u32,
     /// The stored answer (None with `no_save`).
     pub message_id: Option<String>,
 }
@@ -369,13 +372,12 @@ pub async fn start(
         conclave.library.display_name(p)
     });
 
-    let keys: Vec<(PathBuf, u32)> = columns
+    let keys: Vec<schedule::LaneKey> = columns
         .iter()
-        .map(|c| {
-            (
-                c.model.clone(),
-                schedule::resolve_n_ctx(&c.model, c.settings.n_ctx),
-            )
+        .map(|c| schedule::LaneKey {
+            model: c.model.clone(),
+            n_ctx: schedule::resolve_n_ctx(&c.model, c.settings.n_ctx),
+            draft_model: c.settings.draft_model.clone(),
         })
         .collect();
     let mut lanes = schedule::lanes_for(&keys);
@@ -702,6 +704,8 @@ impl RunCtx {
             energy_wh: 0.0,
             energy_method: String::new(),
             threads: 0,
+            drafted_tokens: 0,
+            accepted_tokens: 0,
             message_id: None,
         }
     }
@@ -812,6 +816,7 @@ async fn run_lane(
             threads: Some(ctx.threads),
             rpc: ctx.rpc.clone(),
             gpu_layers: ctx.gpu_layers,
+            draft_model: lane.draft_model.clone(),
             ..Default::default()
         };
         let loaded = ctx.conclave.engine.load(&lane.model, opts, |_| {}).await;
@@ -979,6 +984,8 @@ async fn run_column(ctx: &Arc<RunCtx>, model: &LoadedModel, column: usize) {
                 figures.seconds = metrics.wall_ms / 1000.0;
                 figures.energy_wh = metrics.energy_wh;
                 figures.energy_method = metrics.energy_method.clone();
+                figures.drafted_tokens = metrics.drafted_tokens;
+                figures.accepted_tokens = metrics.accepted_tokens;
                 if metrics.threads > 0 {
                     figures.threads = metrics.threads;
                 }

@@ -10,7 +10,7 @@ const plan = (blind: boolean): ComparePlanEvent => ({
 const fig = (column: number, tps: number, wh: number): ColumnFigures => ({
   column, label: `Model ${'AB'[column]}`, model: null, status: 'done', error: null, stop_reason: 'eos', ttft_ms: 100 + column,
   tokens_per_second: tps, thinking_tokens: 3, answer_tokens: 4, completion_tokens: 7, seconds: 1.5, energy_wh: wh,
-  energy_method: 'rapl', threads: 2, message_id: `m${column}`,
+  energy_method: 'rapl', threads: 2, drafted_tokens: 0, accepted_tokens: 0, message_id: `m${column}`,
 });
 
 describe('compare reducer', () => {

@@ -13,6 +13,7 @@ import type {
   ComparePlan,
   CompareSummary,
   RevealedColumn,
+  SpeculativeMode,
   ThinkMode,
   Vote,
 } from './types';
@@ -28,6 +29,9 @@ export interface ColumnConfig {
   think: ThinkMode;
   thinkBudget: number | null;
   systemPrompt: string;
+  /** A column with a draft model gets its own worker (the model and its drafter). */
+  speculative: SpeculativeMode;
+  draftModel: string | null;
 }
 
 export function columnSettings(base: ChatSettings, c: ColumnConfig): ChatSettings {
@@ -36,6 +40,8 @@ export function columnSettings(base: ChatSettings, c: ColumnConfig): ChatSetting
     system_prompt: c.systemPrompt,
     think: c.think,
     think_budget: c.thinkBudget,
+    speculative: c.speculative,
+    draft_model: c.draftModel,
     sampling: { ...base.sampling, temperature: c.temperature },
   };
 }

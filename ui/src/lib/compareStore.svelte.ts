@@ -70,6 +70,8 @@ export class CompareStore {
       think: base.think,
       thinkBudget: base.think_budget,
       systemPrompt: base.system_prompt,
+      speculative: base.speculative,
+      draftModel: base.draft_model,
     };
   }
 

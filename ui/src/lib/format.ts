@@ -124,7 +124,7 @@ export function costItems(m: Metrics, u: Usage | null): CostItem[] {
 }
 
 /** "speculative: 412 of 530 drafted accepted" */
-export function speculativeText(m: Metrics): string {
+export function speculativeText(m: Pick<Metrics, 'accepted_tokens' | 'drafted_tokens'>): string {
   return `speculative: ${formatCount(m.accepted_tokens)} of ${formatCount(m.drafted_tokens)} drafted accepted`;
 }
 

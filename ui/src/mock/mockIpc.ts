@@ -337,7 +337,7 @@ export function installMockIpc(params: URLSearchParams): void {
       const nR = thinks ? words(THOUGHT.slice(0, 200)).length : 0;
       const nA = events.length - nR;
       const tps = 1000 / step;
-      figures.push({ column: i, label: label(i), model: blind ? null : files[i], status: 'done', error: null, stop_reason: 'eos', ttft_ms: 60, tokens_per_second: tps, thinking_tokens: nR, answer_tokens: nA, completion_tokens: nR + nA, seconds: (end - start) / 1000, energy_wh: 0.002 * (i + 1) * (events.length / 40), energy_method: 'rapl', threads: 2, message_id: `${id}-m${i}` });
+      figures.push({ column: i, label: label(i), model: blind ? null : files[i], status: 'done', error: null, stop_reason: 'eos', ttft_ms: 60, tokens_per_second: tps, thinking_tokens: nR, answer_tokens: nA, completion_tokens: nR + nA, seconds: (end - start) / 1000, energy_wh: 0.002 * (i + 1) * (events.length / 40), energy_method: 'rapl', threads: 2, drafted_tokens: 0, accepted_tokens: 0, message_id: `${id}-m${i}` });
       at(end, () => ch.onmessage({ column: i, type: 'done', stop_reason: 'eos', usage: usage(nR, nA), metrics: metrics({ gen_tps: tps, ttft_ms: 60, wall_ms: end - start, energy_wh: figures[i].energy_wh }) }));
     });
     const summary = () => {

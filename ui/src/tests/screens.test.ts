@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { flushSync, mount, tick, unmount } from 'svelte';
 import { mockIPC } from '@tauri-apps/api/mocks';
 import type { Channel } from '@tauri-apps/api/core';
-import type { CompareOutput, DownloadProgress, ModelInfo, PartialDownload, PlacementEstimate } from '../lib/types';
+import type { ChatSettings, CompareOutput, DownloadProgress, ModelInfo, PartialDownload, PlacementEstimate } from '../lib/types';
 
 const mk = (id: string, name: string, p: Partial<ModelInfo> = {}): ModelInfo => ({
   id, name, path: `/m/${name}.gguf`, size_bytes: 1e8, architecture: 'llama', quantization: 'Q4_1', parameter_count: 1.35e8,
@@ -57,7 +57,7 @@ function setValue(el: HTMLElement, value: string, ev = 'input') {
 
 const summary = (blind: boolean): CompareOutput => ({
   type: 'summary', run_id: 'r1', blind, sequential: false, reason: null, fastest: 1, cheapest: 0, generation_seconds: 2, aggregate_tokens_per_second: 50,
-  columns: [0, 1].map((i) => ({ column: i, label: blind ? `Model ${'AB'[i]}` : ['gemma', 'smol'][i], model: blind ? null : ['gemma.gguf', 'smol.gguf'][i], status: 'done' as const, error: null, stop_reason: 'eos' as const, ttft_ms: 120, tokens_per_second: [20, 30][i], thinking_tokens: 0, answer_tokens: 5, completion_tokens: 5, seconds: 1, energy_wh: [0.001, 0.004][i], energy_method: 'rapl', threads: 2, message_id: `m${i}` })),
+  columns: [0, 1].map((i) => ({ column: i, label: blind ? `Model ${'AB'[i]}` : ['gemma', 'smol'][i], model: blind ? null : ['gemma.gguf', 'smol.gguf'][i], status: 'done' as const, error: null, stop_reason: 'eos' as const, ttft_ms: 120, tokens_per_second: [20, 30][i], thinking_tokens: 0, answer_tokens: 5, completion_tokens: 5, seconds: 1, energy_wh: [0.001, 0.004][i], energy_method: 'rapl', threads: 2, drafted_tokens: [0, 40][i], accepted_tokens: [0, 31][i], message_id: `m${i}` })),
 });
 
 describe('Compare screen', () => {
@@ -101,12 +101,26 @@ describe('Compare screen', () => {
     await settle();
     expect(qa('compare-column').length).toBe(2);
 
+    // Column B gets its own speculative mode and draft model (its own worker in the core).
+    qa('column-settings-toggle')[1].click();
+    await settle();
+    setValue(q('column-temperature')!, '0', 'change');
+    setValue(q('column-speculative')!, 'draft', 'change');
+    setValue(q('column-draft-model')!, ' /models/small.gguf ', 'change');
+    expect((q('column-speculative') as HTMLSelectElement).value).toBe('draft');
+    (q('column-settings')!.querySelector('button') as HTMLButtonElement).click();
+    await settle();
+
     (q('compare-blind') as HTMLInputElement).click();
     setValue(q('compare-prompt')!, 'Capital of France?');
     q('compare-send')!.click();
     await settle();
     expect(sent).toMatchObject({ prompt: 'Capital of France?', options: { blind: true } });
     expect((sent!.columns as { model_id: string }[]).map((c) => c.model_id)).toEqual(['s', 'g']);
+    const colSettings = (sent!.columns as { settings: ChatSettings }[]).map((c) => c.settings);
+    expect(colSettings[1]).toMatchObject({ speculative: 'draft', draft_model: '/models/small.gguf', sampling: { temperature: 0 } });
+    expect(colSettings[0].draft_model).toBeNull();
+    expect(colSettings[0].speculative).toBe('auto');
 
     channel!.onmessage({ type: 'plan', run_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', blind: true, sequential: true, reason: 'the models do not fit in memory together', workers: 2, concurrency: 1, threads_per_worker: 2, memory_needed_bytes: 2e9, memory_budget_bytes: 1e9, columns: [0, 1].map((i) => ({ column: i, label: `Model ${'AB'[i]}`, model: null, lane: i })) });
     channel!.onmessage({ column: 0, type: 'token', text: 'Paris ' });
@@ -129,6 +143,9 @@ describe('Compare screen', () => {
     expect(cols[0].classList.contains('cheapest')).toBe(true);
     expect(q('compare-summary')?.textContent).toMatch(/Fastest: Model B.*Cheapest: Model A/);
     expect(qa('compare-figures')[1].textContent).toContain('30.0 t/s');
+    // What speculation bought, in the column that used it only.
+    expect(qa('compare-speculative').length).toBe(1);
+    expect(qa('compare-figures')[1].textContent).toContain('speculative: 31 of 40 drafted accepted');
     // Names stay hidden, and "continue as chat" is not offered while blind.
     expect(q('compare-promote')).toBeNull();
 

@@ -30,6 +30,9 @@ pub struct Lane {
     pub model: PathBuf,
     /// Resolved context length (never 0).
     pub n_ctx: u32,
+    /// A model drafting for this one in the same worker (columns with another draft
+    /// model, or none, need their own worker).
+    pub draft_model: Option<PathBuf>,
     pub columns: Vec<usize>,
     /// Fit estimate for this model at `n_ctx`; 0 when its header could not be read (the
     /// load will then fail with the real reason, on that column only).
@@ -65,18 +68,27 @@ pub fn resolve_n_ctx(model: &std::path::Path, requested: u32) -> u32 {
         })
 }
 
-/// Groups columns `(model, resolved n_ctx)` into lanes, in order of first appearance.
-pub fn lanes_for(columns: &[(PathBuf, u32)]) -> Vec<Lane> {
+/// What puts two columns in one worker: the same model, context length and draft model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneKey {
+    pub model: PathBuf,
+    /// Resolved context length.
+    pub n_ctx: u32,
+    pub draft_model: Option<PathBuf>,
+}
+
+/// Groups columns into lanes by their key, in order of first appearance.
+pub fn lanes_for(columns: &[LaneKey]) -> Vec<Lane> {
     let mut lanes: Vec<Lane> = Vec::new();
-    for (i, (model, n_ctx)) in columns.iter().enumerate() {
-        match lanes
-            .iter_mut()
-            .find(|l| l.model == *model && l.n_ctx == *n_ctx)
-        {
+    for (i, key) in columns.iter().enumerate() {
+        match lanes.iter_mut().find(|l| {
+            l.model == key.model && l.n_ctx == key.n_ctx && l.draft_model == key.draft_model
+        }) {
             Some(l) => l.columns.push(i),
             None => lanes.push(Lane {
-                model: model.clone(),
-                n_ctx: *n_ctx,
+                model: key.model.clone(),
+                n_ctx: key.n_ctx,
+                draft_model: key.draft_model.clone(),
                 columns: vec![i],
                 estimate_bytes: 0,
             }),
@@ -85,22 +97,28 @@ pub fn lanes_for(columns: &[(PathBuf, u32)]) -> Vec<Lane> {
     lanes
 }
 
-/// Fills in each lane's memory estimate from its GGUF header.
+/// Fills in each lane's memory estimate from its GGUF headers (a draft model's with its
+/// own context of the same length).
 pub fn estimate_lanes(lanes: &mut [Lane]) {
+    let estimate = |model: &std::path::Path, n_ctx: u32| match crate::gguf::read_header(model) {
+        Ok(h) => {
+            let req = FitRequest {
+                n_ctx: u64::from(n_ctx),
+                ..FitRequest::default()
+            };
+            estimate_fit(&h, None, &req, None).total_bytes
+        }
+        Err(e) => {
+            tracing::warn!("no fit estimate for {}: {e}", model.display());
+            0
+        }
+    };
     for lane in lanes {
-        lane.estimate_bytes = match crate::gguf::read_header(&lane.model) {
-            Ok(h) => {
-                let req = FitRequest {
-                    n_ctx: u64::from(lane.n_ctx),
-                    ..FitRequest::default()
-                };
-                estimate_fit(&h, None, &req, None).total_bytes
-            }
-            Err(e) => {
-                tracing::warn!("no fit estimate for {}: {e}", lane.model.display());
-                0
-            }
-        };
+        lane.estimate_bytes = estimate(&lane.model, lane.n_ctx)
+            + lane
+                .draft_model
+                .as_deref()
+                .map_or(0, |d| estimate(d, lane.n_ctx));
     }
 }
 
@@ -227,6 +245,7 @@ mod tests {
         Lane {
             model: PathBuf::from(name),
             n_ctx: 4096,
+            draft_model: None,
             columns: cols.to_vec(),
             estimate_bytes: mib << 20,
         }
@@ -248,16 +267,25 @@ mod tests {
     fn same_model_and_context_share_a_lane() {
         let a = PathBuf::from("a.gguf");
         let b = PathBuf::from("b.gguf");
+        let key = |model: &PathBuf, n_ctx: u32, draft: Option<&PathBuf>| LaneKey {
+            model: model.clone(),
+            n_ctx,
+            draft_model: draft.cloned(),
+        };
         let lanes = lanes_for(&[
-            (a.clone(), 4096),
-            (b.clone(), 4096),
-            (a.clone(), 4096),
-            (a.clone(), 2048),
+            key(&a, 4096, None),
+            key(&b, 4096, None),
+            key(&a, 4096, None),
+            key(&a, 2048, None),
+            key(&a, 4096, Some(&b)),
+            key(&a, 4096, Some(&b)),
         ]);
-        assert_eq!(lanes.len(), 3);
+        assert_eq!(lanes.len(), 4);
         assert_eq!(lanes[0].columns, [0, 2]);
         assert_eq!(lanes[1].columns, [1]);
         assert_eq!(lanes[2].columns, [3]);
+        assert_eq!(lanes[3].columns, [4, 5]);
+        assert_eq!(lanes[3].draft_model.as_ref(), Some(&b));
     }
 
     #[test]

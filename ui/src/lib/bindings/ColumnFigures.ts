@@ -15,6 +15,10 @@ model: string | null, status: ColumnStatus, error: string | null, stop_reason: S
  */
 seconds: number, energy_wh: number, energy_method: string, threads: number, 
 /**
+ * Speculative decoding: tokens drafted and, of those, kept (0 and 0 without it).
+ */
+drafted_tokens: number, accepted_tokens: number, 
+/**
  * The stored answer (None with `no_save`).
  */
 message_id: string | null, };
