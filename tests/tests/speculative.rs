@@ -434,3 +434,102 @@ async fn auto_leaves_sampled_answers_to_plain_decoding() {
     );
     m.unload().await;
 }
+
+/// `conclave serve --model M --draft-model D`: requests that ask for `draft` get it, the
+/// response says what it bought, and the text is the plain answer's (temperature 0).
+#[tokio::test]
+async fn the_api_server_drafts_with_the_draft_model_it_was_given() {
+    use conclave_core::api::{ApiConfig, ApiServer};
+    use conclave_core::history::History;
+    use conclave_core::models::Library;
+    use conclave_core::session::Conclave;
+    use serde_json::{json, Value};
+
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::open(dir.path().join("history.sqlite3"))
+        .await
+        .unwrap();
+    let app = Conclave::new(engine(), history, Library::with_root(dir.path()));
+    let server = ApiServer::start(
+        ApiConfig {
+            port: 0,
+            models: vec![model(SMOLLM2), model(GEMMA3)],
+            draft_models: vec![(model(SMOLLM2), model(SMOLLM2))],
+            n_ctx: 1024,
+            threads: Some(2),
+            ..ApiConfig::default()
+        },
+        app.clone(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/v1/chat/completions", server.addr());
+    let client = reqwest::Client::new();
+    let ask = |model: &str, mode: &str, stream: bool| {
+        let body = json!({
+            "model": model,
+            "temperature": 0, "max_tokens": 40, "stream": stream,
+            "stream_options": {"include_usage": true},
+            "speculative": mode,
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "List the days of the week."}
+            ]
+        });
+        let req = client.post(&url).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let smol = "SmolLM2-135M-Instruct.Q4_1";
+    let (status, body) = ask(smol, "off", false).await;
+    assert_eq!(status, 200, "{body}");
+    let off: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        off["usage"].get("speculative").is_none(),
+        "no speculation, no figures: {off}"
+    );
+    let (status, body) = ask(smol, "draft", false).await;
+    assert_eq!(status, 200, "{body}");
+    let drafted: Value = serde_json::from_str(&body).unwrap();
+    let spec = &drafted["usage"]["speculative"];
+    let (d, a) = (
+        spec["drafted_tokens"].as_u64().unwrap(),
+        spec["accepted_tokens"].as_u64().unwrap(),
+    );
+    assert!(d > 0 && a > 0 && a <= d, "{spec}");
+    assert_eq!(
+        drafted["choices"][0]["message"]["content"],
+        off["choices"][0]["message"]["content"]
+    );
+    // Streamed, the usage chunk carries the same figures.
+    let (status, body) = ask(smol, "draft", true).await;
+    assert_eq!(status, 200, "{body}");
+    let usage_chunk = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|c| c["usage"].is_object())
+        .expect("a usage chunk");
+    assert!(usage_chunk["usage"]["speculative"]["drafted_tokens"].as_u64() > Some(0));
+    // The model without a draft model refuses `draft` with a reason.
+    let (status, body) = ask(GEMMA3, "draft", false).await;
+    assert!(status >= 400, "{status} {body}");
+    assert!(body.contains("draft model"), "{body}");
+    // The loaded model kept its draft model: no reload between requests.
+    let loaded = app.loaded().await;
+    let smol_info = loaded
+        .iter()
+        .find(|m| m.path == model(SMOLLM2))
+        .expect("SmolLM2 loaded");
+    assert!(
+        smol_info.draft_model.is_some(),
+        "{:?}",
+        smol_info.draft_model
+    );
+    server.shutdown().await.unwrap();
+    for m in app.loaded().await {
+        app.unload(&m.path).await;
+    }
+}

@@ -28,6 +28,11 @@ pub struct ServeArgs {
     /// library is served either way, loaded on first use.
     #[arg(long)]
     pub model: Vec<String>,
+    /// A draft model for speculative decoding (same vocabulary), loaded with the `--model`
+    /// in the same position: the first `--draft-model` drafts for the first `--model`.
+    /// Requests choose `"speculative": "draft"` (or `auto`, greedy answers) to use it.
+    #[arg(long)]
+    pub draft_model: Vec<String>,
     /// Save API exchanges to the chat history (off by default).
     #[arg(long)]
     pub save_history: bool,
@@ -65,11 +70,27 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|m| crate::resolve_model(m))
         .collect::<anyhow::Result<_>>()?;
+    if args.draft_model.len() > models.len() {
+        anyhow::bail!(
+            "{} --draft-model for {} --model: each draft model drafts for the --model in the same position",
+            args.draft_model.len(),
+            models.len()
+        );
+    }
+    let draft_models: Vec<(PathBuf, PathBuf)> = models
+        .iter()
+        .zip(&args.draft_model)
+        .map(|(m, d)| Ok((m.clone(), crate::resolve_model(d)?)))
+        .collect::<anyhow::Result<_>>()?;
     let app = Conclave::open_default().await?;
     for path in &models {
         let opts = args.placement.apply(LoadOptions {
             n_ctx: args.ctx,
             threads: args.threads,
+            draft_model: draft_models
+                .iter()
+                .find(|(m, _)| m == path)
+                .map(|(_, d)| d.clone()),
             ..LoadOptions::default()
         });
         app.load(path, opts, |_| {}).await?;
@@ -80,6 +101,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         api_key: args.api_key,
         save_history: args.save_history,
         models,
+        draft_models,
         n_ctx: args.ctx,
         threads: args.threads,
         rpc: args.placement.rpc.clone(),

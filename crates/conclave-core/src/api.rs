@@ -71,6 +71,10 @@ pub struct ApiConfig {
     /// Models served in addition to the library's catalogue (`conclave serve --model`),
     /// addressable by file name; the first is used when a request's `model` is empty.
     pub models: Vec<PathBuf>,
+    /// Draft models for speculative decoding: `(served model, its draft model)` (`conclave
+    /// serve --model M --draft-model D`). A model loaded elsewhere in the process (the app)
+    /// keeps the draft model it was loaded with.
+    pub draft_models: Vec<(PathBuf, PathBuf)>,
     /// Context length models are loaded with; 0 = the engine's default.
     pub n_ctx: u32,
     pub threads: Option<u32>,
@@ -101,6 +105,7 @@ impl Default for ApiConfig {
             api_key: None,
             save_history: false,
             models: Vec::new(),
+            draft_models: Vec::new(),
             n_ctx: 0,
             threads: None,
             rpc: Vec::new(),

@@ -209,6 +209,12 @@ impl Conclave {
         Ok(model)
     }
 
+    /// The draft model the loaded `path` drafts with, if it is loaded with one.
+    pub async fn loaded_draft(&self, path: &Path) -> Option<PathBuf> {
+        let loaded = self.loaded.lock().await;
+        loaded.get(path)?.draft_path().map(Path::to_path_buf)
+    }
+
     pub async fn loaded(&self) -> Vec<ModelInfo> {
         let models: Vec<LoadedModel> = self.loaded.lock().await.values().cloned().collect();
         let mut out = Vec::new();

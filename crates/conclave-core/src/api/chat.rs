@@ -18,7 +18,7 @@ use super::record::Recorder;
 use super::types;
 use super::{ApiError, ApiState};
 use crate::engine::{ChatRequest, ChatStream};
-use crate::events::{ChatEvent, StopReason, Usage};
+use crate::events::{ChatEvent, Metrics, StopReason, Usage};
 
 /// What every chunk of one answer repeats.
 struct Ctx {
@@ -153,14 +153,23 @@ fn finish_reason(s: StopReason) -> &'static str {
     }
 }
 
-fn usage_json(u: &Usage) -> Value {
-    json!({
+fn usage_json(u: &Usage, m: &Metrics) -> Value {
+    let mut v = json!({
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
         "prompt_tokens_details": { "cached_tokens": u.cached_prompt_tokens },
         "completion_tokens_details": { "reasoning_tokens": u.reasoning_tokens },
-    })
+    });
+    // A Conclave extension, only when speculation ran: what it bought (llama.cpp's server
+    // reports the same pair as `timings.draft_n` and `draft_n_accepted`).
+    if m.drafted_tokens > 0 {
+        v["speculative"] = json!({
+            "drafted_tokens": m.drafted_tokens,
+            "accepted_tokens": m.accepted_tokens,
+        });
+    }
+    v
 }
 
 async fn whole_answer(
@@ -172,7 +181,7 @@ async fn whole_answer(
     let mut content = String::new();
     let mut reasoning = String::new();
     let mut early = early.into_iter();
-    let (stop, usage) = loop {
+    let (stop, usage, metrics) = loop {
         let ev = match early.next() {
             Some(ev) => ev,
             None => match stream.next_event().await {
@@ -187,8 +196,10 @@ async fn whole_answer(
             ChatEvent::Token { text } => content.push_str(&text),
             ChatEvent::Reasoning { text } => reasoning.push_str(&text),
             ChatEvent::Done {
-                stop_reason, usage, ..
-            } => break (stop_reason, usage),
+                stop_reason,
+                usage,
+                metrics,
+            } => break (stop_reason, usage, metrics),
             ChatEvent::Error { code, message } => {
                 return Err(ApiError::from_event(&code, &message))
             }
@@ -211,7 +222,7 @@ async fn whole_answer(
             "logprobs": null,
             "finish_reason": finish_reason(stop),
         }],
-        "usage": usage_json(&usage),
+        "usage": usage_json(&usage, &metrics),
     });
     Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
@@ -232,7 +243,7 @@ impl Ctx {
         event(&c)
     }
 
-    fn usage_chunk(&self, usage: &Usage) -> Bytes {
+    fn usage_chunk(&self, usage: &Usage, metrics: &Metrics) -> Bytes {
         event(&json!({
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -240,7 +251,7 @@ impl Ctx {
             "model": self.model,
             "system_fingerprint": self.fingerprint,
             "choices": [],
-            "usage": usage_json(usage),
+            "usage": usage_json(usage, metrics),
         }))
     }
 }
@@ -336,7 +347,9 @@ impl Sse {
                 }
                 ChatEvent::Started { .. } => continue,
                 ChatEvent::Done {
-                    stop_reason, usage, ..
+                    stop_reason,
+                    usage,
+                    metrics,
                 } => {
                     self.phase = Phase::End;
                     let mut out = self
@@ -344,7 +357,7 @@ impl Sse {
                         .chunk(json!({}), Some(finish_reason(stop_reason)))
                         .to_vec();
                     if self.ctx.include_usage {
-                        out.extend_from_slice(&self.ctx.usage_chunk(&usage));
+                        out.extend_from_slice(&self.ctx.usage_chunk(&usage, &metrics));
                     }
                     out.extend_from_slice(DONE);
                     return Some(Bytes::from(out));

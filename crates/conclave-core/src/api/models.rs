@@ -209,13 +209,25 @@ pub(crate) fn enqueue(state: &ApiState, served: &Served) -> Result<QueueSlot, Ap
     Ok(slot)
 }
 
-/// Loads the model on first use, with the server's context length.
+/// Loads the model on first use, with the server's context length and the draft model
+/// configured for it.
 pub(crate) async fn load(state: &ApiState, served: &Served) -> Result<LoadedModel, ApiError> {
+    let same = |p: &Path| {
+        p == served.path
+            || (p.canonicalize().ok()).is_some_and(|c| Some(c) == served.path.canonicalize().ok())
+    };
+    let draft_model = match state.config.draft_models.iter().find(|(m, _)| same(m)) {
+        Some((_, d)) => Some(d.clone()),
+        // Reloading a model the app holds just to drop its draft model would cost a load
+        // for every API request in between two chats.
+        None => state.app.loaded_draft(&served.path).await,
+    };
     let opts = LoadOptions {
         n_ctx: state.config.n_ctx,
         threads: state.config.threads,
         rpc: state.config.rpc.clone(),
         gpu_layers: state.config.gpu_layers,
+        draft_model,
         ..Default::default()
     };
     state
