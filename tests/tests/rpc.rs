@@ -6,6 +6,8 @@
 //! - `conclave devices --rpc` lists both servers with their memory;
 //! - killing a server mid-answer ends that answer with an error naming it, while another
 //!   model goes on, and the next load without the server works;
+//! - a server that stops answering without closing its connection (a hung process; a
+//!   machine switched off looks the same) ends the answer after the stall limit, naming it;
 //! - `rpc-server` refuses a non-loopback address without `--allow-lan`;
 //! - llama.cpp's fit splits layers between the CPU and an RPC device when the free memory
 //!   it sees is short (`CONCLAVE_FIT_FREE_MIB`).
@@ -331,6 +333,79 @@ async fn a_server_killed_mid_answer_is_named_and_the_rest_goes_on() {
     assert!(!answer.text.is_empty());
     rest.unload().await;
     bystander.unload().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_named_after_the_stall_limit() {
+    let _serial = SERIAL.lock().await;
+    let e = engine();
+    let path = model(SMOLLM2);
+    let server = RpcServer::start();
+    let spread = e
+        .load(
+            &path,
+            LoadOptions {
+                rpc_stall: Some(Duration::from_secs(3)),
+                ..opts(&[&server], GpuLayers::Auto)
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    // Slow answers are not stalls: a whole answer of a few dozen tokens goes through.
+    let first = collect(spread.chat(greedy(24)).await.unwrap()).await;
+    assert!(first.error.is_none(), "{first:?}");
+
+    let pid = server.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    let mut stream = spread.chat(greedy(2000)).await.unwrap();
+    let mut tokens = 0;
+    let mut error = None;
+    let mut stopped_at = None;
+    while let Some(ev) = stream.next_event().await {
+        match ev {
+            ChatEvent::Token { .. } => {
+                tokens += 1;
+                if tokens == 3 {
+                    // The process stops; its sockets stay open and its kernel still
+                    // accepts connections, as a hung server's would.
+                    signal("-STOP");
+                    stopped_at = Some(Instant::now());
+                }
+            }
+            ChatEvent::Error { code, message } => {
+                error = Some((code, message));
+                break;
+            }
+            ChatEvent::Done { .. } => break,
+            _ => {}
+        }
+    }
+    let waited = stopped_at.expect("the server was stopped").elapsed();
+    // The server is killed when dropped.
+    signal("-CONT");
+    let (code, message) = error.expect("the answer should fail when its server hangs");
+    eprintln!("the error after {waited:?}: {message}");
+    assert_eq!(code, "rpc_lost", "{message}");
+    assert!(message.contains(&server.endpoint), "{message}");
+    assert!(message.contains("no reply for 3 s"), "{message}");
+    assert!(waited >= Duration::from_secs(3), "{waited:?}");
+    spread.unload().await;
+
+    // The model still loads and answers on this CPU.
+    let local = e
+        .load(&path, opts(&[], GpuLayers::Auto), |_| {})
+        .await
+        .unwrap();
+    let answer = collect(local.chat(greedy(8)).await.unwrap()).await;
+    assert!(answer.error.is_none(), "{answer:?}");
+    local.unload().await;
 }
 
 #[test]

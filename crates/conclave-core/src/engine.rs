@@ -138,6 +138,10 @@ pub struct LoadOptions {
     pub allow_tcp_ports: Vec<u16>,
     /// llama.cpp RPC servers (`host:port`) whose devices take layers of the model.
     pub rpc: Vec<String>,
+    /// How long a worker with layers on RPC servers may go without a word while an answer
+    /// is due before it is stopped and the answer fails naming the servers; None: two
+    /// minutes, or `CONCLAVE_RPC_STALL_SECS`.
+    pub rpc_stall: Option<std::time::Duration>,
     /// Layers on GPU and RPC devices: auto (llama.cpp's fit), a count, or 0 for the CPU.
     pub gpu_layers: protocol::GpuLayers,
 }
@@ -391,6 +395,7 @@ impl Engine {
             tcp_ports: worker_tcp_ports(&opts.allow_tcp_ports, &rpc),
             rpc,
             gpu_layers: opts.gpu_layers,
+            rpc_stall: opts.rpc_stall,
         };
         let worker = Worker::spawn(&spec, Box::new(progress)).await?;
         Ok(LoadedModel {
@@ -801,6 +806,8 @@ impl Answer<'_> {
                     });
                     return Ok(None);
                 }
+                // Long prompts report their chunks; the reader counts them as signs of life.
+                Some(WorkerEvent::PromptProgress { .. }) => {}
                 Some(other) => tracing::warn!("unexpected worker event before start: {other:?}"),
                 None => return Err(self.worker.crashed()),
             }

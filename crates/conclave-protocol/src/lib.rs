@@ -22,7 +22,7 @@ pub use params::{SamplingParams, SpeculativeMode, StopReason};
 /// worker that reports another one, so a stale `conclave-worker` left next to a newer app
 /// fails its load with a clear message instead of misreading (or hanging on) its output.
 /// Raise it with any change that an older or newer peer would misread.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Command-line flags the core passes when it starts a worker.
 pub const ARG_MODEL: &str = "--model";
@@ -313,6 +313,14 @@ pub enum WorkerEvent {
         fraction: f32,
     },
     Ready(ReadyInfo),
+    /// A chunk of a long prompt has been decoded (`done` of `total` new tokens). It shows
+    /// the worker is alive: a worker whose layers sit on an RPC server that stopped
+    /// answering says nothing, and the core gives it up after a while.
+    PromptProgress {
+        id: u64,
+        done: u32,
+        total: u32,
+    },
     /// The prompt has been decoded; generation begins.
     Started {
         id: u64,

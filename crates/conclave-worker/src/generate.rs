@@ -339,6 +339,7 @@ impl Generator {
         from: usize,
         queue: &mut Queue,
         id: u64,
+        out: &mut Out,
     ) -> anyhow::Result<bool> {
         let tokens = &prompt.tokens()[from.min(prompt.len())..];
         let mut batch = LlamaBatch::new(PROMPT_CHUNK.max(tokens.len().min(512)), 1);
@@ -355,6 +356,13 @@ impl Generator {
             self.ctx.decode(&mut batch)?;
             let done = from + ci * PROMPT_CHUNK;
             self.cached.extend_from(prompt, done, done + chunk.len());
+            if !last_chunk {
+                out.send(&WorkerEvent::PromptProgress {
+                    id,
+                    done: u32::try_from((ci + 1) * PROMPT_CHUNK).unwrap_or(u32::MAX),
+                    total: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+                });
+            }
         }
         Ok(true)
     }
@@ -587,7 +595,7 @@ impl Generator {
         let reuse = self.apply_reuse(plan)?;
         let n_prompt = reuse.used(&prompt);
         let common = reuse.keep;
-        if !self.decode_tokens(&prompt, reuse.from, queue, id)? {
+        if !self.decode_tokens(&prompt, reuse.from, queue, id, out)? {
             self.finish(
                 out,
                 id,

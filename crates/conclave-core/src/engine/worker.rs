@@ -25,6 +25,14 @@ const LOAD_STALL: Duration = Duration::from_secs(60);
 
 /// Overrides [`LOAD_STALL`], in seconds (tests use a short one).
 pub const STALL_ENV: &str = "CONCLAVE_WORKER_LOAD_STALL_SECS";
+/// How long a worker with layers on RPC servers may stay silent while it owes an answer.
+/// llama.cpp's RPC client waits on its sockets without a timeout, so a server whose
+/// machine is switched off, or whose process hangs, would hold the answer forever. The
+/// worker reports every prompt chunk and every token, so silence this long is a stall: a
+/// token of a 70B model over a slow link is seconds, a prompt chunk tens of seconds.
+pub const RPC_STALL: Duration = Duration::from_secs(120);
+/// Overrides [`RPC_STALL`], in seconds.
+pub const RPC_STALL_ENV: &str = "CONCLAVE_RPC_STALL_SECS";
 
 /// `off` starts workers without their sandbox (for debugging llama.cpp only).
 pub const SANDBOX_ENV: &str = "CONCLAVE_WORKER_SANDBOX";
@@ -62,6 +70,9 @@ pub(super) struct WorkerSpec {
     pub tcp_ports: Vec<u16>,
     pub rpc: Vec<String>,
     pub gpu_layers: protocol::GpuLayers,
+    /// Silence with a request in flight after which an RPC worker is given up; None:
+    /// [`RPC_STALL`] or [`RPC_STALL_ENV`].
+    pub rpc_stall: Option<Duration>,
 }
 
 type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<WorkerEvent>>>>;
@@ -178,6 +189,8 @@ impl Worker {
                 tail: tail.clone(),
                 model: spec.path.display().to_string(),
                 rpc: spec.rpc.clone(),
+                stall: (!spec.rpc.is_empty()).then(|| spec.rpc_stall.unwrap_or_else(rpc_stall)),
+                stalled: None,
                 loading: Some(load_tx),
             }
             .run(stdout),
@@ -375,6 +388,10 @@ struct Reader {
     model: String,
     /// RPC servers of this worker, probed when it dies.
     rpc: Vec<String>,
+    /// Silence after which a worker that owes an answer is stopped (RPC workers only).
+    stall: Option<Duration>,
+    /// Set when it was stopped for that.
+    stalled: Option<Duration>,
     /// Until the worker is ready (or its load failed).
     loading: Option<mpsc::UnboundedSender<Loading>>,
 }
@@ -382,8 +399,38 @@ struct Reader {
 impl Reader {
     async fn run(mut self, stdout: ChildStdout) {
         let mut reader = BufReader::new(stdout);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the worker last said something, or last had nothing to say (idle time is
+        // not silence).
+        let mut heard = tokio::time::Instant::now();
         loop {
-            let line = match read_capped_line(&mut reader, MAX_EVENT_LINE).await {
+            // The read is kept across ticks: a line half read when a tick fires must not
+            // be lost.
+            let read = read_capped_line(&mut reader, MAX_EVENT_LINE);
+            tokio::pin!(read);
+            let result = loop {
+                tokio::select! {
+                    r = &mut read => break r,
+                    _ = tick.tick(), if self.stall.is_some() && self.stalled.is_none() => {
+                        if !self.owes_answer() {
+                            heard = tokio::time::Instant::now();
+                        } else if let Some(limit) = self.stall.filter(|l| heard.elapsed() >= *l) {
+                            tracing::warn!(
+                                model = self.model,
+                                rpc = ?self.rpc,
+                                "no word from the worker for {} s with an answer due: stopping it",
+                                limit.as_secs_f64()
+                            );
+                            self.stalled = Some(limit);
+                            // Its output then ends, and `ended` reports the stall.
+                            let _ = self.child.lock().await.start_kill();
+                        }
+                    }
+                }
+            };
+            heard = tokio::time::Instant::now();
+            let line = match result {
                 Ok(CappedLine::Text(line)) => line,
                 Ok(CappedLine::TooLong { len }) => {
                     let what =
@@ -404,6 +451,11 @@ impl Reader {
             }
         }
         self.ended().await;
+    }
+
+    /// A request is in flight and the load is over (loading has its own limit).
+    fn owes_answer(&self) -> bool {
+        self.loading.is_none() && self.routes.lock().is_ok_and(|r| !r.is_empty())
     }
 
     fn load_report(&mut self, report: Loading) {
@@ -496,13 +548,24 @@ impl Reader {
         // Give the stderr reader a moment to collect the last lines (an abort message).
         tokio::time::sleep(Duration::from_millis(50)).await;
         let last_stderr = tail_text(&self.tail);
-        let (cause, signal) = describe_exit(status);
+        let (mut cause, signal) = describe_exit(status);
         tracing::warn!(model = self.model, cause, "worker exited");
-        let rpc_lost = if self.rpc.is_empty() || self.loading.is_some() {
+        let mut rpc_lost = if self.rpc.is_empty() || self.loading.is_some() {
             Vec::new()
         } else {
             lost_rpc_servers(&self.rpc, &last_stderr).await
         };
+        if let Some(limit) = self.stalled {
+            cause = format!(
+                "no reply for {} s ({RPC_STALL_ENV} sets this limit)",
+                limit.as_secs_f64()
+            );
+            // A hung server still accepts connections (its kernel does): when no probe
+            // tells which one hangs, every one is a suspect.
+            if rpc_lost.is_empty() {
+                rpc_lost = self.rpc.clone();
+            }
+        }
         let crash = Crash {
             cause,
             signal,
@@ -594,6 +657,15 @@ async fn lost_rpc_servers(rpc: &[String], last_stderr: &str) -> Vec<String> {
     lost
 }
 
+/// [`RPC_STALL`], or [`RPC_STALL_ENV`] seconds.
+fn rpc_stall() -> Duration {
+    std::env::var(RPC_STALL_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(RPC_STALL, Duration::from_secs_f64)
+}
+
 /// How long a loading worker may stay silent: [`LOAD_STALL`], or [`STALL_ENV`] seconds.
 fn load_stall() -> Duration {
     std::env::var(STALL_ENV)
@@ -644,6 +716,7 @@ fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
 fn event_id(e: &WorkerEvent) -> Option<u64> {
     match e {
         WorkerEvent::Started { id, .. }
+        | WorkerEvent::PromptProgress { id, .. }
         | WorkerEvent::Delta { id, .. }
         | WorkerEvent::Tokenized { id, .. } => Some(*id),
         WorkerEvent::Done(d) => Some(d.id),
