@@ -2,9 +2,11 @@
 //! against the full pipeline (template, worker, IPC, streaming decode, metrics) on a real
 //! prompt, without and with speculative decoding, in one run, with their ratios.
 //!
-//! Two tasks: `chat` (an essay from a paragraph: little to copy, so speculation should
-//! stay out of the way) and `rewrite` (a fixed text of about 400 tokens to copy with a few
-//! fixes: the answer repeats the prompt, which prompt lookup drafts from).
+//! Tasks: `chat` (an essay from a paragraph: little to copy, so speculation should stay
+//! out of the way), `rewrite` (a fixed text of about 400 tokens to copy with a few fixes:
+//! the answer repeats the prompt, which prompt lookup drafts from), and `followup` (a
+//! second turn after the chat answer: its time to first token against raw llama.cpp
+//! decoding the same new tokens with and without the conversation before them).
 
 use std::time::Instant;
 
@@ -31,7 +33,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// What to answer: chat (an essay), rewrite (copy a ~400-token text with fixes),
-    /// or all (both, one after the other).
+    /// followup (a second turn after the chat answer), or all (one after the other).
     #[arg(long, value_enum, default_value_t = Task::Chat)]
     pub task: Task,
     /// The speculative mode measured against `off` (draft needs --draft-model).
@@ -48,6 +50,7 @@ pub struct BenchArgs {
 pub enum Task {
     Chat,
     Rewrite,
+    Followup,
     All,
 }
 
@@ -192,10 +195,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| conclave_core::metrics::threads_per_worker(1));
     let tasks: &[Task] = match args.task {
-        Task::All => &[Task::Chat, Task::Rewrite],
+        Task::All => &[Task::Chat, Task::Rewrite, Task::Followup],
         Task::Chat => &[Task::Chat],
         Task::Rewrite => &[Task::Rewrite],
+        Task::Followup => &[Task::Followup],
     };
+    // A follow-up holds the first turn, its answer and the second turn.
     let ctx = (args.prompt_tokens + args.gen_tokens + 64).max(1024).max(
         if tasks.contains(&Task::Rewrite) {
             1024 + REWRITE_GEN
@@ -291,12 +296,200 @@ async fn measure(
     let mut reports = Vec::new();
     for task in tasks {
         let name = path.display().to_string();
+        if *task == Task::Followup {
+            let report = run_followup(args, &model, threads, name).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print_followup(&report);
+            }
+            continue;
+        }
         let report = run_task(args, &model, *task, threads, name, devices.clone()).await?;
         emit(&report)?;
         reports.push(report);
     }
     model.unload().await;
     Ok(reports)
+}
+
+/// The second turn of the follow-up task.
+const FOLLOW_UP: &str = "Now sum that up in one sentence.";
+
+#[derive(Serialize)]
+struct FollowupReport {
+    task: &'static str,
+    model: String,
+    threads: u32,
+    reps: u32,
+    /// The first turn: prompt and answer, all of which the follow-up can reuse.
+    previous_context: u32,
+    /// What the follow-up found in the cache, and the new tokens it decoded.
+    cached_tokens: u32,
+    new_tokens: u32,
+    /// Means over the reps, in ms: the follow-up's time to first token through the
+    /// pipeline; raw llama.cpp decoding `new_tokens` with `cached_tokens` before them, and
+    /// alone (a fresh prompt made only of the new tokens).
+    followup_ttft_ms: f64,
+    raw_at_depth_ms: f64,
+    raw_fresh_ms: f64,
+    ratio: FollowupRatio,
+}
+
+#[derive(Serialize)]
+struct FollowupRatio {
+    /// The follow-up over a fresh prompt of its new tokens (the measure).
+    followup_vs_fresh: f64,
+    /// The follow-up over raw llama.cpp at the same depth (what the pipeline adds).
+    followup_vs_raw_at_depth: f64,
+    /// Raw at depth over raw fresh (what attending to the conversation costs llama.cpp).
+    depth_cost: f64,
+}
+
+async fn run_followup(
+    args: &BenchArgs,
+    model: &LoadedModel,
+    threads: u32,
+    model_name: String,
+) -> anyhow::Result<FollowupReport> {
+    let reps = args.reps.max(1);
+    let prompt = chat_prompt(model, args.prompt_tokens).await?;
+    let mut follow = Vec::new();
+    let mut at_depth = Vec::new();
+    let mut fresh = Vec::new();
+    let (mut previous, mut cached, mut new_tokens) = (0, 0, 0);
+    let raw_prompt_ms = |r: &conclave_core::protocol::BenchResult, n: u32| {
+        if r.prompt_tps > 0.0 {
+            f64::from(n) / r.prompt_tps * 1000.0
+        } else {
+            0.0
+        }
+    };
+    for rep in 0..=reps {
+        let system = Message::new(
+            Role::System,
+            format!("Session {rep}-{}. You are a helpful assistant.", rand_tag()),
+        );
+        let mut messages = vec![system, Message::new(Role::User, prompt.as_str())];
+        let first = answer_once(model, messages.clone(), args.gen_tokens, threads).await?;
+        messages.push(Message::new(Role::Assistant, first.text.as_str()));
+        messages.push(Message::new(Role::User, FOLLOW_UP));
+        let second = answer_once(model, messages, 1, threads).await?;
+        let new = second.prompt_tokens.saturating_sub(second.cached_tokens).max(1);
+        let depth = raw_bench(model, new, threads, second.cached_tokens).await?;
+        let alone = raw_bench(model, new, threads, 0).await?;
+        if rep == 0 {
+            continue; // warm-up
+        }
+        previous = first.prompt_tokens + first.gen_tokens;
+        (cached, new_tokens) = (second.cached_tokens, new);
+        follow.push(second.ttft_ms);
+        at_depth.push(raw_prompt_ms(&depth, new));
+        fresh.push(raw_prompt_ms(&alone, new));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (f, d, a) = (mean(&follow), mean(&at_depth), mean(&fresh));
+    Ok(FollowupReport {
+        task: "followup",
+        model: model_name,
+        threads,
+        reps,
+        previous_context: previous,
+        cached_tokens: cached,
+        new_tokens,
+        followup_ttft_ms: f,
+        raw_at_depth_ms: d,
+        raw_fresh_ms: a,
+        ratio: FollowupRatio {
+            followup_vs_fresh: div(f, a),
+            followup_vs_raw_at_depth: div(f, d),
+            depth_cost: div(d, a),
+        },
+    })
+}
+
+async fn raw_bench(
+    model: &LoadedModel,
+    prompt_tokens: u32,
+    threads: u32,
+    depth: u32,
+) -> anyhow::Result<conclave_core::protocol::BenchResult> {
+    Ok(model
+        .bench_raw_at(prompt_tokens, 1, 1, threads, depth)
+        .await?)
+}
+
+fn print_followup(r: &FollowupReport) {
+    println!(
+        "task followup   model {}  ({} threads, {} reps)",
+        r.model, r.threads, r.reps
+    );
+    println!(
+        "follow-up      cached {} of the previous {} tokens ({:.1}%), {} new tokens decoded",
+        r.cached_tokens,
+        r.previous_context,
+        div(f64::from(r.cached_tokens), f64::from(r.previous_context)) * 100.0,
+        r.new_tokens
+    );
+    println!(
+        "TTFT ms        follow-up {:.1}   raw at depth {} {:.1}   raw fresh {:.1}",
+        r.followup_ttft_ms, r.cached_tokens, r.raw_at_depth_ms, r.raw_fresh_ms
+    );
+    println!(
+        "ratio          follow-up {:.2}× a fresh prompt of its new tokens, {:.2}× raw at the same depth; the depth costs llama.cpp {:.2}×",
+        r.ratio.followup_vs_fresh, r.ratio.followup_vs_raw_at_depth, r.ratio.depth_cost
+    );
+}
+
+/// One greedy answer to `messages`, timed where a consumer sees the first token.
+struct Turn {
+    text: String,
+    prompt_tokens: u32,
+    cached_tokens: u32,
+    gen_tokens: u32,
+    ttft_ms: f64,
+}
+
+async fn answer_once(
+    model: &LoadedModel,
+    messages: Vec<Message>,
+    max_tokens: u32,
+    threads: u32,
+) -> anyhow::Result<Turn> {
+    let req = ChatRequest {
+        messages,
+        params: SamplingParams {
+            temperature: 0.0,
+            max_tokens,
+            ..SamplingParams::default()
+        },
+        threads: Some(threads),
+        ..ChatRequest::default()
+    };
+    let t0 = Instant::now();
+    let mut stream = model.chat(req).await?;
+    let mut first = None;
+    let mut text = String::new();
+    while let Some(ev) = stream.next_event().await {
+        match ev {
+            ChatEvent::Token { text: t } | ChatEvent::Reasoning { text: t } => {
+                text.push_str(&t);
+                first.get_or_insert_with(|| t0.elapsed());
+            }
+            ChatEvent::Done { usage, .. } => {
+                return Ok(Turn {
+                    text,
+                    prompt_tokens: usage.prompt_tokens,
+                    cached_tokens: usage.cached_prompt_tokens,
+                    gen_tokens: usage.completion_tokens,
+                    ttft_ms: first.unwrap_or_else(|| t0.elapsed()).as_secs_f64() * 1000.0,
+                });
+            }
+            ChatEvent::Error { code, message } => anyhow::bail!("{message} ({code})"),
+            ChatEvent::Started { .. } => {}
+        }
+    }
+    anyhow::bail!("the answer ended without a result")
 }
 
 async fn run_task(

@@ -642,6 +642,20 @@ impl LoadedModel {
         reps: u32,
         threads: u32,
     ) -> Result<BenchResult, EngineError> {
+        self.bench_raw_at(prompt_tokens, gen_tokens, reps, threads, 0)
+            .await
+    }
+
+    /// [`Self::bench_raw`] with `depth` tokens already in the cache before the timed
+    /// prompt, as a follow-up's new tokens sit on the conversation before them.
+    pub async fn bench_raw_at(
+        &self,
+        prompt_tokens: u32,
+        gen_tokens: u32,
+        reps: u32,
+        threads: u32,
+        depth: u32,
+    ) -> Result<BenchResult, EngineError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let worker = self.live_worker().await?;
         let req = WorkerRequest::Bench(BenchRequest {
@@ -650,6 +664,7 @@ impl LoadedModel {
             gen_tokens,
             reps,
             threads,
+            depth,
         });
         match worker.ask(id, &req).await? {
             WorkerEvent::BenchResult(r) => Ok(r),

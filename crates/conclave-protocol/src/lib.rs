@@ -302,6 +302,10 @@ pub struct BenchRequest {
     pub gen_tokens: u32,
     pub reps: u32,
     pub threads: u32,
+    /// Tokens already in the cache before the timed prompt (llama-bench's `-d`): what a
+    /// follow-up's new tokens sit on.
+    #[serde(default)]
+    pub depth: u32,
 }
 
 // `Ready` is sent once per worker; boxing it would buy nothing on the token path.

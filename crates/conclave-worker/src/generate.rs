@@ -850,9 +850,10 @@ impl Generator {
         let n_vocab = self.model.n_vocab();
         let mut rng = rand::rng();
         let n_prompt = req.prompt_tokens.max(1) as usize;
-        if n_prompt + req.gen_tokens as usize + 1 >= self.n_ctx as usize {
+        let depth = req.depth as usize;
+        if depth + n_prompt + req.gen_tokens as usize + 1 >= self.n_ctx as usize {
             anyhow::bail!(
-                "prompt + generated tokens exceed the context of {}",
+                "depth + prompt + generated tokens exceed the context of {}",
                 self.n_ctx
             );
         }
@@ -861,19 +862,31 @@ impl Generator {
         let mut ttft = Vec::new();
         // The context's n_batch: llama.cpp aborts on a larger batch, so a longer prompt
         // goes in chunks (as llama-bench does with its n_batch).
-        let chunk_len = n_prompt.clamp(1, CONTEXT_BATCH);
+        let chunk_len = n_prompt.max(depth).clamp(1, CONTEXT_BATCH);
         let mut batch = LlamaBatch::new(chunk_len, 1);
+        let mut random = |n: usize| -> Vec<LlamaToken> {
+            (0..n)
+                .map(|_| LlamaToken(rng.random_range(0..n_vocab)))
+                .collect()
+        };
         for rep in 0..=req.reps {
             self.ctx.clear_kv_cache();
-            let prompt: Vec<LlamaToken> = (0..n_prompt)
-                .map(|_| LlamaToken(rng.random_range(0..n_vocab)))
-                .collect();
+            // The context the timed prompt sits on, decoded untimed.
+            for (ci, chunk) in random(depth).chunks(chunk_len).enumerate() {
+                batch.clear();
+                for (i, t) in chunk.iter().enumerate() {
+                    batch.add(*t, i32::try_from(ci * chunk_len + i)?, &[0], false)?;
+                }
+                self.ctx.decode(&mut batch)?;
+            }
+            self.ctx.synchronize();
+            let prompt = random(n_prompt);
             let t0 = Instant::now();
             for (ci, chunk) in prompt.chunks(chunk_len).enumerate() {
                 batch.clear();
                 for (i, t) in chunk.iter().enumerate() {
                     let pos = ci * chunk_len + i;
-                    batch.add(*t, i32::try_from(pos)?, &[0], pos + 1 == n_prompt)?;
+                    batch.add(*t, i32::try_from(depth + pos)?, &[0], pos + 1 == n_prompt)?;
                 }
                 self.ctx.decode(&mut batch)?;
             }
@@ -885,8 +898,8 @@ impl Generator {
             for g in 0..req.gen_tokens as usize {
                 batch.clear();
                 batch.add(
-                    LlamaToken(rng.random_range(0..n_vocab)),
-                    i32::try_from(n_prompt + g)?,
+                    random(1)[0],
+                    i32::try_from(depth + n_prompt + g)?,
                     &[0],
                     true,
                 )?;
