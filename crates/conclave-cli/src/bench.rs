@@ -375,7 +375,10 @@ async fn run_followup(
         messages.push(Message::new(Role::Assistant, first.text.as_str()));
         messages.push(Message::new(Role::User, FOLLOW_UP));
         let second = answer_once(model, messages, 1, threads).await?;
-        let new = second.prompt_tokens.saturating_sub(second.cached_tokens).max(1);
+        let new = second
+            .prompt_tokens
+            .saturating_sub(second.cached_tokens)
+            .max(1);
         let depth = raw_bench(model, new, threads, second.cached_tokens).await?;
         let alone = raw_bench(model, new, threads, 0).await?;
         if rep == 0 {
