@@ -212,9 +212,6 @@ async fn a_column_with_its_own_draft_model_shows_what_it_bought() -> Res {
     let Some(setup) = harness::setup() else {
         return Ok(());
     };
-    let smol = harness::checkout()
-        .join("models")
-        .join(harness::SMOLLM2_FILE);
     let data = data_dir()?;
     let app = App::start(&setup, data.path(), "compare-draft").await?;
     app.open_settings().await?;
@@ -237,8 +234,21 @@ async fn a_column_with_its_own_draft_model_shows_what_it_bought() -> Res {
     )
     .await?;
     app.set_value("column-speculative", "draft").await?;
-    app.set_value("column-draft-model", &smol.display().to_string())
+    // The draft model is picked from the library, as a user would.
+    let picked = app
+        .js(
+            "const s = document.querySelector('[data-testid=\"column-draft-model\"]'); \
+             const o = [...s.options].find(o => /smollm2/i.test(o.textContent) && o.value); \
+             if (!o) return null; s.value = o.value; \
+             s.dispatchEvent(new Event('change', {bubbles: true})); return o.value;",
+            vec![],
+        )
         .await?;
+    let picked = picked.as_str().unwrap_or_default().to_owned();
+    assert!(
+        picked.ends_with(harness::SMOLLM2_FILE),
+        "SmolLM2 offered as a draft model: {picked:?}"
+    );
     app.shot("column-settings").await?;
     app.js(
         "document.querySelector('[data-testid=\"column-settings\"] button').click(); return true",
@@ -267,8 +277,11 @@ async fn a_column_with_its_own_draft_model_shows_what_it_bought() -> Res {
     let answers = texts(&app, "compare-answer").await?;
     assert!(!answers[0].is_empty(), "{answers:?}");
     assert_eq!(answers[0], answers[1], "same text at temperature 0");
-    let plan = app.text_of("compare-plan").await.unwrap_or_default();
-    eprintln!("plan: {plan}");
+    let names = texts(&app, "compare-name").await?;
+    assert!(
+        names[1].contains("draft") && !names[0].contains("draft"),
+        "the labels say which column drafts: {names:?}"
+    );
     app.shot("draft-column-done").await?;
     app.close().await?;
     Ok(())

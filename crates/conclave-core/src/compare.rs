@@ -632,6 +632,16 @@ fn column_labels(
             if !s.system_prompt.trim().is_empty() {
                 parts.push("system prompt".into());
             }
+            // What a speculation column is compared for: say it only where twins differ.
+            if columns
+                .iter()
+                .any(|o| o.model == c.model && o.settings.speculative != s.speculative)
+            {
+                parts.push(format!("speculative {}", s.speculative));
+            }
+            if let Some(d) = &s.draft_model {
+                parts.push(format!("draft {}", name_of(d)));
+            }
             format!("{name} ({}) #{}", parts.join(", "), i + 1)
         })
         .collect()
@@ -1145,5 +1155,28 @@ mod tests {
             "{l:?}"
         );
         assert_eq!(column_labels(&cols, true, name)[1], "Model B");
+        // Speculation columns say how they differ.
+        let drafted = ChatSettings {
+            speculative: crate::protocol::SpeculativeMode::Draft,
+            draft_model: Some("/m/small.gguf".into()),
+            ..ChatSettings::default()
+        };
+        let off = ChatSettings {
+            speculative: crate::protocol::SpeculativeMode::Off,
+            ..ChatSettings::default()
+        };
+        let cols = vec![
+            CompareColumn::new("/m/a.gguf", off),
+            CompareColumn::new("/m/a.gguf", drafted),
+        ];
+        let l = column_labels(&cols, false, name);
+        assert!(
+            l[0].contains("speculative off") && !l[0].contains("draft"),
+            "{l:?}"
+        );
+        assert!(
+            l[1].contains("speculative draft") && l[1].contains("draft small"),
+            "{l:?}"
+        );
     }
 }

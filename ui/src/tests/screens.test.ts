@@ -106,8 +106,12 @@ describe('Compare screen', () => {
     await settle();
     setValue(q('column-temperature')!, '0', 'change');
     setValue(q('column-speculative')!, 'draft', 'change');
-    setValue(q('column-draft-model')!, ' /models/small.gguf ', 'change');
+    // Any model of the library may draft (not the broken one).
+    const drafts = Array.from((q('column-draft-model') as HTMLSelectElement).options).map((o) => o.textContent);
+    expect(drafts).toEqual(['None', 'smol', 'gemma']);
+    setValue(q('column-draft-model')!, '/m/smol.gguf', 'change');
     expect((q('column-speculative') as HTMLSelectElement).value).toBe('draft');
+    expect(document.body.textContent).toContain('draft smol');
     (q('column-settings')!.querySelector('button') as HTMLButtonElement).click();
     await settle();
 
@@ -118,7 +122,7 @@ describe('Compare screen', () => {
     expect(sent).toMatchObject({ prompt: 'Capital of France?', options: { blind: true } });
     expect((sent!.columns as { model_id: string }[]).map((c) => c.model_id)).toEqual(['s', 'g']);
     const colSettings = (sent!.columns as { settings: ChatSettings }[]).map((c) => c.settings);
-    expect(colSettings[1]).toMatchObject({ speculative: 'draft', draft_model: '/models/small.gguf', sampling: { temperature: 0 } });
+    expect(colSettings[1]).toMatchObject({ speculative: 'draft', draft_model: '/m/smol.gguf', sampling: { temperature: 0 } });
     expect(colSettings[0].draft_model).toBeNull();
     expect(colSettings[0].speculative).toBe('auto');
 
