@@ -18,7 +18,7 @@ use super::record::Recorder;
 use super::types;
 use super::{ApiError, ApiState};
 use crate::engine::{ChatRequest, ChatStream};
-use crate::events::{ChatEvent, Metrics, StopReason, Usage};
+use crate::events::{ChatEvent, Metrics, SpeculativeMode, StopReason, Usage};
 
 /// What every chunk of one answer repeats.
 struct Ctx {
@@ -75,6 +75,17 @@ pub(crate) async fn completions(
     let slot = models::enqueue(&state, &served)?;
     let model = models::load(&state, &served).await?;
     let info = model.info().await;
+    // The worker would refuse it too, but only as a failed generation: this is the
+    // client's to fix, and the message says how.
+    if req.speculative == SpeculativeMode::Draft && info.draft_model.is_none() {
+        return Err(ApiError::invalid_value(
+            "speculative",
+            format!(
+                "`{}` has no draft model: start the server with `--draft-model` after its `--model`, or ask for speculative \"auto\" or \"lookup\".",
+                served.id
+            ),
+        ));
+    }
     tracing::info!(model = %served.id, stream = req.stream, messages = req.messages.len(), "chat completion");
 
     let chat = ChatRequest {
