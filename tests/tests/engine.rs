@@ -945,3 +945,45 @@ async fn an_answer_ended_by_a_stop_string_is_reused() {
     assert!(share >= 0.95, "reused {:.1}%", share * 100.0);
     m.unload().await;
 }
+
+/// A prompt long enough to be decoded in several chunks is answered once. The worker
+/// reports each chunk (`PromptProgress`); the client once took such a report for a reason
+/// to send the request again, and the worker then generated the whole answer two more
+/// times after it was done, in the background, delaying whatever came next by as long.
+#[tokio::test]
+async fn a_long_prompt_is_answered_once_and_the_worker_is_idle_after() {
+    use conclave_core::metrics::sample_process;
+    let m = engine()
+        .load(model(SMOLLM2), opts(2048), |_| {})
+        .await
+        .unwrap();
+    let text = "The lighthouse keeper wrote in his log every evening: the weather, the ships that passed, the state of the lamp and of the stores. ".repeat(24);
+    let mut req = ask(
+        &format!("Copy this text exactly, without any change:\n\n{text}"),
+        greedy(300),
+    );
+    req.messages.insert(
+        0,
+        Message::new(Role::System, "You are a helpful assistant."),
+    );
+    let t = std::time::Instant::now();
+    let a = collect(m.chat(req).await.unwrap()).await;
+    let answer_time = t.elapsed();
+    assert!(a.error.is_none(), "{a:?}");
+    // More than two of the worker's 256-token prompt chunks, so progress was reported.
+    assert!(a.usage.prompt_tokens > 600, "{:?}", a.usage);
+    assert!(a.usage.completion_tokens > 50, "{:?}", a.usage);
+    let pid = m.pid().await;
+    let before = sample_process(pid).cpu_seconds;
+    let window = answer_time.max(std::time::Duration::from_secs(2));
+    tokio::time::sleep(window).await;
+    let busy = sample_process(pid).cpu_seconds - before;
+    // An idle worker blocks on its input; generating again would keep its threads busy
+    // for about the whole window.
+    assert!(
+        busy < 0.25 * window.as_secs_f64(),
+        "the worker used {busy:.2} s of CPU in the {:.1} s after the answer",
+        window.as_secs_f64()
+    );
+    m.unload().await;
+}

@@ -763,7 +763,25 @@ impl Answer<'_> {
                     .send(&WorkerRequest::Cancel { id: self.id })
                     .await;
             }
-            match route.recv().await {
+            // Only an answer to this request ends the wait: anything else read here must
+            // not reach the end of this loop, which sends the request again.
+            let reply = loop {
+                match route.recv().await {
+                    // Long prompts report their chunks; the reader counts them as signs of
+                    // life.
+                    Some(WorkerEvent::PromptProgress { .. }) => {}
+                    Some(
+                        e @ (WorkerEvent::Started { .. }
+                        | WorkerEvent::Error { .. }
+                        | WorkerEvent::Done(_)),
+                    ) => break Some(e),
+                    Some(other) => {
+                        tracing::warn!("unexpected worker event before start: {other:?}");
+                    }
+                    None => break None,
+                }
+            };
+            match reply {
                 Some(WorkerEvent::Started {
                     prompt_tokens,
                     cached_tokens,
@@ -821,9 +839,12 @@ impl Answer<'_> {
                     });
                     return Ok(None);
                 }
-                // Long prompts report their chunks; the reader counts them as signs of life.
-                Some(WorkerEvent::PromptProgress { .. }) => {}
-                Some(other) => tracing::warn!("unexpected worker event before start: {other:?}"),
+                Some(other) => {
+                    return Err(self.worker.error(
+                        WorkerErrorCode::BadOutput,
+                        format!("the worker ended a request it had not started: {other:?}"),
+                    ))
+                }
                 None => return Err(self.worker.crashed()),
             }
         }
