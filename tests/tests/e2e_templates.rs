@@ -192,6 +192,20 @@ async fn speculative_mode_from_the_settings_drawer_is_used_shown_and_stored() ->
     app.send(copy).await?;
     assert_eq!(app.wait_answer_done(2, 120).await?, "complete");
     let cost = app.text_of("cost-line").await?;
+    // A draft model is picked from the library, as the model itself is.
+    let drafts = app
+        .js(
+            "const s = document.querySelector('[data-testid=\"setting-draft-model\"]'); \
+               s.scrollIntoView({block: 'center'}); \
+               return [...s.options].map(o => o.textContent.trim())",
+            vec![],
+        )
+        .await?;
+    let drafts: Vec<String> = serde_json::from_value(drafts)?;
+    assert!(
+        drafts.first().is_some_and(|d| d == "None") && drafts.iter().any(|d| d.contains("SmolLM2")),
+        "draft models offered: {drafts:?}"
+    );
     app.shot("speculative").await?;
     app.close().await?;
 
