@@ -3,13 +3,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { flushSync, mount, tick, unmount } from 'svelte';
 import { mockIPC } from '@tauri-apps/api/mocks';
 import type { Channel } from '@tauri-apps/api/core';
-import type { ChatSettings, CompareOutput, DownloadProgress, ModelInfo, PartialDownload, PlacementEstimate } from '../lib/types';
+import type { ChatSettings, CompareOutput, DownloadProgress, PartialDownload, PlacementEstimate } from '../lib/types';
+import { library } from './fixtures';
 
-const mk = (id: string, name: string, p: Partial<ModelInfo> = {}): ModelInfo => ({
-  id, name, path: `/m/${name}.gguf`, size_bytes: 1e8, architecture: 'llama', quantization: 'Q4_1', parameter_count: 1.35e8,
-  context_length: 8192, has_chat_template: true, reasoning_format: null, error: null, gpu_layers: null, ...p,
-});
-const models = [mk('s', 'smol'), mk('g', 'gemma'), mk('x', 'broken', { error: 'truncated file' })];
+const models = library();
 
 let app: Record<string, unknown> | null = null;
 afterEach(() => {

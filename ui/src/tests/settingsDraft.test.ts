@@ -3,12 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { flushSync, mount, tick, unmount } from 'svelte';
 import { mockIPC } from '@tauri-apps/api/mocks';
-import type { ModelInfo } from '../lib/types';
-
-const mk = (id: string, name: string, p: Partial<ModelInfo> = {}): ModelInfo => ({
-  id, name, path: `/m/${name}.gguf`, size_bytes: 1e8, architecture: 'llama', quantization: 'Q4_1', parameter_count: 1.35e8,
-  context_length: 8192, has_chat_template: true, reasoning_format: null, error: null, gpu_layers: null, ...p,
-});
+import { library } from './fixtures';
 
 let drawer: Record<string, unknown> | null = null;
 afterEach(() => {
@@ -22,7 +17,7 @@ async function open(draft: string | null) {
   mockIPC(() => null);
   const { default: SettingsDrawer } = await import('../components/SettingsDrawer.svelte');
   const { modelStore, settingsStore } = await import('../lib/stores');
-  modelStore.models = [mk('s', 'smol'), mk('g', 'gemma'), mk('x', 'broken', { error: 'truncated file' })];
+  modelStore.models = library();
   settingsStore.settings.draft_model = draft;
   const target = document.createElement('div');
   document.body.appendChild(target);
