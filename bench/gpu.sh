@@ -54,7 +54,17 @@ run() {
   libs=$(find build -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
   export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   ldd bin/conclave-worker | grep -E 'llama|ggml' || true
-  CONCLAVE_WORKER="$here/bin/conclave-worker" bin/conclave devices
+  # The worker's sandbox must let CUDA open /dev/nvidia* (crates/conclave-worker/src/
+  # sandbox.rs, gpu_access): a run without the sandbox tells a sandbox rule apart from a
+  # driver or build problem.
+  local devs
+  devs=$(CONCLAVE_WORKER="$here/bin/conclave-worker" bin/conclave devices 2>&1) || true
+  echo "$devs"
+  if ! grep -qi cuda <<<"$devs"; then
+    echo "no CUDA device seen by the sandboxed worker; with CONCLAVE_WORKER_SANDBOX=off:" >&2
+    CONCLAVE_WORKER_SANDBOX=off CONCLAVE_WORKER="$here/bin/conclave-worker" bin/conclave devices >&2 || true
+    exit 1
+  fi
 
   local lb
   lb=$(find build -name llama-bench -type f -perm -u+x | head -1)

@@ -342,6 +342,9 @@ async fn app_turn(app: &App, prompt: &str, answers_before: usize) -> Res<Run> {
     let g1 = g0 + Duration::from_secs_f64(gen);
     let per_tok = |g: usize| cpu_between(&samples, g, g0, g1) * 1000.0 / tokens.max(1) as f64;
     let slice = Duration::from_secs_f64(gen * 100.0 / tokens.max(1) as f64);
+    if std::env::var_os("BENCH_TIMELINE").is_some() {
+        print_timeline(&samples, t_send, g0, g1);
+    }
     let ui = |from: Instant, to: Instant| {
         (cpu_between(&samples, 0, from, to) + cpu_between(&samples, 1, from, to)) * 1000.0 / 100.0
     };
@@ -361,6 +364,33 @@ async fn app_turn(app: &App, prompt: &str, answers_before: usize) -> Res<Run> {
         prompt_tokens: record["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
         record,
     })
+}
+
+/// Where the CPU went while the turn ran (`BENCH_TIMELINE=1`): per quarter second from the
+/// send, the share of a core each process group used, so a burst (start-up, the end of the
+/// answer) tells itself apart from a cost spread over every token.
+fn print_timeline(samples: &[Sample], t_send: Instant, g0: Instant, g1: Instant) {
+    let Some(end) = samples.last().map(|s| s.0) else {
+        return;
+    };
+    let step = Duration::from_millis(250);
+    let mut t = t_send;
+    eprintln!(
+        "timeline (first token at {:.2} s, last at {:.2} s): t web% app% worker%",
+        g0.duration_since(t_send).as_secs_f64(),
+        g1.duration_since(t_send).as_secs_f64()
+    );
+    while t < end {
+        let u = |g| 100.0 * cpu_between(samples, g, t, t + step) / step.as_secs_f64();
+        eprintln!(
+            "  {:5.2} {:4.0} {:4.0} {:4.0}",
+            t.duration_since(t_send).as_secs_f64(),
+            u(0),
+            u(1),
+            u(2)
+        );
+        t += step;
+    }
 }
 
 fn wanted(name: &str) -> bool {

@@ -17,10 +17,10 @@
 //!   sidecar files next to it
 //!   (the other parts of a split GGUF), the files already mapped (the program and its
 //!   libraries), `/proc/self`, `/sys/devices/system/cpu` (thread counts), and read-write
-//!   access to `/dev/null`. A Vulkan build may also read the Vulkan driver manifests and the
-//!   system library folders and use `/dev/dri` (tested with Mesa's lavapipe only; a GPU
-//!   driver may want more of `/sys`). Nothing else can be opened, written, created or
-//!   executed.
+//!   access to `/dev/null`. A worker with a GPU backend (compiled in, or llama.cpp's shared
+//!   libraries) may also read the system library folders and the driver's files and use its
+//!   device nodes ([`gpu_access`]; Vulkan tested with Mesa's lavapipe, CUDA not yet run
+//!   on a GPU under the sandbox). Nothing else can be opened, written, created or executed.
 //!   With Landlock ABI 4 or later TCP `bind` and `connect` are denied too; in TCP mode,
 //!   `connect` is allowed to the given ports only (any address: Landlock filters ports).
 //!   With ABI 6 or later the worker cannot reach abstract UNIX sockets (the X server, the
@@ -112,6 +112,93 @@ fn split_prefix(stem: &str) -> Option<&str> {
     let (prefix, part) = head.rsplit_once('-')?;
     let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
     (digits(part) && digits(of)).then_some(prefix)
+}
+
+/// What a GPU backend needs past the CPU's rules. A GPU driver is found only when llama.cpp
+/// first lists devices, after the sandbox is on: the Vulkan loader reads the drivers'
+/// manifests and loads the driver libraries they name (Mesa's lavapipe loads LLVM), CUDA's
+/// runtime loads `libcuda.so` by name and reads the driver's `/proc` and `/sys` entries, and
+/// both then open device nodes and drive them with ioctls. Read-only system folders: no user
+/// data is in them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GpuAccess {
+    pub backends: Vec<&'static str>,
+    pub read: Vec<PathBuf>,
+    /// Device nodes, read-write with ioctls.
+    pub devices: Vec<PathBuf>,
+}
+
+/// The GPU backends this worker can use: compiled in (`--features vulkan|cuda`), or linked
+/// as llama.cpp's shared libraries, where the backend is whichever `libggml-*.so` sits on the
+/// library path (bench/gpu.sh runs the CPU build of the worker on CUDA libraries that way).
+/// `mapped`: the files mapped into the process; `dev`: the names in `/dev`.
+pub fn gpu_access(mapped: &[PathBuf], dev: &[String]) -> GpuAccess {
+    let linked = |lib: &str| {
+        mapped.iter().any(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(lib))
+        })
+    };
+    let vulkan = cfg!(feature = "vulkan") || linked("libggml-vulkan") || linked("libvulkan");
+    let cuda = cfg!(feature = "cuda") || linked("libggml-cuda") || linked("libcudart");
+    let mut access = GpuAccess::default();
+    const LIBRARIES: [&str; 5] = [
+        "/usr/lib",
+        "/usr/local/lib",
+        "/lib",
+        "/lib64",
+        "/etc/ld.so.cache",
+    ];
+    if vulkan {
+        access.backends.push("vulkan");
+        access.read.extend(
+            [
+                "/usr/share/vulkan",
+                "/usr/local/share/vulkan",
+                "/etc/vulkan",
+            ]
+            .map(PathBuf::from),
+        );
+        access.devices.push(PathBuf::from("/dev/dri"));
+    }
+    if cuda {
+        access.backends.push("cuda");
+        // CUDA reads the driver's version and the GPUs' PCI and NUMA entries.
+        access.read.extend(
+            [
+                "/proc/driver/nvidia",
+                "/sys/bus/pci",
+                "/sys/devices",
+                "/usr/local/cuda",
+            ]
+            .map(PathBuf::from),
+        );
+        // /dev/nvidiactl, /dev/nvidia0…, /dev/nvidia-uvm(-tools), /dev/nvidia-caps.
+        access.devices.extend(
+            dev.iter()
+                .filter(|n| n.starts_with("nvidia"))
+                .map(|n| Path::new("/dev").join(n)),
+        );
+    }
+    if vulkan || cuda {
+        access.read.extend(LIBRARIES.map(PathBuf::from));
+    }
+    access.read.sort();
+    access.read.dedup();
+    access.devices.sort();
+    access
+}
+
+/// The names in `/dev` (empty when it cannot be read).
+pub fn dev_entries() -> Vec<String> {
+    std::fs::read_dir("/dev")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(target_os = "linux")]
@@ -285,7 +372,15 @@ mod imp {
         }
         readable
             .extend(["/proc/self", "/sys/devices/system/cpu", "/sys/fs/cgroup"].map(PathBuf::from));
-        readable.extend(VULKAN_READ.iter().map(PathBuf::from));
+        let gpu = super::gpu_access(&mapped_files(), &super::dev_entries());
+        if !gpu.backends.is_empty() {
+            tracing::info!(
+                "sandbox: GPU backends {:?}: devices {:?} usable, driver files readable",
+                gpu.backends,
+                gpu.devices
+            );
+        }
+        readable.extend(gpu.read);
         let mut ruleset = Ruleset::default()
             .handle_access(AccessFs::from_all(abi))?
             .handle_access(AccessNet::from_all(abi))?
@@ -297,7 +392,7 @@ mod imp {
                 read | AccessFs::WriteFile,
             ))?
             .add_rules(path_beneath_rules(
-                VULKAN_DEVICES,
+                &gpu.devices,
                 read | AccessFs::WriteFile | AccessFs::IoctlDev,
             ))?;
         if let Network::TcpConnect(ports) = &policy.network {
@@ -307,27 +402,6 @@ mod imp {
         }
         ruleset.restrict_self()
     }
-
-    /// A Vulkan build finds its drivers only when llama.cpp first lists devices, after the
-    /// sandbox is on: the Vulkan loader reads the drivers' manifests and loads the driver
-    /// libraries they name (with their own libraries: Mesa's lavapipe loads LLVM), and a GPU
-    /// driver opens the render nodes. Read-only, system folders: no user data is in them.
-    #[cfg(feature = "vulkan")]
-    const VULKAN_READ: &[&str] = &[
-        "/usr/share/vulkan",
-        "/usr/local/share/vulkan",
-        "/etc/vulkan",
-        "/usr/lib",
-        "/usr/local/lib",
-        "/lib",
-        "/lib64",
-    ];
-    #[cfg(not(feature = "vulkan"))]
-    const VULKAN_READ: &[&str] = &[];
-    #[cfg(feature = "vulkan")]
-    const VULKAN_DEVICES: &[&str] = &["/dev/dri"];
-    #[cfg(not(feature = "vulkan"))]
-    const VULKAN_DEVICES: &[&str] = &[];
 
     /// Files mapped into this process now: the program and its shared libraries, which the
     /// loader and unwinder may read again (backtraces read the program's debug info).
@@ -367,5 +441,28 @@ mod tests {
         assert_eq!(split_prefix("a-b-00002-of-00010"), Some("a-b"));
         assert_eq!(split_prefix("SmolLM2-135M-Instruct.Q4_1"), None);
         assert_eq!(split_prefix("x-1-of-3"), None);
+    }
+
+    #[test]
+    fn a_cuda_backend_on_the_library_path_may_use_the_nvidia_devices() {
+        let dev: Vec<String> = ["null", "nvidia0", "nvidiactl", "nvidia-uvm", "sda", "dri"]
+            .map(String::from)
+            .into();
+        let cpu = [PathBuf::from("/usr/lib/x86_64-linux-gnu/libc.so.6")];
+        let none = gpu_access(&cpu, &dev);
+        if !cfg!(any(feature = "cuda", feature = "vulkan")) {
+            assert_eq!(none, GpuAccess::default(), "a CPU worker gets no GPU rule");
+        }
+        let mut shared = cpu.to_vec();
+        shared.push(PathBuf::from("/opt/llama/build/bin/libggml-cuda.so"));
+        let cuda = gpu_access(&shared, &dev);
+        assert!(cuda.backends.contains(&"cuda"));
+        for d in ["/dev/nvidia-uvm", "/dev/nvidia0", "/dev/nvidiactl"] {
+            assert!(cuda.devices.contains(&PathBuf::from(d)), "{d}: {cuda:?}");
+        }
+        assert!(!cuda.devices.iter().any(|d| d.ends_with("sda")));
+        assert!(cuda.read.contains(&PathBuf::from("/proc/driver/nvidia")));
+        assert!(cuda.read.contains(&PathBuf::from("/etc/ld.so.cache")));
+        assert!(!cuda.read.iter().any(|p| p.starts_with("/home")));
     }
 }
