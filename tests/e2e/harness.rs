@@ -520,6 +520,13 @@ impl App {
 
     /// Types a prompt and presses the send button.
     pub async fn send(&self, prompt: &str) -> Res {
+        self.type_prompt(prompt).await?;
+        self.click("send").await
+    }
+
+    /// Types the prompt and waits for the send button, without sending (the benchmark times
+    /// from the click, not from the typing).
+    pub async fn type_prompt(&self, prompt: &str) -> Res {
         let input = guard(self.client.find(Locator::Css(&tid("prompt")))).await??;
         input.clear().await?;
         input.send_keys(prompt).await?;
@@ -529,7 +536,7 @@ impl App {
             "the send button",
         )
         .await?;
-        self.click("send").await
+        Ok(())
     }
 
     /// Waits until there are `n` answers on screen and the last one is no longer streaming;

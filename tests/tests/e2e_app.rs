@@ -193,10 +193,14 @@ async fn thinking_block_streams_then_collapses() -> Res {
     app.close_settings().await?;
 
     // Every state the block passes through, recorded as it happens (polling could miss a
-    // 16-token thought).
+    // 16-token thought), and the endless animations running meanwhile: without a GPU each
+    // is a repaint per display frame, taken from the cores the model decodes on.
     app.js(
-        "window.__thinkStates = []; \
+        "window.__thinkStates = []; window.__endless = []; \
          new MutationObserver(() => { \
+           for (const a of document.getAnimations()) { \
+             if (a.playState === 'running' && a.effect?.getTiming().iterations === Infinity) \
+               window.__endless.push(a.animationName ?? String(a.id)); } \
            const t = document.querySelector('[data-testid=\"thinking\"]'); \
            if (!t) return; const s = t.dataset.state; \
            const sum = t.querySelector('[data-testid=\"thinking-summary\"]')?.textContent ?? ''; \
@@ -211,6 +215,12 @@ async fn thinking_block_streams_then_collapses() -> Res {
     let states = app.js("return window.__thinkStates", vec![]).await?;
     let states: Vec<serde_json::Value> = serde_json::from_value(states).unwrap_or_default();
     let names: Vec<&str> = states.iter().filter_map(|s| s["state"].as_str()).collect();
+    let endless = app.js("return window.__endless", vec![]).await?;
+    assert_eq!(
+        endless,
+        json!([]),
+        "no endless CSS animation runs while the answer streams"
+    );
     assert_eq!(
         names.first(),
         Some(&"streaming"),
