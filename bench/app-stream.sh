@@ -4,6 +4,7 @@
 # seed (tests/tests/bench_app_stream.rs says what each figure is).
 #   bench/app-stream.sh            all cases at 1 and 2 threads
 #   BENCH_THREADS=2 BENCH_CASES=answer-1500 bench/app-stream.sh
+#   BENCH_REPS=3                   app and CLI runs per case, taking turns (medians compared)
 #   BENCH_JSON=out.json            also writes the figures as JSON
 #   BENCH_UI_FRAME_MS=16,50,100    one app per page update interval (default: the app's own)
 # Run it on a quiet machine: every other job on the cores shows up in the ratios.

@@ -163,6 +163,11 @@ pub async fn start_chat(
         ..placement(&shell, &entry.path)
     };
     let model = core.load(&entry.path, opts, |_| {}).await?;
+    let threads = match request.settings.threads {
+        Some(t) => t,
+        None => model.info().await.threads,
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let send = SendRequest {
         conversation_id: request.conversation_id,
         parent_id: request.parent_id,
@@ -173,20 +178,23 @@ pub async fn start_chat(
         ..SendRequest::default()
     };
     let model_id = request.model_id;
-    let page = frames::per_frame(frames::ui_frame(), move |event: ChatEvent| {
-        if let ChatEvent::Error { code, message } = &event {
-            if code == WorkerErrorCode::WorkerCrashed.as_str() {
-                let crashed = WorkerCrashedEvent {
-                    model_id: model_id.clone(),
-                    message: message.clone(),
-                };
-                let _ = app.emit(EVENT_WORKER_CRASHED, crashed);
+    let page = frames::per_frame(
+        frames::ui_frame_for(threads, cpus),
+        move |event: ChatEvent| {
+            if let ChatEvent::Error { code, message } = &event {
+                if code == WorkerErrorCode::WorkerCrashed.as_str() {
+                    let crashed = WorkerCrashedEvent {
+                        model_id: model_id.clone(),
+                        message: message.clone(),
+                    };
+                    let _ = app.emit(EVENT_WORKER_CRASHED, crashed);
+                }
             }
-        }
-        if let Err(e) = on_event.send(event) {
-            tracing::debug!("chat channel closed: {e}");
-        }
-    });
+            if let Err(e) = on_event.send(event) {
+                tracing::debug!("chat channel closed: {e}");
+            }
+        },
+    );
     let handle = core
         .send(&model, send, move |event| page.send(event))
         .await?;

@@ -12,7 +12,8 @@
 //!   time to first token against the same text sent alone in a new chat of the same app.
 //!
 //! Env: CONCLAVE_APP_BIN (the app; `conclave` and `conclave-worker` sit next to it),
-//! BENCH_THREADS (default "1,2"), BENCH_CASES (names, default all).
+//! BENCH_THREADS (default "1,2"), BENCH_CASES (names, default all), BENCH_REPS (app and CLI
+//! runs per case, taking turns; default 3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -396,6 +397,15 @@ fn print_timeline(samples: &[Sample], t_send: Instant, g0: Instant, g1: Instant)
     }
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn wanted(name: &str) -> bool {
     match std::env::var("BENCH_CASES") {
         Ok(v) if !v.is_empty() => v.split(',').any(|c| c.trim() == name),
@@ -420,7 +430,11 @@ async fn app_stream_against_cli() -> Res {
         Ok(v) if !v.trim().is_empty() => v.split(',').map(|f| f.trim().parse().ok()).collect(),
         _ => vec![None],
     };
-    let mut cli_runs: std::collections::HashMap<(u32, &str), (Value, Value)> = Default::default();
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let mut fresh_runs: std::collections::HashMap<u32, Value> = Default::default();
     let mut report = Vec::new();
     let mut last_app = None;
     for frame in frames {
@@ -438,10 +452,29 @@ async fn app_stream_against_cli() -> Res {
         for &t in &threads {
             for c in CASES.iter().filter(|c| wanted(c.name)) {
                 eprintln!("bench: {} at {t} threads", c.name);
-                app.click("new-chat").await?;
-                settings(&app, c, t, c.max_tokens).await?;
-                let before = app.assistant_count().await?;
-                let run = app_turn(&app, c.prompt, before).await?;
+                // The app and the CLI take turns, `reps` times, so that a machine whose speed
+                // drifts (a shared host) weighs on both sides alike; medians are compared.
+                let (mut app_side, mut cli_side) = (Vec::new(), Vec::new());
+                let mut last = None;
+                for _ in 0..reps {
+                    app.click("new-chat").await?;
+                    settings(&app, c, t, c.max_tokens).await?;
+                    let before = app.assistant_count().await?;
+                    let run = app_turn(&app, c.prompt, before).await?;
+                    app_side.push(run.page_tps.min(run.worker_tps));
+                    let cli = cli_chat(
+                        cli_data.path(),
+                        c.prompt,
+                        t,
+                        c.max_tokens,
+                        c.temperature,
+                        c.seed,
+                        c.think_budget,
+                    )?;
+                    cli_side.push(cli["metrics"]["gen_tps"].as_f64().unwrap_or(0.0));
+                    last = Some((before, run, cli));
+                }
+                let (before, run, cli) = last.ok_or_else(|| anyhow::anyhow!("BENCH_REPS is 0"))?;
                 app.shot(&format!("{}-t{t}", c.name)).await?;
 
                 // The follow-up: short, so its time to first token is mostly the prompt.
@@ -474,35 +507,31 @@ async fn app_stream_against_cli() -> Res {
                 };
                 let (follow_eval, alone_eval) = (eval(&follow.record), eval(&alone.record));
 
-                let (cli, fresh) = match cli_runs.get(&(t, c.name)) {
-                    Some(runs) => runs.clone(),
+                let fresh = match fresh_runs.get(&t) {
+                    Some(fresh) => fresh.clone(),
                     None => {
-                        let cli = cli_chat(
-                            cli_data.path(),
-                            c.prompt,
-                            t,
-                            c.max_tokens,
-                            c.temperature,
-                            c.seed,
-                            c.think_budget,
-                        )?;
                         let fresh = cli_chat(cli_data.path(), FOLLOW_UP, t, 1, 0.0, 1, None)?;
-                        cli_runs.insert((t, c.name), (cli.clone(), fresh.clone()));
-                        (cli, fresh)
+                        fresh_runs.insert(t, fresh.clone());
+                        fresh
                     }
                 };
-                let cli_tps = cli["metrics"]["gen_tps"].as_f64().unwrap_or(0.0);
+                let cli_tps = median(&mut cli_side);
                 let cli_tokens = cli["usage"]["completion_tokens"].as_u64().unwrap_or(0);
                 let fresh_ttft = fresh["metrics"]["ttft_ms"].as_f64().unwrap_or(0.0);
                 let fresh_prompt = fresh["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
 
                 let ui_ms = run.web_ms_per_token + run.app_ms_per_token;
-                let app_tps = run.page_tps.min(run.worker_tps);
+                let pairs: Vec<String> = app_side
+                    .iter()
+                    .zip(&cli_side)
+                    .map(|(a, c)| format!("{:.2}", a / c.max(1e-9)))
+                    .collect();
+                let app_tps = median(&mut app_side);
                 println!(
-                    "ui frame {frame_label}, threads {t} {:<14} app {:>6.1} t/s (page {:.1}, worker {:.1}; {} tokens)  cli {:>6.1} t/s ({} tokens)  ratio {:.2}  \
+                    "ui frame {frame_label}, threads {t} {:<14} app {:>6.1} t/s (median of {reps}; last: page {:.1}, worker {:.1}; {} tokens)  cli {:>6.1} t/s ({} tokens)  ratio {:.2} (each pair: {})  \
                      ui {:.2} ms/token (web {:.2}, app {:.2}; worker {:.1} CPU s)  first100 {:.2} ms/token, last100 {:.2} ms/token, growth {:.2}x",
                     c.name, app_tps, run.page_tps, run.worker_tps, run.tokens, cli_tps, cli_tokens,
-                    app_tps / cli_tps.max(1e-9), ui_ms, run.web_ms_per_token, run.app_ms_per_token,
+                    app_tps / cli_tps.max(1e-9), pairs.join(" "), ui_ms, run.web_ms_per_token, run.app_ms_per_token,
                     run.worker_cpu_s, run.ui_first100_ms, run.ui_last100_ms,
                     run.ui_last100_ms / run.ui_first100_ms.max(1e-9),
                 );

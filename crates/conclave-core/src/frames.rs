@@ -26,14 +26,38 @@ pub const FRAME: Duration = Duration::from_millis(16);
 /// reads as a live stream; at 60 a second the page took a core away from the model.
 pub const UI_FRAME: Duration = Duration::from_millis(100);
 
-/// [`UI_FRAME`], or `CONCLAVE_UI_FRAME_MS` where set (bench/app-stream.sh compares values).
-pub fn ui_frame() -> Duration {
-    static FRAME_MS: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+/// The page's update interval while the model decodes with a thread on every CPU. Each
+/// update costs the page about 20 ms of CPU whatever its size (layout, repaint and the blit
+/// into the window), and with no CPU to spare that time stops one of the model's threads,
+/// and the others wait for it at the next barrier. Measured with bench/app-stream.sh on a
+/// 2-core machine, 2 threads, a 1,500-token answer, in one run: at 100 ms the app streamed
+/// at 0.79× `conclave chat` (page CPU 1.8 ms per token), at 250 ms at 0.98× (0.7 ms).
+pub const BUSY_UI_FRAME: Duration = Duration::from_millis(250);
+
+/// `CONCLAVE_UI_FRAME_MS` where set (bench/app-stream.sh compares values).
+fn frame_override() -> Option<Duration> {
+    static FRAME_MS: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
     *FRAME_MS.get_or_init(|| {
         std::env::var("CONCLAVE_UI_FRAME_MS")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
-            .map_or(UI_FRAME, Duration::from_millis)
+            .map(Duration::from_millis)
+    })
+}
+
+/// [`UI_FRAME`], or `CONCLAVE_UI_FRAME_MS` where set.
+pub fn ui_frame() -> Duration {
+    frame_override().unwrap_or(UI_FRAME)
+}
+
+/// The update interval for an answer decoded with `threads` threads on a machine with
+/// `cpus` logical CPUs: [`UI_FRAME`] while a CPU is left for the page, [`BUSY_UI_FRAME`]
+/// when the model takes them all. `CONCLAVE_UI_FRAME_MS` wins.
+pub fn ui_frame_for(threads: u32, cpus: usize) -> Duration {
+    frame_override().unwrap_or(if threads as usize >= cpus {
+        BUSY_UI_FRAME
+    } else {
+        UI_FRAME
     })
 }
 
@@ -146,6 +170,18 @@ mod tests {
     use super::*;
     use crate::events::{Metrics, StopReason, Usage};
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn the_page_updates_less_often_when_the_model_takes_every_cpu() {
+        if std::env::var_os("CONCLAVE_UI_FRAME_MS").is_some() {
+            return;
+        }
+        assert_eq!(ui_frame_for(2, 2), BUSY_UI_FRAME);
+        assert_eq!(ui_frame_for(8, 4), BUSY_UI_FRAME);
+        assert_eq!(ui_frame_for(1, 2), UI_FRAME);
+        assert_eq!(ui_frame_for(8, 16), UI_FRAME);
+        assert!(BUSY_UI_FRAME > UI_FRAME);
+    }
 
     fn token(t: &str) -> ChatEvent {
         ChatEvent::Token { text: t.into() }
