@@ -136,12 +136,18 @@ pub async fn start_compare(
     let closed = Arc::new(AtomicBool::new(false));
     let page = {
         let closed = closed.clone();
-        frames::per_frame(frames::ui_frame(), move |out: CompareOutput| {
-            if let Err(e) = on_event.send(out) {
-                tracing::debug!("compare channel closed: {e}");
-                closed.store(true, Ordering::SeqCst);
-            }
-        })
+        // The scheduler gives the columns' workers every physical core between them.
+        let threads = u32::try_from(conclave_core::metrics::physical_cores()).unwrap_or(u32::MAX);
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        frames::per_frame(
+            frames::ui_frame_for(threads, cpus),
+            move |out: CompareOutput| {
+                if let Err(e) = on_event.send(out) {
+                    tracing::debug!("compare channel closed: {e}");
+                    closed.store(true, Ordering::SeqCst);
+                }
+            },
+        )
     };
     tauri::async_runtime::spawn(async move {
         let mut stopping = false;

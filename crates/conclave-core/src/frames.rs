@@ -45,11 +45,6 @@ fn frame_override() -> Option<Duration> {
     })
 }
 
-/// [`UI_FRAME`], or `CONCLAVE_UI_FRAME_MS` where set.
-pub fn ui_frame() -> Duration {
-    frame_override().unwrap_or(UI_FRAME)
-}
-
 /// The update interval for an answer decoded with `threads` threads on a machine with
 /// `cpus` logical CPUs: [`UI_FRAME`] while a CPU is left for the page, [`BUSY_UI_FRAME`]
 /// when the model takes them all. `CONCLAVE_UI_FRAME_MS` wins.

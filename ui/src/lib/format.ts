@@ -98,6 +98,17 @@ export function costItems(m: Metrics, u: Usage | null): CostItem[] {
       });
     }
   }
+  if (u && m.thoughts_dropped_tokens > 0 && u.prompt_tokens > u.cached_prompt_tokens) {
+    // Earlier thoughts are left out of later prompts, so the cache (which holds them) is
+    // reused only up to the first one; what follows it is read again.
+    const decoded = u.prompt_tokens - u.cached_prompt_tokens;
+    items.push({
+      key: 'reread',
+      label: '',
+      value: `${formatCount(decoded)} prompt tok decoded again`,
+      title: `Earlier thoughts (${formatCount(m.thoughts_dropped_tokens)} tokens) are not sent again, so the cache could be reused only up to the first of them: ${formatCount(u.cached_prompt_tokens)} of ${formatCount(u.prompt_tokens)} prompt tokens came from the cache, ${formatCount(decoded)} were decoded.`,
+    });
+  }
   items.push({
     key: 'wall',
     label: '',
