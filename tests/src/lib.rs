@@ -53,11 +53,11 @@ pub async fn collect(mut stream: ChatStream) -> Answer {
     while let Some(ev) = stream.next_event().await {
         match ev {
             ChatEvent::Started { .. } => a.started = true,
-            ChatEvent::Reasoning { text } => {
+            ChatEvent::Reasoning { text, .. } => {
                 a.reasoning_events += 1;
                 a.reasoning.push_str(&text);
             }
-            ChatEvent::Token { text } => {
+            ChatEvent::Token { text, .. } => {
                 a.token_events += 1;
                 a.text.push_str(&text);
             }

@@ -97,7 +97,7 @@ async fn send(s: &Setup, req: SendRequest) -> (String, Outcome) {
     let mut text = String::new();
     while let Some(ev) = rx.recv().await {
         match ev {
-            ChatEvent::Token { text: t } => text.push_str(&t),
+            ChatEvent::Token { text: t, .. } => text.push_str(&t),
             ChatEvent::Done { metrics, .. } => {
                 let metrics = Box::new(metrics);
                 return (handle.conversation_id, Outcome::Done { text, metrics });

@@ -185,15 +185,32 @@ async fn thinking_block_streams_then_collapses() -> Res {
     let data = data_dir()?;
     let app = App::start(&setup, data.path(), "thinking").await?;
     app.load_smollm2().await?;
-    base_settings(&app, 48).await?;
+    base_settings(&app, 120).await?;
     // SmolLM2 does not think by itself: "on" makes the engine open <think>, and the budget
-    // forces it closed after 16 tokens.
+    // forces it closed after 64 tokens: several of the page's updates, which come every
+    // 250 ms when the model has every core.
     app.set_value("setting-think", "on").await?;
-    app.set_value("setting-think-budget", "16").await?;
+    app.set_value("setting-think-budget", "64").await?;
     app.close_settings().await?;
 
+    // The check below sees endless CSS animations in this WebKit: a probe one is found.
+    let probe = app
+        .js(
+            "const st = document.createElement('style'); st.textContent = '@keyframes probe { to { opacity: .5 } }'; \
+             document.head.appendChild(st); const d = document.createElement('div'); \
+             d.style.animation = 'probe 1s infinite'; document.body.appendChild(d); \
+             const seen = document.getAnimations().some(a => a.animationName === 'probe' && a.effect?.getTiming().iterations === Infinity); \
+             d.remove(); st.remove(); return seen;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        probe,
+        json!(true),
+        "getAnimations sees an endless animation"
+    );
     // Every state the block passes through, recorded as it happens (polling could miss a
-    // 16-token thought), and the endless animations running meanwhile: without a GPU each
+    // short thought), and the endless animations running meanwhile: without a GPU each
     // is a repaint per display frame, taken from the cores the model decodes on.
     app.js(
         "window.__thinkStates = []; window.__endless = []; \
@@ -251,7 +268,7 @@ async fn thinking_block_streams_then_collapses() -> Res {
     );
     assert!(
         summary.contains("budget reached"),
-        "the budget of 16 forced the answer: {summary:?}"
+        "the budget of 64 forced the answer: {summary:?}"
     );
     assert!(
         !app.last_answer().await?.trim().is_empty(),

@@ -177,7 +177,7 @@ async fn multilingual_text_streams_without_replacement_characters() {
     let mut pieces = Vec::new();
     while let Some(ev) = stream.next_event().await {
         match ev {
-            ChatEvent::Token { text } => pieces.push(text),
+            ChatEvent::Token { text, .. } => pieces.push(text),
             ChatEvent::Done { .. } => break,
             ChatEvent::Error { message, .. } => panic!("{message}"),
             _ => {}
@@ -617,7 +617,7 @@ async fn thread_changes_keep_the_answer_and_the_cache() {
     let mut threads = 0;
     while let Some(ev) = stream.next_event().await {
         match ev {
-            ChatEvent::Token { text: t } => {
+            ChatEvent::Token { text: t, .. } => {
                 text.push_str(&t);
                 tokens += 1;
                 if tokens == 5 {

@@ -475,7 +475,7 @@ async fn answer_once(
     let mut text = String::new();
     while let Some(ev) = stream.next_event().await {
         match ev {
-            ChatEvent::Token { text: t } | ChatEvent::Reasoning { text: t } => {
+            ChatEvent::Token { text: t, .. } | ChatEvent::Reasoning { text: t, .. } => {
                 text.push_str(&t);
                 first.get_or_insert_with(|| t0.elapsed());
             }
@@ -704,7 +704,7 @@ async fn pipeline_once(
     let mut text = String::new();
     while let Some(ev) = stream.next_event().await {
         match ev {
-            ChatEvent::Token { text: t } | ChatEvent::Reasoning { text: t } => {
+            ChatEvent::Token { text: t, .. } | ChatEvent::Reasoning { text: t, .. } => {
                 text.push_str(&t);
                 first.get_or_insert_with(|| t0.elapsed());
                 last = Some(t0.elapsed());

@@ -207,16 +207,16 @@ impl Printer {
             return Ok(());
         }
         match ev {
-            ChatEvent::Reasoning { text } if self.tty => {
+            ChatEvent::Reasoning { text, .. } if self.tty => {
                 write!(out, "\x1b[2m{text}\x1b[0m")?;
                 self.in_reasoning = true;
             }
-            ChatEvent::Reasoning { text } => {
+            ChatEvent::Reasoning { text, .. } => {
                 let mut err = std::io::stderr().lock();
                 err.write_all(text.as_bytes())?;
                 self.in_reasoning = true;
             }
-            ChatEvent::Token { text } => {
+            ChatEvent::Token { text, .. } => {
                 if self.in_reasoning {
                     self.in_reasoning = false;
                     if self.tty {

@@ -385,10 +385,10 @@ impl TextView {
             }
             CompareOutput::Loaded(_) | CompareOutput::Summary(_) => {}
             CompareOutput::Column(ev) => match &ev.event {
-                ChatEvent::Reasoning { text } => {
+                ChatEvent::Reasoning { text, .. } => {
                     self.thinking.entry(ev.column).or_default().push_str(text)
                 }
-                ChatEvent::Token { text } => {
+                ChatEvent::Token { text, .. } => {
                     self.answer.entry(ev.column).or_default().push_str(text)
                 }
                 ChatEvent::Done { stop_reason, .. } => {

@@ -172,6 +172,15 @@ pub struct Metrics {
     pub devices: String,
 }
 
+fn one_token() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_one_token(n: &u32) -> bool {
+    *n == 1
+}
+
 /// One event of a streamed answer. Text events are deltas.
 // `Done` carries the whole Metrics, once per answer: boxing it would change every front
 // end's match to save a few hundred bytes per queued event.
@@ -189,9 +198,18 @@ pub enum ChatEvent {
     },
     Reasoning {
         text: String,
+        /// Tokens in `text`: 1 as the engine sends them; more once a frame's worth is joined
+        /// for a page (`frames`), so live counts and speeds stay counts of tokens.
+        #[serde(default = "one_token", skip_serializing_if = "is_one_token")]
+        #[ts(optional, as = "Option<u32>")]
+        tokens: u32,
     },
     Token {
         text: String,
+        /// As for `Reasoning`.
+        #[serde(default = "one_token", skip_serializing_if = "is_one_token")]
+        #[ts(optional, as = "Option<u32>")]
+        tokens: u32,
     },
     Done {
         stop_reason: StopReason,
@@ -202,4 +220,22 @@ pub enum ChatEvent {
         code: String,
         message: String,
     },
+}
+
+impl ChatEvent {
+    /// One generated token's answer text.
+    pub fn token(text: impl Into<String>) -> Self {
+        ChatEvent::Token {
+            text: text.into(),
+            tokens: 1,
+        }
+    }
+
+    /// One generated token's thinking text.
+    pub fn reasoning(text: impl Into<String>) -> Self {
+        ChatEvent::Reasoning {
+            text: text.into(),
+            tokens: 1,
+        }
+    }
 }

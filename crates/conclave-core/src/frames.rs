@@ -67,9 +67,22 @@ pub trait Delta: Sized {
 impl Delta for ChatEvent {
     fn absorb(&mut self, next: Self) -> Option<Self> {
         match (self, next) {
-            (ChatEvent::Token { text }, ChatEvent::Token { text: more })
-            | (ChatEvent::Reasoning { text }, ChatEvent::Reasoning { text: more }) => {
+            (
+                ChatEvent::Token { text, tokens },
+                ChatEvent::Token {
+                    text: more,
+                    tokens: n,
+                },
+            )
+            | (
+                ChatEvent::Reasoning { text, tokens },
+                ChatEvent::Reasoning {
+                    text: more,
+                    tokens: n,
+                },
+            ) => {
                 text.push_str(&more);
+                *tokens += n;
                 None
             }
             (_, next) => Some(next),
@@ -179,7 +192,10 @@ mod tests {
     }
 
     fn token(t: &str) -> ChatEvent {
-        ChatEvent::Token { text: t.into() }
+        ChatEvent::Token {
+            text: t.into(),
+            tokens: 1,
+        }
     }
 
     fn collect() -> (
@@ -201,7 +217,10 @@ mod tests {
             tx.send(token(t));
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        tx.send(ChatEvent::Reasoning { text: "r".into() });
+        tx.send(ChatEvent::Reasoning {
+            text: "r".into(),
+            tokens: 1,
+        });
         tx.send(token("e"));
         tx.send(ChatEvent::Done {
             stop_reason: StopReason::Eos,
@@ -212,8 +231,21 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let seen = seen.lock().expect("lock").clone();
         assert_eq!(seen[0], token("a"));
-        assert_eq!(seen[1], token("bcd"));
-        assert_eq!(seen[2], ChatEvent::Reasoning { text: "r".into() });
+        // Joined text still counts its tokens: the page's live counts and speeds use them.
+        assert_eq!(
+            seen[1],
+            ChatEvent::Token {
+                text: "bcd".into(),
+                tokens: 3
+            }
+        );
+        assert_eq!(
+            seen[2],
+            ChatEvent::Reasoning {
+                text: "r".into(),
+                tokens: 1
+            }
+        );
         assert_eq!(seen[3], token("e"));
         assert!(matches!(seen[4], ChatEvent::Done { .. }));
         assert_eq!(seen.len(), 5);
@@ -234,12 +266,20 @@ mod tests {
         let text: String = seen
             .iter()
             .map(|e| match e {
-                ChatEvent::Token { text } => text.as_str(),
+                ChatEvent::Token { text, .. } => text.as_str(),
                 _ => "",
             })
             .collect();
         let expected: String = (0..200).map(|i| format!("{i} ")).collect();
         assert_eq!(text, expected);
+        let counted: u32 = seen
+            .iter()
+            .map(|e| match e {
+                ChatEvent::Token { tokens, .. } => *tokens,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(counted, 200, "every joined token is counted");
         assert!(
             seen.len() <= 1000 / 16 + 2,
             "{} batches for one second",
@@ -256,7 +296,10 @@ mod tests {
         let col = |column, t: &str| {
             CompareOutput::Column(CompareEvent {
                 column,
-                event: token(t),
+                event: ChatEvent::Token {
+                    text: t.into(),
+                    tokens: u32::try_from(t.len()).unwrap_or(u32::MAX),
+                },
             })
         };
         tx.send(col(0, "x"));

@@ -14,6 +14,16 @@ describe('applyEvents (delta reducer)', () => {
     expect(s.answerDeltas).toBe(3);
   });
 
+  it('counts the tokens a joined event holds, so live counts and speeds stay right', () => {
+    const s = applyEvents(initialStream(), [
+      { type: 'reasoning', text: 'Let me think it over.', tokens: 6 },
+      { type: 'token', text: 'Hello, world', tokens: 3 },
+      t('!'),
+    ]);
+    expect(s.reasoningDeltas).toBe(6);
+    expect(s.answerDeltas).toBe(4);
+  });
+
   it('accumulates across batches without losing or duplicating text', () => {
     let s = initialStream();
     const words = 'the quick brown fox jumps over the lazy dog'.split(' ').map((w) => w + ' ');

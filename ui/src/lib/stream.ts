@@ -5,7 +5,7 @@ import type { ChatEvent, Metrics, StopReason, Usage } from './types';
 export interface StreamState {
   reasoning: string;
   content: string;
-  /** Reasoning / token delta events seen (one per generated token in practice). */
+  /** Reasoning / answer tokens received (an event holds `tokens` of them, 1 when unsaid). */
   reasoningDeltas: number;
   answerDeltas: number;
   started: boolean;
@@ -49,12 +49,13 @@ export function applyEvents(state: StreamState, events: readonly ChatEvent[]): S
       case 'reasoning':
         if (s.done) break;
         (reasoning ??= []).push(e.text);
-        s.reasoningDeltas++;
+        // The app joins a frame's tokens into one event and says how many it holds.
+        s.reasoningDeltas += e.tokens ?? 1;
         break;
       case 'token':
         if (s.done) break;
         (content ??= []).push(e.text);
-        s.answerDeltas++;
+        s.answerDeltas += e.tokens ?? 1;
         break;
       case 'done':
         s.done = true;

@@ -204,8 +204,8 @@ async fn whole_answer(
             r.event(&ev).await;
         }
         match ev {
-            ChatEvent::Token { text } => content.push_str(&text),
-            ChatEvent::Reasoning { text } => reasoning.push_str(&text),
+            ChatEvent::Token { text, .. } => content.push_str(&text),
+            ChatEvent::Reasoning { text, .. } => reasoning.push_str(&text),
             ChatEvent::Done {
                 stop_reason,
                 usage,
@@ -350,10 +350,10 @@ impl Sse {
                 r.event(&ev).await;
             }
             match ev {
-                ChatEvent::Token { text } => {
+                ChatEvent::Token { text, .. } => {
                     return Some(self.ctx.chunk(json!({ "content": text }), None))
                 }
-                ChatEvent::Reasoning { text } => {
+                ChatEvent::Reasoning { text, .. } => {
                     return Some(self.ctx.chunk(json!({ "reasoning_content": text }), None))
                 }
                 ChatEvent::Started { .. } => continue,

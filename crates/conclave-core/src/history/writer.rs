@@ -173,8 +173,8 @@ impl AnswerWriter {
     /// `Done` finishes the answer (cancelled or complete), `Error` fails it.
     pub async fn apply(&mut self, event: &ChatEvent) -> Result<()> {
         match event {
-            ChatEvent::Reasoning { text } => self.push_reasoning(text).await,
-            ChatEvent::Token { text } => self.push_answer(text).await,
+            ChatEvent::Reasoning { text, .. } => self.push_reasoning(text).await,
+            ChatEvent::Token { text, .. } => self.push_answer(text).await,
             ChatEvent::Done {
                 stop_reason,
                 usage,

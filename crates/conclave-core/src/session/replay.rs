@@ -105,8 +105,8 @@ impl Conclave {
         while let Some(ev) = stream.next_event().await {
             sink(&ev);
             match ev {
-                ChatEvent::Token { text } => replayed.push_str(&text),
-                ChatEvent::Reasoning { text } => replayed_reasoning.push_str(&text),
+                ChatEvent::Token { text, .. } => replayed.push_str(&text),
+                ChatEvent::Reasoning { text, .. } => replayed_reasoning.push_str(&text),
                 ChatEvent::Done { .. } => break,
                 ChatEvent::Error { code, message } => {
                     return Err(CoreError::InvalidInput(format!(

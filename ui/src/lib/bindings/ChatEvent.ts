@@ -6,4 +6,13 @@ import type { Usage } from "./Usage";
 /**
  * One event of a streamed answer. Text events are deltas.
  */
-export type ChatEvent = { "type": "started", request_id: string, model: string, seed: number, reasoning_format: string, prompt_tokens: number, cached_prompt_tokens: number, } | { "type": "reasoning", text: string, } | { "type": "token", text: string, } | { "type": "done", stop_reason: StopReason, usage: Usage, metrics: Metrics, } | { "type": "error", code: string, message: string, };
+export type ChatEvent = { "type": "started", request_id: string, model: string, seed: number, reasoning_format: string, prompt_tokens: number, cached_prompt_tokens: number, } | { "type": "reasoning", text: string, 
+/**
+ * Tokens in `text`: 1 as the engine sends them; more once a frame's worth is joined
+ * for a page (`frames`), so live counts and speeds stay counts of tokens.
+ */
+tokens?: number, } | { "type": "token", text: string, 
+/**
+ * As for `Reasoning`.
+ */
+tokens?: number, } | { "type": "done", stop_reason: StopReason, usage: Usage, metrics: Metrics, } | { "type": "error", code: string, message: string, };
