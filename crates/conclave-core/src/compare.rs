@@ -1107,10 +1107,7 @@ mod tests {
     fn outputs_serialise_tagged() {
         let ev = CompareOutput::Column(CompareEvent {
             column: 1,
-            event: ChatEvent::Token {
-                text: "hi".into(),
-                tokens: 1,
-            },
+            event: ChatEvent::token("hi"),
         });
         let v = serde_json::to_value(&ev).unwrap_or_default();
         assert_eq!(

@@ -192,10 +192,7 @@ mod tests {
     }
 
     fn token(t: &str) -> ChatEvent {
-        ChatEvent::Token {
-            text: t.into(),
-            tokens: 1,
-        }
+        ChatEvent::token(t)
     }
 
     fn collect() -> (
@@ -217,10 +214,7 @@ mod tests {
             tx.send(token(t));
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        tx.send(ChatEvent::Reasoning {
-            text: "r".into(),
-            tokens: 1,
-        });
+        tx.send(ChatEvent::reasoning("r"));
         tx.send(token("e"));
         tx.send(ChatEvent::Done {
             stop_reason: StopReason::Eos,

@@ -67,6 +67,17 @@ describe('compare reducer', () => {
     expect(columnPhase(s.columns[1])).toBe('done');
   });
 
+  it('counts the tokens of joined deltas in the live figures, not the deltas', () => {
+    // The app joins a frame's tokens into one event per column (conclave_core::frames).
+    let s = applyCompare(initialRun(), [plan(false), { column: 0, type: 'started', request_id: 'q', model: 'm', seed: 1, reasoning_format: 'none', prompt_tokens: 1, cached_prompt_tokens: 0 }], 1000);
+    s = applyCompare(s, [{ column: 0, type: 'reasoning', text: 'so', tokens: 1 }], 1100);
+    s = applyCompare(s, [{ column: 0, type: 'reasoning', text: ' let me see', tokens: 24 }, { column: 0, type: 'token', text: 'Red, orange', tokens: 25 }], 1350);
+    const live = liveFigures(s.columns[0], 2100);
+    expect(live.thinkingTokens).toBe(25);
+    expect(live.answerTokens).toBe(25);
+    expect(live.tokensPerSecond).toBeCloseTo(49 / 1.0);
+  });
+
   it('marks a failed column as error without touching the other', () => {
     const s = applyCompare(initialRun(), [plan(false), { column: 1, type: 'error', code: 'worker_crashed', message: 'killed' }, { column: 0, type: 'token', text: 'ok' }], 1);
     expect(columnPhase(s.columns[1])).toBe('error');

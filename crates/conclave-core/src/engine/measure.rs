@@ -43,7 +43,7 @@ impl Timeline {
             Segment::Reasoning(text) if !text.is_empty() => {
                 self.saw_reasoning = true;
                 self.reasoning_started.get_or_insert(now);
-                ChatEvent::Reasoning { text, tokens: 1 }
+                ChatEvent::reasoning(text)
             }
             Segment::Answer(text) if !text.is_empty() => {
                 if self.answer_started.is_none() {
@@ -52,7 +52,7 @@ impl Timeline {
                         self.thinking_energy_wh = Some(meter.read().0);
                     }
                 }
-                ChatEvent::Token { text, tokens: 1 }
+                ChatEvent::token(text)
             }
             _ => return None,
         };
