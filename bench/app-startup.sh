@@ -81,4 +81,4 @@ echo "idle memory (PSS), all processes: median ${m} MB (${pss[*]}); target 150 M
 echo "  by process: $detail"
 echo "  RSS summed over processes: ${r} MB"
 echo "floor (blank Tauri window): start ${f_start} ms; PSS ${f_pss} MB (RSS ${f_rss} MB); by process: $f_detail"
-echo "app over floor: PSS $(ratio "$m" "$f_pss")x, +$((m - f_pss)) MB"
+echo "app over floor: PSS $(ratio "$m" "$f_pss")x, +$((m - f_pss)) MB; start $(ratio "$s" "$f_start")x (goal: both <= 1.10x)"
