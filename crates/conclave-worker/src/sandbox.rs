@@ -366,13 +366,14 @@ mod imp {
     fn landlock(policy: &Policy) -> Result<RestrictionStatus, landlock::RulesetError> {
         let abi = TARGET_ABI;
         let read = AccessFs::from_read(abi);
-        let mut readable: Vec<PathBuf> = mapped_files();
+        let mapped = mapped_files();
+        let mut readable: Vec<PathBuf> = mapped.clone();
         for model in policy.model.iter().chain(&policy.draft_model) {
             readable.extend(model_files(model));
         }
         readable
             .extend(["/proc/self", "/sys/devices/system/cpu", "/sys/fs/cgroup"].map(PathBuf::from));
-        let gpu = super::gpu_access(&mapped_files(), &super::dev_entries());
+        let gpu = super::gpu_access(&mapped, &super::dev_entries());
         if !gpu.backends.is_empty() {
             tracing::info!(
                 "sandbox: GPU backends {:?}: devices {:?} usable, driver files readable",
