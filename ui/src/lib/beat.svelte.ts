@@ -5,7 +5,7 @@
 // cost the page more than the streamed text, on the cores the model decodes on. A beat
 // changes the indicator a few times a second instead, and not at all for reduced motion.
 
-const reducedMotion = (): boolean =>
+export const reducedMotion = (): boolean =>
   typeof matchMedia === 'function' && matchMedia('(prefers-reduced-motion: reduce)').matches;
 
 /** A counter that steps every `ms` while `running()` is true (read `.step` in markup). */
