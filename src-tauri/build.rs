@@ -6,6 +6,7 @@ const COMMANDS: &[&str] = &[
     "open_model_file",
     "load_model",
     "start_chat",
+    "warm_prompt",
     "cancel",
     "replay_answer",
     "list_conversations",

@@ -40,6 +40,7 @@ pub fn export_all(dir: &Path) -> Result<(), ExportError> {
         crate::dto::LoadedModelDto,
         crate::dto::LoadProgress,
         crate::dto::ChatRequestDto,
+        crate::dto::WarmReportDto,
         crate::dto::ConversationSummaryDto,
         crate::dto::ConversationViewDto,
         crate::dto::SearchHitDto,

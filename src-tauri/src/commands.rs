@@ -16,7 +16,8 @@ use tauri::{AppHandle, Emitter, State};
 
 use crate::dto::{
     parse_rfc3339, AppInfoDto, ChatRequestDto, ConversationSummaryDto, ConversationViewDto,
-    LoadProgress, LoadedModelDto, ModelDto, ModelLoadedEvent, SearchHitDto, WorkerCrashedEvent,
+    LoadProgress, LoadedModelDto, ModelDto, ModelLoadedEvent, SearchHitDto, WarmReportDto,
+    WorkerCrashedEvent,
 };
 use crate::error::{join_error, ApiError, ApiResult};
 
@@ -155,29 +156,15 @@ pub async fn start_chat(
     let core = shell.core()?;
     let entry = shell.model(request.model_id.clone()).await?;
     // Already loaded (the UI loads first): this returns the running worker.
-    let opts = LoadOptions {
-        n_ctx: request.settings.n_ctx,
-        threads: request.settings.threads,
-        // A different draft model than the running worker's starts a new model pair.
-        draft_model: request.settings.draft_model.clone(),
-        ..placement(&shell, &entry.path)
-    };
+    let opts = answer_load_options(&shell, &entry.path, &request);
     let model = core.load(&entry.path, opts, |_| {}).await?;
     let threads = match request.settings.threads {
         Some(t) => t,
         None => model.info().await.threads,
     };
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let send = SendRequest {
-        conversation_id: request.conversation_id,
-        parent_id: request.parent_id,
-        content: request.content,
-        settings: request.settings,
-        regenerate_of: request.regenerate_of,
-        edit_of: request.edit_of,
-        ..SendRequest::default()
-    };
-    let model_id = request.model_id;
+    let model_id = request.model_id.clone();
+    let send = send_request(request);
     let page = frames::per_frame(
         frames::ui_frame_for(threads, cpus),
         move |event: ChatEvent| {
@@ -199,6 +186,56 @@ pub async fn start_chat(
         .send(&model, send, move |event| page.send(event))
         .await?;
     Ok(handle)
+}
+
+/// How the model answering `request` is loaded.
+fn answer_load_options(
+    shell: &Shell,
+    path: &std::path::Path,
+    request: &ChatRequestDto,
+) -> LoadOptions {
+    LoadOptions {
+        n_ctx: request.settings.n_ctx,
+        threads: request.settings.threads,
+        // A different draft model than the running worker's starts a new model pair.
+        draft_model: request.settings.draft_model.clone(),
+        ..placement(shell, path)
+    }
+}
+
+fn send_request(request: ChatRequestDto) -> SendRequest {
+    SendRequest {
+        conversation_id: request.conversation_id,
+        parent_id: request.parent_id,
+        content: request.content,
+        settings: request.settings,
+        regenerate_of: request.regenerate_of,
+        edit_of: request.edit_of,
+        ..SendRequest::default()
+    }
+}
+
+/// Reads the message being typed into the loaded model's cache (debounced by the UI), so
+/// that sending it starts answering sooner. Loads nothing: a model that is not loaded the
+/// way `start_chat` would use it is left alone.
+#[tauri::command]
+pub async fn warm_prompt(
+    shell: State<'_, Shell>,
+    request: ChatRequestDto,
+) -> ApiResult<WarmReportDto> {
+    let core = shell.core()?;
+    let entry = shell.model(request.model_id.clone()).await?;
+    let opts = answer_load_options(&shell, &entry.path, &request);
+    let Some(model) = core.loaded_as(&entry.path, &opts).await else {
+        return Ok(WarmReportDto::default());
+    };
+    let w = core.warm(&model, &send_request(request)).await?;
+    Ok(WarmReportDto {
+        prompt_tokens: w.prompt_tokens,
+        cached_tokens: w.cached_tokens,
+        decoded_tokens: w.decoded_tokens,
+        complete: w.complete,
+    })
 }
 
 /// Answers a saved question again with the saved answer's model (checked by sha256),

@@ -129,6 +129,22 @@ pub struct ChatRequestDto {
     pub edit_of: Option<String>,
 }
 
+/// What reading a message while it is typed left in the model's cache
+/// (`warm_prompt`): all zero when nothing was read (no model loaded yet, an answer
+/// running, an empty message).
+#[derive(Debug, Clone, Default, Serialize, TS)]
+#[ts(rename = "WarmReport")]
+pub struct WarmReportDto {
+    /// The conversation and the message so far, in tokens.
+    pub prompt_tokens: u32,
+    /// How many of them were in the cache already.
+    pub cached_tokens: u32,
+    /// How many were read now.
+    pub decoded_tokens: u32,
+    /// False when it stopped early (another request came first).
+    pub complete: bool,
+}
+
 #[derive(Debug, Clone, Serialize, TS)]
 #[ts(rename = "ConversationSummary")]
 pub struct ConversationSummaryDto {

@@ -28,6 +28,7 @@ macro_rules! conclave_handlers {
             $crate::commands::open_model_file,
             $crate::commands::load_model,
             $crate::commands::start_chat,
+            $crate::commands::warm_prompt,
             $crate::commands::cancel,
             $crate::commands::replay_answer,
             $crate::commands::list_conversations,

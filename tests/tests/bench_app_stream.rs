@@ -10,6 +10,9 @@
 //!   the first 100 tokens against the last 100 (does the UI's cost grow with the message?);
 //! - for a follow-up turn: the share of the previous context found in the cache, and its
 //!   time to first token against the same text sent alone in a new chat of the same app.
+//!   Both are sent after a pause (BENCH_FOLLOW_UP_PAUSE_MS, default 1000: a person reading
+//!   over the message before Enter), during which the app reads the typed text ahead
+//!   (`warm_prompt`); 0 sends at once, as a paste-and-Enter would.
 //!
 //! Env: CONCLAVE_APP_BIN (the app; `conclave` and `conclave-worker` sit next to it),
 //! BENCH_THREADS (default "1,2"), BENCH_CASES (names, default all), BENCH_REPS (app and CLI
@@ -298,7 +301,7 @@ struct Run {
     record: Value,
 }
 
-async fn app_turn(app: &App, prompt: &str, answers_before: usize) -> Res<Run> {
+async fn app_turn(app: &App, prompt: &str, answers_before: usize, pause: Duration) -> Res<Run> {
     let procs = harness::app_processes(app.driver_pid())?;
     let pick = |pred: &dyn Fn(&str) -> bool| -> Vec<u32> {
         procs
@@ -320,6 +323,7 @@ async fn app_turn(app: &App, prompt: &str, answers_before: usize) -> Res<Run> {
     // Typing through WebDriver costs the web process more than the answer's first tokens:
     // the CPU window starts at the click, where the app's own timing (TTFT) starts too.
     app.type_prompt(prompt).await?;
+    tokio::time::sleep(pause).await;
     let sampler = Sampler::start(groups);
     let t_send = Instant::now();
     app.click("send").await?;
@@ -434,6 +438,12 @@ async fn app_stream_against_cli() -> Res {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
+    let follow_up_pause = Duration::from_millis(
+        std::env::var("BENCH_FOLLOW_UP_PAUSE_MS")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1000),
+    );
     let mut fresh_runs: std::collections::HashMap<u32, Value> = Default::default();
     let mut report = Vec::new();
     let mut last_app = None;
@@ -460,7 +470,7 @@ async fn app_stream_against_cli() -> Res {
                     app.click("new-chat").await?;
                     settings(&app, c, t, c.max_tokens).await?;
                     let before = app.assistant_count().await?;
-                    let run = app_turn(&app, c.prompt, before).await?;
+                    let run = app_turn(&app, c.prompt, before, Duration::ZERO).await?;
                     app_side.push(run.page_tps.min(run.worker_tps));
                     let cli = cli_chat(
                         cli_data.path(),
@@ -479,7 +489,7 @@ async fn app_stream_against_cli() -> Res {
 
                 // The follow-up: short, so its time to first token is mostly the prompt.
                 settings(&app, c, t, 32).await?;
-                let follow = app_turn(&app, FOLLOW_UP, before + 1).await?;
+                let follow = app_turn(&app, FOLLOW_UP, before + 1, follow_up_pause).await?;
                 app.shot(&format!("{}-t{t}-follow-up", c.name)).await?;
                 let previous = run.prompt_tokens + run.tokens;
                 let cached = follow.record["usage"]["cached_prompt_tokens"]
@@ -492,7 +502,13 @@ async fn app_stream_against_cli() -> Res {
                 // template) and differ only in the context the follow-up sits on.
                 app.click("new-chat").await?;
                 settings(&app, c, t, 32).await?;
-                let alone = app_turn(&app, FOLLOW_UP, app.assistant_count().await?).await?;
+                let alone = app_turn(
+                    &app,
+                    FOLLOW_UP,
+                    app.assistant_count().await?,
+                    follow_up_pause,
+                )
+                .await?;
                 let alone_ttft = alone.record["metrics"]["ttft_ms"].as_f64().unwrap_or(0.0);
                 let alone_prompt = alone.prompt_tokens;
                 // Where the time to first token goes: the prompt tokens decoded and the
@@ -536,10 +552,11 @@ async fn app_stream_against_cli() -> Res {
                     run.ui_last100_ms / run.ui_first100_ms.max(1e-9),
                 );
                 println!(
-                    "ui frame {frame_label}, threads {t} {:<14} follow-up: cached {cached} of the previous {previous} tokens ({:.1}%), prompt {} tokens; \
+                    "ui frame {frame_label}, threads {t} {:<14} follow-up sent {} ms after typing: cached {cached} (the previous context: {previous} tokens, {:.1}%), prompt {} tokens; \
                      ttft {:.0} ms against {:.0} ms for the follow-up alone in a new chat of the app ({alone_prompt} tokens): {:.2}x \
                      (follow-up {follow_eval}, alone {alone_eval}; the CLI's fresh run: {:.0} ms, {fresh_prompt} tokens)",
                     c.name,
+                    follow_up_pause.as_millis(),
                     100.0 * cached as f64 / previous.max(1) as f64,
                     follow.prompt_tokens,
                     follow_ttft,
@@ -555,6 +572,7 @@ async fn app_stream_against_cli() -> Res {
                     "app_ms_per_token": run.app_ms_per_token,
                     "ui_first100_ms_per_token": run.ui_first100_ms, "ui_last100_ms_per_token": run.ui_last100_ms,
                     "follow_up_cached": cached, "previous_context": previous,
+                    "follow_up_pause_ms": follow_up_pause.as_millis() as u64,
                     "follow_up_ttft_ms": follow_ttft, "alone_ttft_ms": alone_ttft,
                     "alone_prompt_tokens": alone_prompt, "cli_fresh_ttft_ms": fresh_ttft,
                 }));

@@ -59,6 +59,71 @@ async fn base_settings(app: &App, max_tokens: u32) -> Res {
     Ok(())
 }
 
+/// The last answer's prompt: its tokens and how many of them came from the cache, as its
+/// cost line's tooltip says.
+async fn last_prompt_reuse(app: &App) -> Res<(u64, u64)> {
+    let v = app
+        .js(
+            "const lines = document.querySelectorAll('[data-testid=\"cost-line\"]'); \
+             const line = lines[lines.length - 1]; if (!line) return null; \
+             for (const el of line.querySelectorAll('[title]')) { \
+               const m = /Prompt: ([\\d,]+) \\(([\\d,]+) reused from cache\\)/.exec(el.title); \
+               if (m) return [m[1], m[2]].map((x) => Number(x.replaceAll(',', ''))); } \
+             return null;",
+            vec![],
+        )
+        .await?;
+    let n = |i: usize| v[i].as_u64();
+    match (n(0), n(1)) {
+        (Some(prompt), Some(cached)) => Ok((prompt, cached)),
+        _ => anyhow::bail!("no prompt figures in the last cost line: {v}"),
+    }
+}
+
+/// While the user pauses before pressing Enter, the app reads the typed message into the
+/// model's cache (`warm_prompt`): the send then decodes only the end-of-turn markup, where
+/// a message sent at once decodes all of itself.
+#[tokio::test]
+async fn a_message_is_read_ahead_while_the_user_pauses() -> Res {
+    let _serial = harness::serial().await;
+    let Some(setup) = harness::setup() else {
+        return Ok(());
+    };
+    let data = data_dir()?;
+    let app = App::start(&setup, data.path(), "read-ahead").await?;
+    app.load_smollm2().await?;
+    base_settings(&app, 24).await?;
+    app.close_settings().await?;
+
+    app.send("What is a lighthouse? Answer in one sentence.")
+        .await?;
+    assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
+
+    // Sent at once, as a paste-and-Enter: the conversation is reused, the message is not.
+    app.send("Who looks after it, and how often?").await?;
+    assert_eq!(app.wait_answer_done(2, 120).await?, "complete");
+    let (prompt, cached) = last_prompt_reuse(&app).await?;
+    let at_once = prompt - cached;
+
+    // Typed, then a pause before Enter.
+    app.type_prompt("And how far away can its light be seen at night?")
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.click("send").await?;
+    assert_eq!(app.wait_answer_done(3, 120).await?, "complete");
+    let (prompt, cached) = last_prompt_reuse(&app).await?;
+    let after_pause = prompt - cached;
+    println!("prompt tokens decoded at the send: {at_once} sent at once, {after_pause} after a pause ({cached} of {prompt} read ahead)");
+    // ChatML's end of turn and the assistant header: five tokens, and one of the message's
+    // own should its last token change.
+    assert!(
+        after_pause <= 8 && after_pause < at_once,
+        "decoded {after_pause} after a pause, {at_once} sent at once"
+    );
+    app.shot("read-ahead").await?;
+    app.close().await
+}
+
 #[tokio::test]
 async fn chat_streams_regenerates_branches_and_stops() -> Res {
     let _serial = harness::serial().await;

@@ -27,8 +27,8 @@ use crate::events::{
 };
 use crate::metrics::{self, EnergyMeter};
 use crate::protocol::{
-    self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, WorkerErrorCode, WorkerEvent,
-    WorkerRequest,
+    self, BenchRequest, BenchResult, DoneInfo, GenerateRequest, WarmInfo, WarmRequest,
+    WorkerErrorCode, WorkerEvent, WorkerRequest,
 };
 use crate::reasoning::{self, ReasoningFormat, Splitter};
 use crate::settings::DEFAULT_N_CTX;
@@ -549,19 +549,7 @@ impl LoadedModel {
         cancel: &CancelHandle,
     ) -> Result<(), EngineError> {
         let worker = self.live_worker().await?;
-        let ready = &worker.ready;
-        let template = ChatTemplate::resolve(
-            ready.chat_template.as_deref(),
-            &ready.architecture,
-            req.template.as_deref(),
-        )?;
-        let plan = prompt::prepare(
-            template,
-            req.messages.clone(),
-            req.think,
-            req.keep_thoughts,
-            &req.template_vars,
-        );
+        let plan = prepare(&worker, &req)?;
         let mut route = worker.route(id);
         let answer = Answer {
             worker: &worker,
@@ -618,6 +606,44 @@ impl LoadedModel {
             metrics,
         });
         Ok(())
+    }
+
+    /// Decodes the prompt `req` would have, up to the end of its last message's text,
+    /// into the worker's cache, and returns when that is done: called while the user is
+    /// still typing that message, so that sending it decodes only what was typed since
+    /// (and, in a conversation whose cache is gone, not the whole history either).
+    /// Nothing is generated. The worker drops a warm-up as soon as any other request
+    /// waits, so an answer never waits for one.
+    pub async fn warm(&self, req: &ChatRequest) -> Result<WarmInfo, EngineError> {
+        let worker = self.live_worker().await?;
+        let plan = prepare(&worker, req)?;
+        let rendered = plan.render(&plan.messages, &worker.ready).await?;
+        let Some(segments) = Prepared::warm_segments(&rendered) else {
+            return Ok(WarmInfo::default());
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut route = worker.route(id);
+        let request = WorkerRequest::Warm(WarmRequest {
+            id,
+            segments,
+            add_bos: rendered.add_bos,
+            threads: req.threads.unwrap_or(self.inner.spec.threads),
+        });
+        let result = match worker.request(&request).await {
+            Ok(()) => loop {
+                match route.recv().await {
+                    Some(WorkerEvent::Warmed(info)) => break Ok(info),
+                    Some(WorkerEvent::Error { code, message, .. }) => {
+                        break Err(worker.error(code, message))
+                    }
+                    Some(_) => {}
+                    None => break Err(worker.crashed()),
+                }
+            },
+            Err(e) => Err(e),
+        };
+        worker.unroute(id);
+        result
     }
 
     /// Tokens a text takes in this model's prompt.
@@ -909,6 +935,23 @@ impl Answer<'_> {
             energy_method: meter.method().as_str(),
         })
     }
+}
+
+/// A request's conversation with the worker's model's template (or the one it asks for).
+fn prepare(worker: &Worker, req: &ChatRequest) -> Result<Prepared, EngineError> {
+    let ready = &worker.ready;
+    let template = ChatTemplate::resolve(
+        ready.chat_template.as_deref(),
+        &ready.architecture,
+        req.template.as_deref(),
+    )?;
+    Ok(prompt::prepare(
+        template,
+        req.messages.clone(),
+        req.think,
+        req.keep_thoughts,
+        &req.template_vars,
+    ))
 }
 
 /// The name a model is reported under while it runs (in `ChatEvent::Started`, crash

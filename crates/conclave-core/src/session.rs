@@ -17,6 +17,7 @@ use crate::events::{
 };
 use crate::history::{AnswerMeta, CompareSlot, ConversationSettings, History, MessageStatus};
 use crate::models::Library;
+use crate::protocol::WarmInfo;
 
 mod replay;
 pub use replay::ReplayReport;
@@ -186,11 +187,7 @@ impl Conclave {
         let key = path.to_path_buf();
         let mut loaded = self.loaded.lock().await;
         if let Some(m) = loaded.get(&key) {
-            let info = m.info().await;
-            if (opts.n_ctx == 0 || opts.n_ctx == info.n_ctx)
-                && m.placement_matches(&opts)
-                && opts.draft_model.as_deref() == m.draft_path()
-            {
+            if loaded_as_asked(m, &opts).await {
                 return Ok(m.clone());
             }
             m.unload().await;
@@ -207,6 +204,13 @@ impl Conclave {
             Err(e) => tracing::warn!("could not hash {}: {e}", key.display()),
         });
         Ok(model)
+    }
+
+    /// The model at `path` if it is loaded the way `opts` asks: what [`Conclave::load`]
+    /// would return, without loading anything.
+    pub async fn loaded_as(&self, path: &Path, opts: &LoadOptions) -> Option<LoadedModel> {
+        let m = self.loaded.lock().await.get(path).cloned()?;
+        loaded_as_asked(&m, opts).await.then_some(m)
     }
 
     /// The draft model the loaded `path` drafts with, if it is loaded with one.
@@ -260,26 +264,9 @@ impl Conclave {
         } else {
             self.commit_user_turn(&req, &info.path).await?
         };
-        if !settings.system_prompt.trim().is_empty() {
-            context.insert(
-                0,
-                Message::new(Role::System, settings.system_prompt.clone()),
-            );
-        }
+        with_system_prompt(&mut context, &settings);
 
-        let chat = ChatRequest {
-            messages: context,
-            params: settings.sampling.clone(),
-            template: settings.template.clone(),
-            think: settings.think,
-            think_budget: settings.think_budget,
-            keep_thoughts: settings.keep_thoughts,
-            threads: settings.threads,
-            grammar: None,
-            template_vars: Vec::new(),
-            speculative: settings.speculative,
-            overflow: settings.context_overflow,
-        };
+        let chat = chat_request(&settings, context);
         let mut writer = if req.no_save {
             None
         } else {
@@ -429,6 +416,34 @@ impl Conclave {
         Ok((conversation_id, user.id, answer_context(path)))
     }
 
+    /// Reads the message still being typed (`req.content`, on the branch `send` would put
+    /// it) into `model`'s cache, so that sending it decodes only what was typed since:
+    /// [`LoadedModel::warm`]. Reads the history and writes nothing. Only for a new message
+    /// (an edit or a regenerate starts from elsewhere in the tree).
+    pub async fn warm(
+        &self,
+        model: &LoadedModel,
+        req: &SendRequest,
+    ) -> Result<WarmInfo, CoreError> {
+        let content = req.content.trim();
+        if content.is_empty() || req.regenerate_of.is_some() || req.edit_of.is_some() {
+            return Ok(WarmInfo::default());
+        }
+        let h = &self.history;
+        let parent = match (&req.parent_id, &req.conversation_id) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(c)) => h.conversation(c).await?.current_leaf_id,
+            (None, None) => None,
+        };
+        let mut context = match &parent {
+            Some(p) => answer_context(h.path_to(p).await?),
+            None => Vec::new(),
+        };
+        context.push(Message::new(Role::User, content));
+        with_system_prompt(&mut context, &req.settings);
+        Ok(model.warm(&chat_request(&req.settings, context)).await?)
+    }
+
     /// The sha256 of a model file, computed now (off the async threads) unless known, and
     /// remembered for the answers' metadata (`send` awaits it, since the background hash
     /// after `load` may still be running when an answer starts).
@@ -469,6 +484,41 @@ impl Conclave {
         }
         context.push(Message::new(Role::User, req.content.clone()));
         Ok(context)
+    }
+}
+
+/// Whether the loaded `m` is what `opts` asks for: the same context length (or any, for
+/// 0), placement and draft model.
+async fn loaded_as_asked(m: &LoadedModel, opts: &LoadOptions) -> bool {
+    (opts.n_ctx == 0 || opts.n_ctx == m.info().await.n_ctx)
+        && m.placement_matches(opts)
+        && opts.draft_model.as_deref() == m.draft_path()
+}
+
+fn with_system_prompt(context: &mut Vec<Message>, settings: &ChatSettings) {
+    if !settings.system_prompt.trim().is_empty() {
+        context.insert(
+            0,
+            Message::new(Role::System, settings.system_prompt.clone()),
+        );
+    }
+}
+
+/// The request `send` makes of a conversation's messages; `warm` makes the same one, so
+/// that the two render the same prompt.
+fn chat_request(settings: &ChatSettings, messages: Vec<Message>) -> ChatRequest {
+    ChatRequest {
+        messages,
+        params: settings.sampling.clone(),
+        template: settings.template.clone(),
+        think: settings.think,
+        think_budget: settings.think_budget,
+        keep_thoughts: settings.keep_thoughts,
+        threads: settings.threads,
+        grammar: None,
+        template_vars: Vec::new(),
+        speculative: settings.speculative,
+        overflow: settings.context_overflow,
     }
 }
 

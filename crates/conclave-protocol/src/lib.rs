@@ -232,6 +232,38 @@ pub enum WorkerRequest {
     /// Use this many threads from the next token on (also mid-answer): a side-by-side run
     /// gives the cores of a finished column to the ones still generating.
     SetThreads { threads: u32 },
+    /// Decode a prompt into the cache without answering it: the conversation and the
+    /// message the user is still typing, so that sending it decodes only what was typed
+    /// since. Gives way to any other request between chunks; answered by `Warmed`.
+    Warm(WarmRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmRequest {
+    pub id: u64,
+    /// The rendered prompt up to the end of the message being typed (no end-of-turn, no
+    /// generation prompt: those depend on what is typed next).
+    pub segments: Vec<PromptSegment>,
+    pub add_bos: bool,
+    /// The threads the answer will use: a different count would rebuild the context
+    /// twice.
+    pub threads: u32,
+}
+
+/// What a warm-up left in the cache.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WarmInfo {
+    pub id: u64,
+    /// The warmed prompt's length in tokens.
+    pub prompt_tokens: u32,
+    /// How many of them were in the cache already.
+    pub cached_tokens: u32,
+    /// How many this warm-up decoded.
+    pub decoded_tokens: u32,
+    pub prompt_ms: f64,
+    /// False when it stopped early: another request came, or the prompt leaves too little
+    /// room in the context (the answer will drop turns, so its prompt will differ).
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -345,6 +377,7 @@ pub enum WorkerEvent {
         tokens: u32,
     },
     BenchResult(BenchResult),
+    Warmed(WarmInfo),
     /// A request failed; the worker stays usable. `id` is absent for load failures.
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use conclave_protocol::{
     BenchRequest, BenchResult, DoneInfo, GenerateRequest, PromptSegment, ReadyInfo, SandboxStatus,
-    ThinkBudget, WorkerErrorCode, WorkerEvent, WorkerRequest,
+    ThinkBudget, WarmInfo, WarmRequest, WorkerErrorCode, WorkerEvent, WorkerRequest,
 };
 use conclave_protocol::{SamplingParams, StopReason};
 
@@ -54,6 +54,11 @@ const SNAPSHOT_MIN_GAIN: usize = 16;
 const SNAPSHOT_BUDGET_BYTES: usize = 256 << 20;
 const SNAPSHOT_MAX: usize = 4;
 
+/// A warm-up stops short of the context's end by this much: the message being typed will
+/// grow, and an answer needs room. A conversation that long is left to the request, which
+/// may drop old turns (and then its prompt differs from the warmed one anyway).
+const WARM_HEADROOM: usize = 256;
+
 /// Tokens decoded in one generation step: the sampled token, any forced by the thinking
 /// budget, and a draft.
 const BATCH: usize = 64;
@@ -94,8 +99,10 @@ impl Queue {
                 Ok(Incoming::Request(WorkerRequest::Cancel { id: c })) if c == id => return true,
                 Ok(Incoming::Request(WorkerRequest::Cancel { id: c })) => {
                     // A queued request cancelled before it started simply never runs.
-                    self.pending.retain(|p| {
-                        !matches!(p, Incoming::Request(WorkerRequest::Generate(g)) if g.id == c)
+                    self.pending.retain(|p| match p {
+                        Incoming::Request(WorkerRequest::Generate(g)) => g.id != c,
+                        Incoming::Request(WorkerRequest::Warm(w)) => w.id != c,
+                        _ => true,
                     });
                 }
                 Ok(Incoming::Request(WorkerRequest::SetThreads { threads })) => {
@@ -109,6 +116,12 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// True when the warm-up `id` should stop: like [`Queue::should_stop`], and also when
+    /// any other request waits, since whatever it is, the user is waiting for it.
+    fn should_give_way(&mut self, id: u64) -> bool {
+        self.should_stop(id) || !self.pending.is_empty()
     }
 }
 
@@ -333,18 +346,24 @@ impl Generator {
 
     /// Decodes the prompt's tokens from `from` on at positions starting after the cache, in
     /// chunks, with logits for the last one. Returns false when cancelled between chunks.
+    /// A warm-up (`give_way`) also stops when another request waits.
     fn decode_tokens(
         &mut self,
         prompt: &TokenSeq,
         from: usize,
         queue: &mut Queue,
-        id: u64,
+        (id, give_way): (u64, bool),
         out: &mut Out,
     ) -> anyhow::Result<bool> {
         let tokens = &prompt.tokens()[from.min(prompt.len())..];
         let mut batch = LlamaBatch::new(PROMPT_CHUNK.max(tokens.len().min(512)), 1);
         for (ci, chunk) in tokens.chunks(PROMPT_CHUNK).enumerate() {
-            if ci > 0 && queue.should_stop(id) {
+            let stop = if give_way {
+                queue.should_give_way(id)
+            } else {
+                ci > 0 && queue.should_stop(id)
+            };
+            if stop {
                 return Ok(false);
             }
             batch.clear();
@@ -371,7 +390,11 @@ impl Generator {
     /// it keeps clearly more. At least the last prompt token is always decoded, for its
     /// logits.
     fn plan_reuse(&self, prompt: &TokenSeq) -> Plan {
-        let max_from = prompt.len().saturating_sub(1);
+        self.plan_reuse_up_to(prompt, prompt.len().saturating_sub(1))
+    }
+
+    /// [`Generator::plan_reuse`] decoding at least from `max_from` on.
+    fn plan_reuse_up_to(&self, prompt: &TokenSeq, max_from: usize) -> Plan {
         let live = prefix::shared_prefix(&self.cached, prompt, max_from);
         let snapshot = self
             .snapshots
@@ -533,15 +556,19 @@ impl Generator {
     pub fn generate(&mut self, req: GenerateRequest, queue: &mut Queue, out: &mut Out) {
         let id = req.id;
         if let Err(e) = self.generate_inner(req, queue, out) {
-            // The cache may hold half a batch; start clean next time.
-            self.ctx.clear_kv_cache();
-            self.cached.clear();
-            out.error(
-                Some(id),
-                WorkerErrorCode::GenerationFailed,
-                format!("{e:#}"),
-            );
+            self.failed(out, id, &e);
         }
+    }
+
+    fn failed(&mut self, out: &mut Out, id: u64, e: &anyhow::Error) {
+        // The cache may hold half a batch; start clean next time.
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+        out.error(
+            Some(id),
+            WorkerErrorCode::GenerationFailed,
+            format!("{e:#}"),
+        );
     }
 
     fn generate_inner(
@@ -595,7 +622,7 @@ impl Generator {
         let reuse = self.apply_reuse(plan)?;
         let n_prompt = reuse.used(&prompt);
         let common = reuse.keep;
-        if !self.decode_tokens(&prompt, reuse.from, queue, id, out)? {
+        if !self.decode_tokens(&prompt, reuse.from, queue, (id, false), out)? {
             self.finish(
                 out,
                 id,
@@ -832,6 +859,50 @@ impl Generator {
             drafted_tokens,
             accepted_tokens,
         }));
+    }
+
+    /// Decodes a prompt into the cache and says what it left there; nothing is sampled.
+    pub fn warm(&mut self, req: WarmRequest, queue: &mut Queue, out: &mut Out) {
+        let id = req.id;
+        match self.warm_inner(req, queue, out) {
+            Ok(info) => out.send(&WorkerEvent::Warmed(info)),
+            Err(e) => self.failed(out, id, &e),
+        }
+    }
+
+    fn warm_inner(
+        &mut self,
+        req: WarmRequest,
+        queue: &mut Queue,
+        out: &mut Out,
+    ) -> anyhow::Result<WarmInfo> {
+        let id = req.id;
+        let t0 = Instant::now();
+        let mut info = WarmInfo {
+            id,
+            ..WarmInfo::default()
+        };
+        // Queued behind an answer or another warm-up that is newer: the user has moved on.
+        if queue.should_give_way(id) {
+            return Ok(info);
+        }
+        self.set_threads(req.threads)?;
+        let prompt = self.prompt_seq(&req.segments, req.add_bos);
+        info.prompt_tokens = u32::try_from(prompt.len())?;
+        // All of it may be kept: no logits are needed, the answer decodes at least its
+        // own generation prompt.
+        let plan = self.plan_reuse_up_to(&prompt, prompt.len());
+        if prompt.is_empty() || plan.reuse().used(&prompt) + WARM_HEADROOM >= self.n_ctx as usize {
+            return Ok(info);
+        }
+        let reuse = self.apply_reuse(plan)?;
+        info.cached_tokens = u32::try_from(reuse.keep)?;
+        let before = self.cached.len();
+        info.complete = self.decode_tokens(&prompt, reuse.from, queue, (id, true), out)?;
+        self.ctx.synchronize();
+        info.decoded_tokens = u32::try_from(self.cached.len() - before)?;
+        info.prompt_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        Ok(info)
     }
 
     /// Raw decode speed the way llama-bench measures it: random prompt tokens in one batch,

@@ -462,6 +462,7 @@ fn run(
                 out.send(&WorkerEvent::Tokenized { id, tokens });
             }
             Incoming::Request(WorkerRequest::Bench(req)) => engine.bench(req, out),
+            Incoming::Request(WorkerRequest::Warm(req)) => engine.warm(req, &mut queue, out),
             Incoming::Request(WorkerRequest::SetThreads { threads }) => {
                 if let Err(e) = engine.set_threads(threads) {
                     out.error(None, WorkerErrorCode::ThreadsFailed, format!("{e:#}"));

@@ -26,6 +26,7 @@ import type {
   Leaderboard,
   LoadedModel,
   LoadProgress,
+  WarmReport,
   ModelDetails,
   ModelInfo,
   ModelLoadedEvent,
@@ -104,6 +105,14 @@ export function startChat(
   const channel = new Channel<ChatEvent>();
   channel.onmessage = onEvent;
   return call('start_chat', { request, onEvent: channel });
+}
+
+/**
+ * Reads the message being typed into the loaded model's cache (nothing is answered or
+ * saved), so that sending it decodes only what was typed since.
+ */
+export function warmPrompt(request: ChatRequest): Promise<WarmReport> {
+  return call('warm_prompt', { request });
 }
 
 /** Answers a saved question again with the same model, template, sampler and seed. */

@@ -4,6 +4,7 @@
 import * as api from './api';
 import { FrameBatcher, applyEvents, initialStream, type StreamState } from './stream';
 import { indexTree, pathTo, siblingLeaf, deepestLeaf } from './tree';
+import { readAheadEnabled } from './readAhead';
 import type { AppStatusStore } from './appStatusStore.svelte';
 import type { ModelStore } from './modelStore.svelte';
 import type { NavigationStore } from './navigationStore.svelte';
@@ -214,6 +215,44 @@ export class ChatStore {
     if (!text || this.streaming) return false;
     const leaf = this.path.length ? this.path[this.path.length - 1] : null;
     return this.run({ content: text, parent: leaf?.id ?? null, regenerateOf: null, editOf: null });
+  }
+
+  /** What the last warm-up read: the same draft on the same branch is not read twice. */
+  private warmed = '';
+
+  /**
+   * Reads the message being typed into the loaded model's cache (the Composer calls this
+   * when typing pauses), so that sending it decodes only what was typed since; in a
+   * conversation whose cache is gone, the history too. Only for the model that is loaded
+   * and selected, and never while an answer streams. A failure here is not the user's
+   * concern: the send reports its own.
+   */
+  async warm(draft: string): Promise<void> {
+    const text = draft.trim();
+    const { loaded, selectedModelId } = this.deps.models;
+    if (!text || this.streaming || !loaded || !readAheadEnabled()) return;
+    if (selectedModelId && loaded.model_id !== selectedModelId) return;
+    const leaf = this.path.length ? this.path[this.path.length - 1] : null;
+    // A message that is not saved yet has a temporary id the core does not know.
+    if (leaf?.id.startsWith('tmp-')) return;
+    const settings = $state.snapshot(this.deps.settings.settings) as ChatSettings;
+    const key = JSON.stringify([this.conversationId, leaf?.id ?? null, loaded.model_id, text, settings]);
+    if (key === this.warmed) return;
+    this.warmed = key;
+    const request: ChatRequest = {
+      conversation_id: this.conversationId,
+      parent_id: leaf?.id ?? null,
+      content: text,
+      model_id: loaded.model_id,
+      settings,
+      regenerate_of: null,
+      edit_of: null,
+    };
+    try {
+      await api.warmPrompt(request);
+    } catch {
+      this.warmed = '';
+    }
   }
 
   async regenerate(assistantId: string): Promise<void> {

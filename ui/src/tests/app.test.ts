@@ -53,6 +53,41 @@ async function start() {
   return { chatStore, modelStore, q: (id: string) => document.querySelector(`[data-testid="${id}"]`) as HTMLElement | null, qa: (id: string) => Array.from(document.querySelectorAll(`[data-testid="${id}"]`)) as HTMLElement[] };
 }
 
+/** The IPC of a user with one model, which loads; `more` answers every other command. */
+function withOneModel(more: (cmd: string, args: Record<string, unknown>) => unknown) {
+  mockIPC((cmd, raw) => {
+    switch (cmd) {
+      case 'list_models':
+        return [model];
+      case 'list_conversations':
+        return [];
+      case 'load_model':
+        return { model_id: 'm1', name: 'Tiny Thinker', load_ms: 5, n_ctx: 2048, n_ctx_train: 4096, has_chat_template: true, template_name: 'chatml', reasoning_format: 'deepseek' };
+      default:
+        return more(cmd, raw as Record<string, unknown>);
+    }
+  });
+}
+
+type Query = (id: string) => HTMLElement | null;
+
+async function pickModel(q: Query) {
+  const picker = q('model-picker') as HTMLSelectElement;
+  picker.value = 'm1';
+  picker.dispatchEvent(new Event('change', { bubbles: true }));
+  await settle();
+}
+
+/** Types into the composer as an input event would. */
+function typer(q: Query) {
+  return (text: string) => {
+    const prompt = q('prompt') as HTMLTextAreaElement;
+    prompt.value = text;
+    prompt.dispatchEvent(new Event('input', { bubbles: true }));
+    flushSync();
+  };
+}
+
 describe('App with mocked IPC', () => {
   it('tells a new user what to do when there is no model', async () => {
     mockIPC((cmd) => {
@@ -209,6 +244,77 @@ describe('App with mocked IPC', () => {
     (q('thinking')!.querySelector('button') as HTMLButtonElement).click();
     flushSync();
     expect(q('thinking')!.dataset.state).toBe('expanded');
+  });
+
+  it('reads the message ahead when typing pauses, once per text, never while an answer streams', async () => {
+    const warms: Array<Record<string, unknown>> = [];
+    let channel: Channel<ChatEvent> | null = null;
+    withOneModel((cmd, args) => {
+      if (cmd === 'warm_prompt') {
+        warms.push(args.request as Record<string, unknown>);
+        return { prompt_tokens: 9, cached_tokens: 0, decoded_tokens: 9, complete: true };
+      }
+      if (cmd === 'start_chat') {
+        channel = args.onEvent as Channel<ChatEvent>;
+        return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
+      }
+      return null;
+    });
+    const { q } = await start();
+    const type = typer(q);
+    // Nothing is read before a model is loaded.
+    type('Why');
+    await settle(80);
+    expect(warms).toEqual([]);
+    await pickModel(q);
+
+    // Keystrokes closer than the pause read nothing; the pause reads the text so far.
+    type('Why is');
+    await new Promise((r) => setTimeout(r, 100));
+    type('Why is the sky blue? ');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(warms).toEqual([]);
+    await settle(80);
+    expect(warms).toHaveLength(1);
+    expect(warms[0]).toMatchObject({ content: 'Why is the sky blue?', conversation_id: null, parent_id: null, model_id: 'm1', regenerate_of: null, edit_of: null });
+    // The same text again (a space added) is not read twice.
+    type('Why is the sky blue?  ');
+    await settle(80);
+    expect(warms).toHaveLength(1);
+
+    (q('send') as HTMLButtonElement).click();
+    await settle();
+    expect(channel).not.toBeNull();
+    type('And at sunset');
+    await settle(80);
+    expect(warms).toHaveLength(1);
+  });
+
+  it('reads nothing ahead when the user switched it off in the settings', async () => {
+    let warms = 0;
+    withOneModel((cmd) => {
+      if (cmd !== 'warm_prompt') return null;
+      warms++;
+      return { prompt_tokens: 1, cached_tokens: 0, decoded_tokens: 1, complete: true };
+    });
+    const { q } = await start();
+    const type = typer(q);
+    await pickModel(q);
+    (q('settings-toggle') as HTMLButtonElement).click();
+    await settle();
+    const box = q('setting-read-ahead') as HTMLInputElement;
+    expect(box.checked).toBe(true);
+    box.click();
+    flushSync();
+    expect(localStorage.getItem('conclave.readAhead')).toBe('off');
+    type('Why is the sky blue?');
+    await settle(80);
+    expect(warms).toBe(0);
+    box.click();
+    flushSync();
+    type('Why is the sea blue?');
+    await settle(80);
+    expect(warms).toBe(1);
   });
 
   it('keeps the thinking block open when the user is reading it', async () => {

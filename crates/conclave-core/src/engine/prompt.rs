@@ -157,6 +157,15 @@ impl Prepared {
         }
     }
 
+    /// What a warm-up decodes of a rendered prompt whose last message is the one being
+    /// typed: everything up to the end of its text. The end-of-turn markup, the generation
+    /// prompt and any prefill come after it and wait for the send. `None` when no message
+    /// text was rendered.
+    pub fn warm_segments(rendered: &Rendered) -> Option<Vec<PromptSegment>> {
+        let last_text = rendered.segments.iter().rposition(|s| !s.special)?;
+        Some(rendered.segments[..=last_text].to_vec())
+    }
+
     /// The worker's budget rule for this format; without a user budget it still counts the
     /// thinking tokens and never forces.
     pub fn budget(&self, max_tokens: Option<u32>, starts_in_thinking: bool) -> Option<ThinkBudget> {
@@ -307,6 +316,31 @@ mod tests {
             ),
             (8, "<think>", "</think>")
         );
+    }
+
+    #[tokio::test]
+    async fn a_warm_up_stops_at_the_end_of_the_message_being_typed() {
+        let t = custom(QWEN3_LIKE);
+        let typed = "Tell me more about the light";
+        let messages = vec![
+            m(Role::User, "What is a lighthouse?"),
+            answered("A tower with a light.", "They ask about towers."),
+            m(Role::User, typed),
+        ];
+        // Thinking off: the template's switch and the engine's prefill both come after the
+        // message, so neither is warmed.
+        let p = prepare(t, messages, ThinkMode::Off, false, &[]);
+        let r = p.render(&p.messages, &ready("", false)).await.unwrap();
+        let warm = Prepared::warm_segments(&r).unwrap();
+        let text: String = warm.iter().map(|s| s.text.as_str()).collect();
+        assert!(text.ends_with(typed), "{text:?}");
+        assert!(r.prompt.starts_with(&text) && r.prompt.len() > text.len());
+        assert!(!warm.last().unwrap().special);
+        // The message sent later renders to the same prefix, whatever is typed after it.
+        let mut later = p.messages.clone();
+        later.last_mut().unwrap().content = format!("{typed}house's lamp?");
+        let sent = p.render(&later, &ready("", false)).await.unwrap();
+        assert!(sent.prompt.starts_with(&text), "{:?}", sent.prompt);
     }
 
     #[tokio::test]

@@ -721,6 +721,7 @@ fn event_id(e: &WorkerEvent) -> Option<u64> {
         | WorkerEvent::Tokenized { id, .. } => Some(*id),
         WorkerEvent::Done(d) => Some(d.id),
         WorkerEvent::BenchResult(b) => Some(b.id),
+        WorkerEvent::Warmed(w) => Some(w.id),
         WorkerEvent::Error { id, .. } => *id,
         WorkerEvent::LoadProgress { .. } | WorkerEvent::Ready(_) => None,
     }

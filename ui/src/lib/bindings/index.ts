@@ -59,5 +59,6 @@ export type { StopReason } from './StopReason';
 export type { ThinkMode } from './ThinkMode';
 export type { Usage } from './Usage';
 export type { Vote } from './Vote';
+export type { WarmReport } from './WarmReport';
 export type { WorkerCrashed } from './WorkerCrashed';
 export { APP_CONSTANTS } from './constants';
