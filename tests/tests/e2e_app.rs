@@ -82,7 +82,8 @@ async fn last_prompt_reuse(app: &App) -> Res<(u64, u64)> {
 
 /// While the user pauses before pressing Enter, the app reads the typed message into the
 /// model's cache (`warm_prompt`): the send then decodes only the end-of-turn markup, where
-/// a message sent at once decodes all of itself.
+/// a message sent at once decodes all of itself. With nothing typed, once an answer has
+/// ended, the next turn's header is read, so that a paste-and-Enter decodes only itself.
 #[tokio::test]
 async fn a_message_is_read_ahead_while_the_user_pauses() -> Res {
     let _serial = harness::serial().await;
@@ -93,6 +94,8 @@ async fn a_message_is_read_ahead_while_the_user_pauses() -> Res {
     let app = App::start(&setup, data.path(), "read-ahead").await?;
     app.load_smollm2().await?;
     base_settings(&app, 24).await?;
+    // The reference is sent with reading ahead switched off in the settings.
+    app.click("setting-read-ahead").await?;
     app.close_settings().await?;
 
     app.send("What is a lighthouse? Answer in one sentence.")
@@ -100,10 +103,14 @@ async fn a_message_is_read_ahead_while_the_user_pauses() -> Res {
     assert_eq!(app.wait_answer_done(1, 120).await?, "complete");
 
     // Sent at once, as a paste-and-Enter: the conversation is reused, the message is not.
-    app.send("Who looks after it, and how often?").await?;
+    const PASTED: &str = "Who looks after it, and how often?";
+    app.send(PASTED).await?;
     assert_eq!(app.wait_answer_done(2, 120).await?, "complete");
     let (prompt, cached) = last_prompt_reuse(&app).await?;
     let at_once = prompt - cached;
+    app.open_settings().await?;
+    app.click("setting-read-ahead").await?;
+    app.close_settings().await?;
 
     // Typed, then a pause before Enter.
     app.type_prompt("And how far away can its light be seen at night?")
@@ -113,12 +120,28 @@ async fn a_message_is_read_ahead_while_the_user_pauses() -> Res {
     assert_eq!(app.wait_answer_done(3, 120).await?, "complete");
     let (prompt, cached) = last_prompt_reuse(&app).await?;
     let after_pause = prompt - cached;
-    println!("prompt tokens decoded at the send: {at_once} sent at once, {after_pause} after a pause ({cached} of {prompt} read ahead)");
+
+    // The user reads the answer, then pastes the same message as before and sends it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.send(PASTED).await?;
+    assert_eq!(app.wait_answer_done(4, 120).await?, "complete");
+    let (prompt, cached) = last_prompt_reuse(&app).await?;
+    let pasted_after_reading = prompt - cached;
+    println!(
+        "prompt tokens decoded at the send: {at_once} sent at once, {after_pause} after a pause, \
+         {pasted_after_reading} pasted after reading the answer"
+    );
     // ChatML's end of turn and the assistant header: five tokens, and one of the message's
     // own should its last token change.
     assert!(
         after_pause <= 8 && after_pause < at_once,
         "decoded {after_pause} after a pause, {at_once} sent at once"
+    );
+    // The same text, but the new turn's header (`\n<|im_start|>user\n`, four tokens) was
+    // read while the answer was on screen.
+    assert!(
+        pasted_after_reading + 3 <= at_once,
+        "decoded {pasted_after_reading} pasted after reading, {at_once} sent at once"
     );
     app.shot("read-ahead").await?;
     app.close().await

@@ -1,7 +1,7 @@
 //! Reading a message while it is typed (`Conclave::warm`, the app's `warm_prompt`) on the
 //! real SmolLM2 and a real history file: sending it afterwards decodes only what was
 //! typed since; in a conversation whose cache is gone (a restart), the warm-up reads the
-//! history too; and a warm-up never holds up an answer.
+//! history too, even before anything is typed; and a warm-up never holds up an answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -206,6 +206,64 @@ async fn after_a_restart_the_history_is_read_while_the_user_types() {
         follow.cached_tokens,
         follow.prompt_tokens,
         warm.prompt_tokens
+    );
+    m.unload().await;
+}
+
+/// Nothing typed yet: the app warms when a conversation is opened or an answer has ended,
+/// so that a message pasted and sent at once decodes only its own text and the end of its
+/// turn, not the history and not the turn's header.
+#[tokio::test]
+async fn with_nothing_typed_the_history_and_the_turn_header_are_read() {
+    let (app, m, _dir) = setup().await;
+    let first = send(&app, &m, None, FIRST).await;
+    let conversation = first.conversation_id.clone();
+    let second = send(&app, &m, Some(&conversation), "Who invented them?").await;
+    app.unload(&model(SMOLLM2)).await;
+    let m = app.load(&model(SMOLLM2), opts(), |_| {}).await.unwrap();
+
+    // The conversation is opened after a restart: its history is read.
+    let opened = app.warm(&m, &typing(&conversation, "")).await.unwrap();
+    assert!(opened.complete && opened.cached_tokens == 0, "{opened:?}");
+    assert!(
+        opened.decoded_tokens > second.prompt_tokens,
+        "the history was read: {opened:?}, the last prompt was {}",
+        second.prompt_tokens
+    );
+    let pasted = send(&app, &m, Some(&conversation), SENT).await;
+    // The reference: the same message's tokens alone. What was decoded is the message
+    // and the end of its turn (`<|im_end|>`, the assistant's header: 5 tokens in ChatML),
+    // never any of the history.
+    let message_tokens = m.count_tokens(SENT).await.unwrap();
+    println!(
+        "opened after a restart: {} tokens read; the pasted message then decoded {} of {}          ({} of them its text)",
+        opened.decoded_tokens,
+        pasted.decoded(),
+        pasted.prompt_tokens,
+        message_tokens
+    );
+    assert!(pasted.cached_tokens >= opened.prompt_tokens, "{opened:?}");
+    assert!(
+        pasted.decoded() <= message_tokens + 6,
+        "decoded {} for a message of {message_tokens} tokens",
+        pasted.decoded()
+    );
+
+    // The answer has ended: the end of its turn and the next one's header are read, and
+    // nothing more when that is asked again.
+    let ended = app.warm(&m, &typing(&conversation, "")).await.unwrap();
+    assert!(
+        ended.complete && ended.decoded_tokens > 0 && ended.decoded_tokens <= 8,
+        "{ended:?}"
+    );
+    let again = app.warm(&m, &typing(&conversation, " ")).await.unwrap();
+    assert_eq!(again.decoded_tokens, 0, "{again:?}");
+    let follow = send(&app, &m, Some(&conversation), "And who keeps them now?").await;
+    let follow_tokens = m.count_tokens("And who keeps them now?").await.unwrap();
+    assert!(
+        follow.decoded() <= follow_tokens + 6,
+        "decoded {} for a message of {follow_tokens} tokens",
+        follow.decoded()
     );
     m.unload().await;
 }

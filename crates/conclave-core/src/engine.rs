@@ -35,7 +35,7 @@ use crate::settings::DEFAULT_N_CTX;
 use crate::template::ChatTemplate;
 
 use measure::{AnswerFacts, Timeline};
-use prompt::Prepared;
+use prompt::{Prepared, WarmUntil};
 use worker::{tail_hint, Worker, WorkerSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -615,10 +615,33 @@ impl LoadedModel {
     /// Nothing is generated. The worker drops a warm-up as soon as any other request
     /// waits, so an answer never waits for one.
     pub async fn warm(&self, req: &ChatRequest) -> Result<WarmInfo, EngineError> {
+        self.warm_until(req, WarmUntil::EndOfText).await
+    }
+
+    /// Like [`warm`](Self::warm) when nothing is typed yet (a conversation just opened, an
+    /// answer just ended): the last message's text is ignored, and the history and the new
+    /// turn's header are read, so that a message pasted and sent at once decodes only its
+    /// own text and the end-of-turn markup.
+    pub async fn warm_before_text(&self, req: &ChatRequest) -> Result<WarmInfo, EngineError> {
+        // Any text does: the template needs one to write the turn, and it is cut off.
+        const PLACEHOLDER: &str = "Hello";
+        let mut req = req.clone();
+        if let Some(last) = req.messages.last_mut() {
+            last.content = PLACEHOLDER.to_owned();
+        }
+        self.warm_until(&req, WarmUntil::StartOfText(PLACEHOLDER))
+            .await
+    }
+
+    async fn warm_until(
+        &self,
+        req: &ChatRequest,
+        until: WarmUntil<'_>,
+    ) -> Result<WarmInfo, EngineError> {
         let worker = self.live_worker().await?;
         let plan = prepare(&worker, req)?;
         let rendered = plan.render(&plan.messages, &worker.ready).await?;
-        let Some(segments) = Prepared::warm_segments(&rendered) else {
+        let Some(segments) = Prepared::warm_segments(&rendered, until) else {
             return Ok(WarmInfo::default());
         };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);

@@ -418,15 +418,16 @@ impl Conclave {
 
     /// Reads the message still being typed (`req.content`, on the branch `send` would put
     /// it) into `model`'s cache, so that sending it decodes only what was typed since:
-    /// [`LoadedModel::warm`]. Reads the history and writes nothing. Only for a new message
-    /// (an edit or a regenerate starts from elsewhere in the tree).
+    /// [`LoadedModel::warm`]. With nothing typed yet, reads the history and the new turn's
+    /// header ([`LoadedModel::warm_before_text`]). Reads the history and writes nothing.
+    /// Only for a new message (an edit or a regenerate starts from elsewhere in the tree).
     pub async fn warm(
         &self,
         model: &LoadedModel,
         req: &SendRequest,
     ) -> Result<WarmInfo, CoreError> {
         let content = req.content.trim();
-        if content.is_empty() || req.regenerate_of.is_some() || req.edit_of.is_some() {
+        if req.regenerate_of.is_some() || req.edit_of.is_some() {
             return Ok(WarmInfo::default());
         }
         let h = &self.history;
@@ -441,7 +442,12 @@ impl Conclave {
         };
         context.push(Message::new(Role::User, content));
         with_system_prompt(&mut context, &req.settings);
-        Ok(model.warm(&chat_request(&req.settings, context)).await?)
+        let request = chat_request(&req.settings, context);
+        Ok(if content.is_empty() {
+            model.warm_before_text(&request).await?
+        } else {
+            model.warm(&request).await?
+        })
     }
 
     /// The sha256 of a model file, computed now (off the async threads) unless known, and

@@ -223,14 +223,16 @@ export class ChatStore {
   /**
    * Reads the message being typed into the loaded model's cache (the Composer calls this
    * when typing pauses), so that sending it decodes only what was typed since; in a
-   * conversation whose cache is gone, the history too. Only for the model that is loaded
-   * and selected, and never while an answer streams. A failure here is not the user's
-   * concern: the send reports its own.
+   * conversation whose cache is gone, the history too. With nothing typed (a conversation
+   * opened, an answer ended, a model loaded), the history and the new turn's header are
+   * read, so that a message pasted and sent at once decodes only itself. Only for the
+   * model that is loaded and selected, and never while an answer streams. A failure here
+   * is not the user's concern: the send reports its own.
    */
   async warm(draft: string): Promise<void> {
     const text = draft.trim();
     const { loaded, selectedModelId } = this.deps.models;
-    if (!text || this.streaming || !loaded || !readAheadEnabled()) return;
+    if (this.streaming || !loaded || !readAheadEnabled()) return;
     if (selectedModelId && loaded.model_id !== selectedModelId) return;
     const leaf = this.path.length ? this.path[this.path.length - 1] : null;
     // A message that is not saved yet has a temporary id the core does not know.

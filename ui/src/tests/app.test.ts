@@ -290,6 +290,57 @@ describe('App with mocked IPC', () => {
     expect(warms).toHaveLength(1);
   });
 
+  it('reads the conversation ahead while nothing is typed: once its model is loaded and when an answer has ended', async () => {
+    const warms: Array<Record<string, unknown>> = [];
+    let channel: Channel<ChatEvent> | null = null;
+    let conv: ConversationView | null = null;
+    withOneModel((cmd, args) => {
+      if (cmd === 'warm_prompt') {
+        warms.push(args.request as Record<string, unknown>);
+        return { prompt_tokens: 5, cached_tokens: 0, decoded_tokens: 5, complete: true };
+      }
+      if (cmd === 'start_chat') {
+        channel = args.onEvent as Channel<ChatEvent>;
+        return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
+      }
+      if (cmd === 'get_conversation') return conv ?? Promise.reject({ code: 'not_found', message: 'nope' });
+      return null;
+    });
+    const { q, chatStore } = await start();
+    const type = typer(q);
+    await pickModel(q);
+    await settle(80);
+    // The new chat's system prompt and the user turn's header.
+    expect(warms).toHaveLength(1);
+    expect(warms[0]).toMatchObject({ content: '', conversation_id: null, parent_id: null, model_id: 'm1' });
+
+    // Pasted and sent at once: nothing of the text was read ahead.
+    type('Why is the sky blue?');
+    (q('send') as HTMLButtonElement).click();
+    await settle();
+    expect(warms).toHaveLength(1);
+    channel!.onmessage({ type: 'token', text: 'Rayleigh scattering.' });
+    await settle(80);
+    expect(warms).toHaveLength(1);
+
+    conv = {
+      id: 'c1', title: 'Sky', system_prompt: '', settings: null, current_leaf_id: 'a1',
+      messages: [
+        { id: 'u1', parent_id: null, role: 'user', content: 'Why is the sky blue?', reasoning: null, status: 'complete', error: null, model_name: null, created_at: '2025-01-01T00:00:00Z', metrics: null, usage: null, stop_reason: null },
+        { id: 'a1', parent_id: 'u1', role: 'assistant', content: 'Rayleigh scattering.', reasoning: null, status: 'complete', error: null, model_name: 'Tiny Thinker', created_at: '2025-01-01T00:00:01Z', metrics: null, usage: null, stop_reason: 'eos' },
+      ],
+    };
+    const usage = { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 3, reasoning_tokens: 0, answer_tokens: 3 };
+    channel!.onmessage({ type: 'done', stop_reason: 'eos', usage, metrics: null as never });
+    await settle(80);
+    expect(chatStore.streaming).toBe(false);
+    // The answer has ended: the next turn's header is read, on the answer's branch.
+    expect(warms).toHaveLength(2);
+    expect(warms[1]).toMatchObject({ content: '', conversation_id: 'c1', parent_id: 'a1', model_id: 'm1' });
+    await settle(80);
+    expect(warms).toHaveLength(2);
+  });
+
   it('reads nothing ahead when the user switched it off in the settings', async () => {
     let warms = 0;
     withOneModel((cmd) => {
@@ -299,7 +350,6 @@ describe('App with mocked IPC', () => {
     });
     const { q } = await start();
     const type = typer(q);
-    await pickModel(q);
     (q('settings-toggle') as HTMLButtonElement).click();
     await settle();
     const box = q('setting-read-ahead') as HTMLInputElement;
@@ -307,6 +357,10 @@ describe('App with mocked IPC', () => {
     box.click();
     flushSync();
     expect(localStorage.getItem('conclave.readAhead')).toBe('off');
+    // Neither the loaded model's new chat nor the typed text is read.
+    await pickModel(q);
+    await settle(80);
+    expect(warms).toBe(0);
     type('Why is the sky blue?');
     await settle(80);
     expect(warms).toBe(0);

@@ -33,6 +33,16 @@ pub(super) struct Rendered {
     pub starts_in_thinking: bool,
 }
 
+/// Where a warm-up of the message being typed stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmUntil<'a> {
+    /// After the text typed so far.
+    EndOfText,
+    /// Before the message's text, which is this placeholder: nothing is typed yet, and the
+    /// history and the new turn's header are read.
+    StartOfText(&'a str),
+}
+
 /// The reasoning format a template implies: detected from the model's own template, or
 /// known for the built-ins.
 pub(super) fn format_for(t: &ChatTemplate) -> ReasoningFormat {
@@ -161,9 +171,20 @@ impl Prepared {
     /// typed: everything up to the end of its text. The end-of-turn markup, the generation
     /// prompt and any prefill come after it and wait for the send. `None` when no message
     /// text was rendered.
-    pub fn warm_segments(rendered: &Rendered) -> Option<Vec<PromptSegment>> {
+    pub fn warm_segments(rendered: &Rendered, until: WarmUntil<'_>) -> Option<Vec<PromptSegment>> {
         let last_text = rendered.segments.iter().rposition(|s| !s.special)?;
-        Some(rendered.segments[..=last_text].to_vec())
+        let mut segments = rendered.segments[..=last_text].to_vec();
+        if let WarmUntil::StartOfText(placeholder) = until {
+            // The placeholder is only there so that the template writes the turn's header;
+            // a segment can hold more text than it, so only the placeholder is cut off.
+            let last = segments.last_mut()?;
+            let kept = last.text.strip_suffix(placeholder)?.len();
+            last.text.truncate(kept);
+            if kept == 0 {
+                segments.pop();
+            }
+        }
+        Some(segments)
     }
 
     /// The worker's budget rule for this format; without a user budget it still counts the
@@ -331,7 +352,7 @@ mod tests {
         // message, so neither is warmed.
         let p = prepare(t, messages, ThinkMode::Off, false, &[]);
         let r = p.render(&p.messages, &ready("", false)).await.unwrap();
-        let warm = Prepared::warm_segments(&r).unwrap();
+        let warm = Prepared::warm_segments(&r, WarmUntil::EndOfText).unwrap();
         let text: String = warm.iter().map(|s| s.text.as_str()).collect();
         assert!(text.ends_with(typed), "{text:?}");
         assert!(r.prompt.starts_with(&text) && r.prompt.len() > text.len());
@@ -341,6 +362,32 @@ mod tests {
         later.last_mut().unwrap().content = format!("{typed}house's lamp?");
         let sent = p.render(&later, &ready("", false)).await.unwrap();
         assert!(sent.prompt.starts_with(&text), "{:?}", sent.prompt);
+    }
+
+    #[tokio::test]
+    async fn with_nothing_typed_a_warm_up_stops_before_the_message() {
+        let t = custom(QWEN3_LIKE);
+        let placeholder = "Hello";
+        let messages = vec![
+            m(Role::User, "What is a lighthouse?"),
+            answered("A tower with a light.", "They ask about towers."),
+            m(Role::User, placeholder),
+        ];
+        let p = prepare(t, messages, ThinkMode::Off, false, &[]);
+        let r = p.render(&p.messages, &ready("", false)).await.unwrap();
+        let warm = Prepared::warm_segments(&r, WarmUntil::StartOfText(placeholder)).unwrap();
+        let text: String = warm.iter().map(|s| s.text.as_str()).collect();
+        // The previous answer and the new turn's header, not the placeholder.
+        assert!(text.ends_with("<|im_start|>user\n"), "{text:?}");
+        assert!(warm.iter().all(|s| !s.text.is_empty()));
+        let mut later = p.messages.clone();
+        later.last_mut().unwrap().content = "Who keeps them?".into();
+        let sent = p.render(&later, &ready("", false)).await.unwrap();
+        assert!(sent.prompt.starts_with(&text), "{:?}", sent.prompt);
+        // The placeholder is not what the template rendered last: nothing is cut.
+        let mut other = r.clone();
+        other.segments.last_mut().unwrap().special = false;
+        assert!(Prepared::warm_segments(&other, WarmUntil::StartOfText("never")).is_none());
     }
 
     #[tokio::test]
