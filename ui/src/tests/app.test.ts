@@ -341,6 +341,34 @@ describe('App with mocked IPC', () => {
     expect(warms).toHaveLength(2);
   });
 
+  it('reads a conversation ahead once it is opened, not one only passed through', async () => {
+    const warms: Array<Record<string, unknown>> = [];
+    const conversation = (id: string): ConversationView => ({
+      id, title: id, system_prompt: '', settings: null, current_leaf_id: `${id}-a`,
+      messages: [
+        { id: `${id}-u`, parent_id: null, role: 'user', content: 'Hi', reasoning: null, status: 'complete', error: null, model_name: null, created_at: '2025-01-01T00:00:00Z', metrics: null, usage: null, stop_reason: null },
+        { id: `${id}-a`, parent_id: `${id}-u`, role: 'assistant', content: 'Hello.', reasoning: null, status: 'complete', error: null, model_name: 'Tiny Thinker', created_at: '2025-01-01T00:00:01Z', metrics: null, usage: null, stop_reason: 'eos' },
+      ],
+    });
+    withOneModel((cmd, args) => {
+      if (cmd === 'warm_prompt') {
+        warms.push(args.request as Record<string, unknown>);
+        return { prompt_tokens: 20, cached_tokens: 0, decoded_tokens: 20, complete: true };
+      }
+      if (cmd === 'get_conversation') return conversation(args.id as string);
+      return null;
+    });
+    const { q, chatStore } = await start();
+    await pickModel(q);
+    await settle(80);
+    expect(warms.map((w) => w.conversation_id)).toEqual([null]);
+    // Passed through on the way to another: only the one the user stays on is read.
+    await chatStore.openConversation('c1');
+    await chatStore.openConversation('c2');
+    await settle(80);
+    expect(warms.map((w) => [w.conversation_id, w.parent_id, w.content])).toEqual([[null, null, ''], ['c2', 'c2-a', '']]);
+  });
+
   it('reads nothing ahead when the user switched it off in the settings', async () => {
     let warms = 0;
     withOneModel((cmd) => {
