@@ -6,6 +6,8 @@
 # the same run. Prints each figure, its ratio to the target and to the floor.
 #   bench/app-startup.sh [runs]   (default 5)
 #   PROFILE=release|debug   (default: release when built, else debug)
+#   BENCH_MAPS=1   also print, per process of the last run, where its PSS lies (by mapped
+#                  file, heap and anonymous memory), the app's beside the floor's
 # Build first: `make build-release` (or `make build` for debug), which builds the floor too.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -63,15 +65,25 @@ measure() {
     detail=$(for p in $(tree "$pid"); do
       printf '%s %s MB; ' "$(cat /proc/$p/comm)" "$(awk '/^Pss:/{print int($2/1024)}' /proc/$p/smaps_rollup)"
     done)
+    maps=$(for p in $(tree "$pid"); do maps_of "$p"; done)
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$data"
   done
+}
+# PSS of one process by mapping: the file's name, [heap], [stack] or [anon], in kB.
+maps_of() {
+  local comm; comm=$(cat "/proc/$1/comm")
+  awk -v c="$comm" '
+    /^[0-9a-f]+-[0-9a-f]+ / { n = ($6 == "") ? "[anon]" : $6; sub(/.*\//, "", n); next }
+    /^Pss:/ { s[n] += $2 }
+    END { for (k in s) if (s[k] >= 512) printf "%s %s %d\n", c, k, s[k] }' "/proc/$1/smaps" 2>/dev/null
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
 
 measure "$floor" "blank page loaded"
 f_start=$(median "${starts[@]}"); f_pss=$(median "${pss[@]}"); f_rss=$(median "${rss[@]}"); f_detail=$detail
+f_maps=$maps
 measure "$app" "conversation list served"
 s=$(median "${starts[@]}"); m=$(median "${pss[@]}"); r=$(median "${rss[@]}")
 
@@ -82,3 +94,13 @@ echo "  by process: $detail"
 echo "  RSS summed over processes: ${r} MB"
 echo "floor (blank Tauri window): start ${f_start} ms; PSS ${f_pss} MB (RSS ${f_rss} MB); by process: $f_detail"
 echo "app over floor: PSS $(ratio "$m" "$f_pss")x, +$((m - f_pss)) MB; start $(ratio "$s" "$f_start")x (goal: both <= 1.10x)"
+if [ "${BENCH_MAPS:-}" = 1 ]; then
+  # One row per process kind and mapping, the app's kB beside the floor's, largest
+  # difference first (the floor's process is conclave-app's counterpart blank_window).
+  echo "PSS by mapping, last run (kB): process mapping app floor difference"
+  { echo "$maps" | sed 's/^/app /'; echo "$f_maps" | sed 's/^blank_window /conclave-app /; s/^/floor /'; } |
+    awk '$1 == "app" { a[$2 " " $3] += $4 } $1 == "floor" { f[$2 " " $3] += $4 }
+      END { for (k in a) seen[k]; for (k in f) seen[k]
+            for (k in seen) printf "  %-60s %7d %7d %7d\n", k, a[k], f[k], a[k] - f[k] }' |
+    sort -k5 -n -r | head -"${BENCH_MAPS_ROWS:-25}"
+fi
