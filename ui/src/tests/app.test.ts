@@ -78,6 +78,12 @@ async function pickModel(q: Query) {
   await settle();
 }
 
+/** Keeps what `warm_prompt` was asked, in order, and answers as the core would. */
+function recordWarm(warms: Array<Record<string, unknown>>, args: Record<string, unknown>) {
+  warms.push(args.request as Record<string, unknown>);
+  return { prompt_tokens: 9, cached_tokens: 0, decoded_tokens: 9, complete: true };
+}
+
 /** Types into the composer as an input event would. */
 function typer(q: Query) {
   return (text: string) => {
@@ -250,10 +256,7 @@ describe('App with mocked IPC', () => {
     const warms: Array<Record<string, unknown>> = [];
     let channel: Channel<ChatEvent> | null = null;
     withOneModel((cmd, args) => {
-      if (cmd === 'warm_prompt') {
-        warms.push(args.request as Record<string, unknown>);
-        return { prompt_tokens: 9, cached_tokens: 0, decoded_tokens: 9, complete: true };
-      }
+      if (cmd === 'warm_prompt') return recordWarm(warms, args);
       if (cmd === 'start_chat') {
         channel = args.onEvent as Channel<ChatEvent>;
         return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
@@ -295,10 +298,7 @@ describe('App with mocked IPC', () => {
     let channel: Channel<ChatEvent> | null = null;
     let conv: ConversationView | null = null;
     withOneModel((cmd, args) => {
-      if (cmd === 'warm_prompt') {
-        warms.push(args.request as Record<string, unknown>);
-        return { prompt_tokens: 5, cached_tokens: 0, decoded_tokens: 5, complete: true };
-      }
+      if (cmd === 'warm_prompt') return recordWarm(warms, args);
       if (cmd === 'start_chat') {
         channel = args.onEvent as Channel<ChatEvent>;
         return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
@@ -351,10 +351,7 @@ describe('App with mocked IPC', () => {
       ],
     });
     withOneModel((cmd, args) => {
-      if (cmd === 'warm_prompt') {
-        warms.push(args.request as Record<string, unknown>);
-        return { prompt_tokens: 20, cached_tokens: 0, decoded_tokens: 20, complete: true };
-      }
+      if (cmd === 'warm_prompt') return recordWarm(warms, args);
       if (cmd === 'get_conversation') return conversation(args.id as string);
       return null;
     });
