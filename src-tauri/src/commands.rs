@@ -215,13 +215,15 @@ fn send_request(request: ChatRequestDto) -> SendRequest {
     }
 }
 
-/// Reads the message being typed into the loaded model's cache (debounced by the UI), so
-/// that sending it starts answering sooner. Loads nothing: a model that is not loaded the
-/// way `start_chat` would use it is left alone.
+/// Reads the message being typed into the loaded model's cache (one call in flight at a
+/// time, from the UI), so that sending it starts answering sooner; `whole_turn` once
+/// typing has paused, to read the turn's end too. Loads nothing: a model that is not
+/// loaded the way `start_chat` would use it is left alone.
 #[tauri::command]
 pub async fn warm_prompt(
     shell: State<'_, Shell>,
     request: ChatRequestDto,
+    whole_turn: Option<bool>,
 ) -> ApiResult<WarmReportDto> {
     let core = shell.core()?;
     let entry = shell.model(request.model_id.clone()).await?;
@@ -229,7 +231,12 @@ pub async fn warm_prompt(
     let Some(model) = core.loaded_as(&entry.path, &opts).await else {
         return Ok(WarmReportDto::default());
     };
-    let w = core.warm(&model, &send_request(request)).await?;
+    let request = send_request(request);
+    let w = if whole_turn.unwrap_or(false) {
+        core.warm_whole(&model, &request).await?
+    } else {
+        core.warm(&model, &request).await?
+    };
     Ok(WarmReportDto {
         prompt_tokens: w.prompt_tokens,
         cached_tokens: w.cached_tokens,

@@ -173,6 +173,64 @@ async fn a_follow_up_read_while_typed_decodes_only_the_rest() {
     m.unload().await;
 }
 
+/// Once typing has paused, the app reads the message's whole turn (`warm_whole`): sending
+/// the text as it is then decodes one token, the prompt's last, for its logits; where the
+/// text alone was read, the end of its turn is still to decode.
+#[tokio::test]
+async fn once_typing_pauses_the_whole_turn_is_read_and_enter_decodes_one_token() {
+    let (app, m, _dir) = setup().await;
+    let first = send(&app, &m, None, FIRST).await;
+    let text_only = app
+        .warm(&m, &typing(&first.conversation_id, SENT))
+        .await
+        .unwrap();
+    let whole = app
+        .warm_whole(&m, &typing(&first.conversation_id, SENT))
+        .await
+        .unwrap();
+    assert!(whole.complete, "{whole:?}");
+    // ChatML's `<|im_end|>\n<|im_start|>assistant\n`: five tokens after the text.
+    assert!(
+        whole.prompt_tokens >= text_only.prompt_tokens + 4 && whole.decoded_tokens >= 4,
+        "the whole turn {whole:?}, the text alone {text_only:?}"
+    );
+    let follow = send(&app, &m, Some(&first.conversation_id), SENT).await;
+    println!(
+        "after the whole turn was read ({} tokens, {} decoded by it), the send decoded {} of {}",
+        whole.prompt_tokens,
+        whole.decoded_tokens,
+        follow.decoded(),
+        follow.prompt_tokens
+    );
+    assert_eq!(follow.prompt_tokens, whole.prompt_tokens);
+    assert_eq!(
+        follow.decoded(),
+        1,
+        "{} of {}",
+        follow.decoded(),
+        follow.prompt_tokens
+    );
+
+    // Typing on after the pause: the text read is kept, only the turn's end goes.
+    let second = send(&app, &m, Some(&first.conversation_id), FIRST).await;
+    let whole = app
+        .warm_whole(&m, &typing(&second.conversation_id, TYPED))
+        .await
+        .unwrap();
+    let more = app
+        .warm(
+            &m,
+            &typing(&second.conversation_id, &format!("{TYPED}house")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        more.cached_tokens + 8 >= whole.prompt_tokens && more.decoded_tokens <= 4,
+        "after the whole turn {whole:?}, typing on read {more:?}"
+    );
+    m.unload().await;
+}
+
 #[tokio::test]
 async fn after_a_restart_the_history_is_read_while_the_user_types() {
     let (app, m, _dir) = setup().await;

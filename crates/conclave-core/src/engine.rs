@@ -618,6 +618,14 @@ impl LoadedModel {
         self.warm_until(req, WarmUntil::EndOfText).await
     }
 
+    /// Like [`warm`](Self::warm) once typing has stopped: the whole prompt the send would
+    /// have is read, end-of-turn markup and generation prompt included, so that sending the
+    /// text as it is decodes only the prompt's last token again (for its logits). Typing
+    /// on costs those few markup tokens again, which is why it waits for a pause.
+    pub async fn warm_whole(&self, req: &ChatRequest) -> Result<WarmInfo, EngineError> {
+        self.warm_until(req, WarmUntil::EndOfPrompt).await
+    }
+
     /// Like [`warm`](Self::warm) when nothing is typed yet (a conversation just opened, an
     /// answer just ended): the last message's text is ignored, and the history and the new
     /// turn's header are read, so that a message pasted and sent at once decodes only its

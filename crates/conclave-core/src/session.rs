@@ -426,6 +426,25 @@ impl Conclave {
         model: &LoadedModel,
         req: &SendRequest,
     ) -> Result<WarmInfo, CoreError> {
+        self.warm_with(model, req, false).await
+    }
+
+    /// [`warm`](Self::warm) once typing has stopped: the message's whole turn is read, as
+    /// sending it would ([`LoadedModel::warm_whole`]), so that Enter decodes one token.
+    pub async fn warm_whole(
+        &self,
+        model: &LoadedModel,
+        req: &SendRequest,
+    ) -> Result<WarmInfo, CoreError> {
+        self.warm_with(model, req, true).await
+    }
+
+    async fn warm_with(
+        &self,
+        model: &LoadedModel,
+        req: &SendRequest,
+        whole: bool,
+    ) -> Result<WarmInfo, CoreError> {
         let content = req.content.trim();
         if req.regenerate_of.is_some() || req.edit_of.is_some() {
             return Ok(WarmInfo::default());
@@ -445,6 +464,8 @@ impl Conclave {
         let request = chat_request(&req.settings, context);
         Ok(if content.is_empty() {
             model.warm_before_text(&request).await?
+        } else if whole {
+            model.warm_whole(&request).await?
         } else {
             model.warm(&request).await?
         })

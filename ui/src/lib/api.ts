@@ -109,10 +109,11 @@ export function startChat(
 
 /**
  * Reads the message being typed into the loaded model's cache (nothing is answered or
- * saved), so that sending it decodes only what was typed since.
+ * saved), so that sending it decodes only what was typed since. `wholeTurn` once typing
+ * has paused: the turn's end is read too, and sending the text as it is decodes one token.
  */
-export function warmPrompt(request: ChatRequest): Promise<WarmReport> {
-  return call('warm_prompt', { request });
+export function warmPrompt(request: ChatRequest, wholeTurn = false): Promise<WarmReport> {
+  return call('warm_prompt', { request, wholeTurn });
 }
 
 /** Answers a saved question again with the same model, template, sampler and seed. */

@@ -217,19 +217,48 @@ export class ChatStore {
     return this.run({ content: text, parent: leaf?.id ?? null, regenerateOf: null, editOf: null });
   }
 
-  /** What the last warm-up read: the same draft on the same branch is not read twice. */
+  /** What the last warm-up read: the same draft on the same branch is not read twice, nor
+   * its text alone after its whole turn. */
   private warmed = '';
+  private warmedWhole = false;
+  /** A warm-up is in flight; `readAheadNext` is the draft to read once it is done. */
+  private readAheadBusy = false;
+  private readAheadNext: { draft: string; wholeTurn: boolean } | null = null;
 
   /**
-   * Reads the message being typed into the loaded model's cache (the Composer calls this
-   * when typing pauses), so that sending it decodes only what was typed since; in a
+   * Reads `draft` ahead as soon as the model is free (the Composer calls this on every
+   * keystroke): one warm-up in flight at a time, and when it is done, the latest draft, not
+   * each one typed meanwhile. So the cache stays at most one warm-up behind the typing, and
+   * a message sent right after its last keystroke decodes only the last few words. Each
+   * warm-up decodes only what changed since the one before (the worker keeps the shared
+   * prefix), so this reads little more than the message itself. `wholeTurn` when typing
+   * has paused: the turn's end-of-turn markup and generation prompt are read too, so that
+   * Enter decodes a single token (typing on reads those few tokens again).
+   */
+  async readAhead(draft: string, wholeTurn = false): Promise<void> {
+    this.readAheadNext = { draft, wholeTurn };
+    if (this.readAheadBusy) return;
+    this.readAheadBusy = true;
+    try {
+      while (this.readAheadNext !== null) {
+        const next = this.readAheadNext;
+        this.readAheadNext = null;
+        await this.warm(next.draft, next.wholeTurn);
+      }
+    } finally {
+      this.readAheadBusy = false;
+    }
+  }
+
+  /**
+   * Reads the message being typed into the loaded model's cache (through `readAhead`), so that sending it decodes only what was typed since; in a
    * conversation whose cache is gone, the history too. With nothing typed (a conversation
    * opened, an answer ended, a model loaded), the history and the new turn's header are
    * read, so that a message pasted and sent at once decodes only itself. Only for the
    * model that is loaded and selected, and never while an answer streams. A failure here
    * is not the user's concern: the send reports its own.
    */
-  async warm(draft: string): Promise<void> {
+  async warm(draft: string, wholeTurn = false): Promise<void> {
     const text = draft.trim();
     const { loaded, selectedModelId } = this.deps.models;
     if (this.streaming || !loaded || !readAheadEnabled()) return;
@@ -238,9 +267,12 @@ export class ChatStore {
     // A message that is not saved yet has a temporary id the core does not know.
     if (leaf?.id.startsWith('tmp-')) return;
     const settings = $state.snapshot(this.deps.settings.settings) as ChatSettings;
+    // With nothing typed there is no turn to end: the header is all there is to read.
+    const whole = wholeTurn && text.length > 0;
     const key = JSON.stringify([this.conversationId, leaf?.id ?? null, loaded.model_id, text, settings]);
-    if (key === this.warmed) return;
+    if (key === this.warmed && (this.warmedWhole || !whole)) return;
     this.warmed = key;
+    this.warmedWhole = whole;
     const request: ChatRequest = {
       conversation_id: this.conversationId,
       parent_id: leaf?.id ?? null,
@@ -251,7 +283,7 @@ export class ChatStore {
       edit_of: null,
     };
     try {
-      await api.warmPrompt(request);
+      await api.warmPrompt(request, whole);
     } catch {
       this.warmed = '';
     }

@@ -80,7 +80,7 @@ async function pickModel(q: Query) {
 
 /** Keeps what `warm_prompt` was asked, in order, and answers as the core would. */
 function recordWarm(warms: Array<Record<string, unknown>>, args: Record<string, unknown>) {
-  warms.push(args.request as Record<string, unknown>);
+  warms.push({ ...(args.request as Record<string, unknown>), wholeTurn: args.wholeTurn });
   return { prompt_tokens: 9, cached_tokens: 0, decoded_tokens: 9, complete: true };
 }
 
@@ -252,11 +252,16 @@ describe('App with mocked IPC', () => {
     expect(q('thinking')!.dataset.state).toBe('expanded');
   });
 
-  it('reads the message ahead when typing pauses, once per text, never while an answer streams', async () => {
+  it('reads the message ahead as it is typed, one read at a time, and its whole turn when typing pauses; never while an answer streams', async () => {
     const warms: Array<Record<string, unknown>> = [];
+    // Each read ends when the test says so, as a worker busy decoding would.
+    const reading: Array<() => void> = [];
     let channel: Channel<ChatEvent> | null = null;
     withOneModel((cmd, args) => {
-      if (cmd === 'warm_prompt') return recordWarm(warms, args);
+      if (cmd === 'warm_prompt') {
+        const report = recordWarm(warms, args);
+        return new Promise((resolve) => reading.push(() => resolve(report)));
+      }
       if (cmd === 'start_chat') {
         channel = args.onEvent as Channel<ChatEvent>;
         return { request_id: 'r1', conversation_id: 'c1', user_message_id: 'u1', assistant_message_id: 'a1' };
@@ -265,32 +270,51 @@ describe('App with mocked IPC', () => {
     });
     const { q } = await start();
     const type = typer(q);
-    // Nothing is read before a model is loaded.
+    const read = () => warms.map((w) => [w.content, w.wholeTurn]);
+    const finishRead = async () => {
+      reading.shift()!();
+      await settle(5);
+    };
+    // Nothing is read before a model is loaded; once it is, the turn typed so far.
     type('Why');
     await settle(80);
     expect(warms).toEqual([]);
     await pickModel(q);
-
-    // Keystrokes closer than the pause read nothing; the pause reads the text so far.
-    type('Why is');
-    await new Promise((r) => setTimeout(r, 100));
-    type('Why is the sky blue? ');
-    await new Promise((r) => setTimeout(r, 100));
-    expect(warms).toEqual([]);
     await settle(80);
-    expect(warms).toHaveLength(1);
-    expect(warms[0]).toMatchObject({ content: 'Why is the sky blue?', conversation_id: null, parent_id: null, model_id: 'm1', regenerate_of: null, edit_of: null });
-    // The same text again (a space added) is not read twice.
+    expect(read()).toEqual([['Why', true]]);
+    expect(warms[0]).toMatchObject({ conversation_id: null, parent_id: null, model_id: 'm1', regenerate_of: null, edit_of: null });
+
+    // While a read is in flight, keystrokes wait; then only the latest text is read, at
+    // once, without its turn's end.
+    type('Why is');
+    type('Why is the');
+    type('Why is the sky blue? ');
+    await settle(5);
+    expect(read()).toHaveLength(1);
+    await finishRead();
+    expect(read()).toEqual([['Why', true], ['Why is the sky blue?', false]]);
+    await finishRead();
+    // Typing has paused: the whole turn is read.
+    await settle(80);
+    expect(read().slice(2)).toEqual([['Why is the sky blue?', true]]);
+    await finishRead();
+    // The same text again (a space added) is not read again, in part or whole.
     type('Why is the sky blue?  ');
     await settle(80);
-    expect(warms).toHaveLength(1);
+    expect(warms).toHaveLength(3);
+    // With nothing in flight, a keystroke is read at once, without waiting for a pause.
+    type('Why is the sky blue? Why');
+    await settle(5);
+    expect(read().slice(3)).toEqual([['Why is the sky blue? Why', false]]);
+    await finishRead();
 
     (q('send') as HTMLButtonElement).click();
     await settle();
     expect(channel).not.toBeNull();
+    // Sending empties the box, which reads nothing; nor does typing while the answer streams.
     type('And at sunset');
     await settle(80);
-    expect(warms).toHaveLength(1);
+    expect(warms).toHaveLength(4);
   });
 
   it('reads the conversation ahead while nothing is typed: once its model is loaded and when an answer has ended', async () => {
@@ -314,14 +338,15 @@ describe('App with mocked IPC', () => {
     expect(warms).toHaveLength(1);
     expect(warms[0]).toMatchObject({ content: '', conversation_id: null, parent_id: null, model_id: 'm1' });
 
-    // Pasted and sent at once: nothing of the text was read ahead.
+    // Pasted and sent at once: the paste is read at once, before the send.
     type('Why is the sky blue?');
     (q('send') as HTMLButtonElement).click();
     await settle();
-    expect(warms).toHaveLength(1);
+    expect(warms).toHaveLength(2);
+    expect(warms[1]).toMatchObject({ content: 'Why is the sky blue?', conversation_id: null, parent_id: null });
     channel!.onmessage({ type: 'token', text: 'Rayleigh scattering.' });
     await settle(80);
-    expect(warms).toHaveLength(1);
+    expect(warms).toHaveLength(2);
 
     conv = {
       id: 'c1', title: 'Sky', system_prompt: '', settings: null, current_leaf_id: 'a1',
@@ -335,10 +360,10 @@ describe('App with mocked IPC', () => {
     await settle(80);
     expect(chatStore.streaming).toBe(false);
     // The answer has ended: the next turn's header is read, on the answer's branch.
-    expect(warms).toHaveLength(2);
-    expect(warms[1]).toMatchObject({ content: '', conversation_id: 'c1', parent_id: 'a1', model_id: 'm1' });
+    expect(warms).toHaveLength(3);
+    expect(warms[2]).toMatchObject({ content: '', conversation_id: 'c1', parent_id: 'a1', model_id: 'm1' });
     await settle(80);
-    expect(warms).toHaveLength(2);
+    expect(warms).toHaveLength(3);
   });
 
   it('reads a conversation ahead once it is opened, not one only passed through', async () => {
@@ -393,7 +418,8 @@ describe('App with mocked IPC', () => {
     flushSync();
     type('Why is the sea blue?');
     await settle(80);
-    expect(warms).toBe(1);
+    // The text as typed, then its whole turn once typing paused.
+    expect(warms).toBe(2);
   });
 
   it('keeps the thinking block open when the user is reading it', async () => {

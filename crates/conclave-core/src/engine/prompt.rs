@@ -41,6 +41,10 @@ pub enum WarmUntil<'a> {
     /// Before the message's text, which is this placeholder: nothing is typed yet, and the
     /// history and the new turn's header are read.
     StartOfText(&'a str),
+    /// The whole prompt the send would have, end-of-turn markup and generation prompt too:
+    /// typing has stopped, and sending the text as it is decodes only the last token again
+    /// (for its logits).
+    EndOfPrompt,
 }
 
 /// The reasoning format a template implies: detected from the model's own template, or
@@ -168,11 +172,14 @@ impl Prepared {
     }
 
     /// What a warm-up decodes of a rendered prompt whose last message is the one being
-    /// typed: everything up to the end of its text. The end-of-turn markup, the generation
-    /// prompt and any prefill come after it and wait for the send. `None` when no message
-    /// text was rendered.
+    /// typed: everything up to the end of its text, or up to its start, or all of it
+    /// (`until`). While the text still grows, the end-of-turn markup, the generation prompt
+    /// and any prefill come after it and wait. `None` when no message text was rendered.
     pub fn warm_segments(rendered: &Rendered, until: WarmUntil<'_>) -> Option<Vec<PromptSegment>> {
         let last_text = rendered.segments.iter().rposition(|s| !s.special)?;
+        if matches!(until, WarmUntil::EndOfPrompt) {
+            return Some(rendered.segments.clone());
+        }
         let mut segments = rendered.segments[..=last_text].to_vec();
         if let WarmUntil::StartOfText(placeholder) = until {
             // The placeholder is only there so that the template writes the turn's header;
@@ -362,6 +369,26 @@ mod tests {
         later.last_mut().unwrap().content = format!("{typed}house's lamp?");
         let sent = p.render(&later, &ready("", false)).await.unwrap();
         assert!(sent.prompt.starts_with(&text), "{:?}", sent.prompt);
+    }
+
+    #[tokio::test]
+    async fn once_typing_stops_a_warm_up_reads_the_whole_prompt_the_send_has() {
+        let t = custom(QWEN3_LIKE);
+        let typed = "Tell me more about the lamp";
+        let messages = vec![
+            m(Role::User, "What is a lighthouse?"),
+            answered("A tower with a light.", "They ask about towers."),
+            m(Role::User, typed),
+        ];
+        // Thinking off: the engine's empty-thought prefill is part of what is sent.
+        let p = prepare(t, messages, ThinkMode::Off, false, &[]);
+        let r = p.render(&p.messages, &ready("", false)).await.unwrap();
+        let warm = Prepared::warm_segments(&r, WarmUntil::EndOfPrompt).unwrap();
+        assert_eq!(warm, r.segments);
+        let text: String = warm.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(text, r.prompt);
+        assert!(text.contains(&format!("{typed}<|im_end|>")), "{text:?}");
+        assert!(text.trim_end().ends_with("</think>"), "{text:?}");
     }
 
     #[tokio::test]
